@@ -1,0 +1,1 @@
+"""Maintcast broadcaster package."""

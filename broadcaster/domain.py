@@ -1,0 +1,460 @@
+"""The pure domain: catalog, window, override, lifecycle and the status computation.
+
+No I/O and no clock here: every function that depends on time takes ``now`` (an aware
+UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (CONTRACT.md "Time").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CHANNELS = ("link", "token_embedded", "token_modal", "api", "admin")
+Channel = Literal["link", "token_embedded", "token_modal", "api", "admin"]
+Lifecycle = Literal["scheduled", "in_progress", "completed", "cancelled"]
+ComponentStatus = Literal["operational", "under_maintenance"]
+OPERATIONAL: ComponentStatus = "operational"
+UNDER_MAINTENANCE: ComponentStatus = "under_maintenance"
+ALL_METHODS = "*"
+
+MODAL_TEXT_JA = "メンテナンス中です。時間をおいて再度アクセスしてください。"
+"""The card modal's text, verbatim from the 2021 notice's table (CONTRACT.md)."""
+
+
+class InvalidInput(ValueError):
+    """Bad input; ``field`` names the offending field (dotted path), ``message`` says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class NotFound(LookupError):
+    """An unknown window, service or method; ``field`` names what was looked up."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Conflict(RuntimeError):
+    """A write that the current state forbids (id exists, window completed, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class LocalText(BaseModel):
+    """A text in Japanese and/or English (``{"ja": ..., "en": ...}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ja: str | None = Field(None, max_length=4000)
+    en: str | None = Field(None, max_length=4000)
+
+    def pick(self, lang: str) -> str:
+        """The text in ``lang``, falling back to the other language, else ``""``."""
+        first, second = (self.en, self.ja) if lang == "en" else (self.ja, self.en)
+        return first or second or ""
+
+
+DEFAULT_MESSAGES: dict[str, LocalText] = {
+    "link": LocalText(
+        ja="クロネコwebコレクト メンテナンスのお知らせ: ただいまメンテナンス中のため、"
+        "お支払い手続きができません。メンテナンス終了後に再度お手続きください。",
+        en="Scheduled maintenance: payment cannot be completed right now. "
+        "Please try again after the maintenance.",
+    ),
+    "token_embedded": LocalText(
+        ja="メンテナンス中です(エラーコード Z010000000)。時間をおいて再度アクセスしてください。",
+        en="Under maintenance (error code Z010000000). Please try again later.",
+    ),
+    "token_modal": LocalText(
+        ja=MODAL_TEXT_JA, en="Under maintenance. Please try again later."
+    ),
+    "api": LocalText(
+        ja="メンテナンス中です(エラーコード Z010000000)。時間をおいて再度アクセスしてください。",
+        en="Under maintenance (error code Z010000000). Please try again later.",
+    ),
+    "admin": LocalText(
+        ja="クロネコwebコレクト メンテナンスのお知らせ", en="Scheduled maintenance notice"
+    ),
+}
+"""Built-in ja/en text per channel, worded after the notice; used for channels a window omits."""
+
+
+class Method(BaseModel):
+    """A payment method inside a service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: LocalText = LocalText()
+
+
+class Service(BaseModel):
+    """A product line with its payment methods (method id -> Method), in display order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: LocalText = LocalText()
+    methods: dict[str, Method]
+
+
+class Catalog(BaseModel):
+    """Every service and method known to the deployment (service id -> Service)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    services: dict[str, Service] = {}
+
+    def components(self) -> list[tuple[str, str]]:
+        """Every (service, method) pair, in catalog order."""
+        return [(s, m) for s, svc in self.services.items() for m in svc.methods]
+
+    def expand(self, affected: Mapping[str, Iterable[str]] | None) -> frozenset[tuple[str, str]]:
+        """The components named by an ``affected`` map (``["*"]`` = every method; None = all).
+
+        Names not in the catalog are ignored here; validation rejects them on input.
+        """
+        if affected is None:
+            return frozenset(self.components())
+        out: set[tuple[str, str]] = set()
+        for service, methods in affected.items():
+            svc = self.services.get(service)
+            if svc is None:
+                continue
+            names = list(methods)
+            if ALL_METHODS in names:
+                out.update((service, m) for m in svc.methods)
+            else:
+                out.update((service, m) for m in names if m in svc.methods)
+        return frozenset(out)
+
+    def scope(self, service: str | None, method: str | None) -> frozenset[tuple[str, str]]:
+        """The components in a scope; raises NotFound naming ``service`` or ``method``."""
+        if service is None:
+            if method is not None:
+                raise InvalidInput("method", "method needs service")
+            return frozenset(self.components())
+        svc = self.services.get(service)
+        if svc is None:
+            raise NotFound("service", f"unknown service {service!r}")
+        if method is None:
+            return frozenset((service, m) for m in svc.methods)
+        if method not in svc.methods:
+            raise NotFound("method", f"unknown method {method!r} of service {service!r}")
+        return frozenset({(service, method)})
+
+
+class Span(BaseModel):
+    """A start/end pair as recorded in history (UTC instants)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    starts_at: datetime
+    ends_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    """One recorded change of a window (CONTRACT.md ``history[]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    at: datetime
+    change: Literal["rescheduled", "updated", "cancelled", "ended_early"]
+    from_: Span | None = Field(None, alias="from")
+    to: Span | None = None
+    actor: str | None = Field(None, max_length=200)
+    reason: str | None = Field(None, max_length=2000)
+
+
+class Window(BaseModel):
+    """A scheduled maintenance, validated: instants are aware UTC, ``affected`` is in the catalog.
+
+    ``cancelled`` is the only stored lifecycle fact; the rest follows from ``now``
+    (see :func:`lifecycle`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: LocalText
+    description: LocalText = LocalText()
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    announce_at: datetime
+    affected: dict[str, tuple[str, ...]]
+    error_code: str
+    messages: dict[str, LocalText]
+    cancelled: bool = False
+    history: tuple[HistoryEntry, ...] = ()
+
+    def covers(self, catalog: Catalog) -> frozenset[tuple[str, str]]:
+        """The components this window puts under maintenance."""
+        return catalog.expand(self.affected)
+
+    def touches(self, service: str | None, method: str | None) -> bool:
+        """Whether ``affected`` names the scope (used to scope ``active``/``upcoming``)."""
+        if service is None:
+            return True
+        methods = self.affected.get(service)
+        if not methods:
+            return False
+        return method is None or method in methods or ALL_METHODS in methods
+
+    def reschedules(self) -> int:
+        """How many times the window was rescheduled (iCalendar SEQUENCE, RFC 5545 3.8.7.4)."""
+        return sum(1 for h in self.history if h.change == "rescheduled")
+
+
+def lifecycle(window: Window, now: datetime) -> Lifecycle:
+    """``scheduled`` -> ``in_progress`` (at ``starts_at``) -> ``completed`` (at ``ends_at``).
+
+    Cancelled windows stay ``cancelled`` whatever ``now`` is.
+    """
+    if window.cancelled:
+        return "cancelled"
+    if now < window.starts_at:
+        return "scheduled"
+    if now < window.ends_at:
+        return "in_progress"
+    return "completed"
+
+
+def is_public(window: Window, now: datetime) -> bool:
+    """Whether the window is announced (``announce_at <= now``)."""
+    return window.announce_at <= now
+
+
+class Override(BaseModel):
+    """A manual ops decision that beats the schedule until cleared or ``expires_at`` (UTC).
+
+    ``affected`` None means every component.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["maintenance", "normal"]
+    affected: dict[str, tuple[str, ...]] | None = None
+    reason: str = Field(max_length=2000)
+    actor: str | None = None
+    set_at: datetime
+    expires_at: datetime | None = None
+
+    def holds_at(self, now: datetime) -> bool:
+        """Whether the override is still in force at ``now`` (half-open like windows)."""
+        return self.expires_at is None or now < self.expires_at
+
+    def touches(self, service: str | None, method: str | None) -> bool:
+        """Whether the override's scope meets the given scope."""
+        if self.affected is None or service is None:
+            return True
+        methods = self.affected.get(service)
+        if not methods:
+            return False
+        return method is None or method in methods or ALL_METHODS in methods
+
+
+@dataclass(frozen=True)
+class StatusCore:
+    """The computed part of a status (everything but ``seq``, ``as_of``, ``cause``, ``stale``).
+
+    ``components`` maps service -> method -> status; ``active`` and ``upcoming`` are ordered
+    by ``starts_at``; ``until`` and ``error_code`` are None when ``state`` is normal.
+    """
+
+    state: Literal["normal", "maintenance"]
+    until: datetime | None
+    error_code: str | None
+    components: dict[str, dict[str, ComponentStatus]]
+    active: tuple[Window, ...]
+    upcoming: tuple[Window, ...]
+    override: Override | None
+
+
+def _under_maintenance(
+    catalog: Catalog,
+    windows: Iterable[Window],
+    override: Override | None,
+    at: datetime,
+) -> frozenset[tuple[str, str]]:
+    """Components under maintenance at ``at``: windows in progress, then the override on top."""
+    down: set[tuple[str, str]] = set()
+    for w in windows:
+        if not w.cancelled and w.starts_at <= at < w.ends_at:
+            down |= w.covers(catalog)
+    if override is not None and override.holds_at(at):
+        covered = catalog.expand(override.affected)
+        down = down | covered if override.mode == "maintenance" else down - covered
+    return frozenset(down)
+
+
+def compute_status(
+    catalog: Catalog,
+    windows: Iterable[Window],
+    override: Override | None,
+    now: datetime,
+    *,
+    default_error_code: str,
+    service: str | None = None,
+    method: str | None = None,
+) -> StatusCore:
+    """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+
+    ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
+    the earliest instant >= ``now`` at which the scope would be normal (CONTRACT.md "Status
+    object"); None when normal or while an override without expiry holds maintenance.
+
+    Raises:
+        NotFound: unknown ``service`` or ``method``.
+    """
+    scope = catalog.scope(service, method)
+    live = [w for w in windows if not w.cancelled]
+    if override is not None and not override.holds_at(now):
+        override = None
+    down = _under_maintenance(catalog, live, override, now) & scope
+
+    components: dict[str, dict[str, ComponentStatus]] = {}
+    for s, m in catalog.components():
+        if (s, m) in scope:
+            components.setdefault(s, {})[m] = UNDER_MAINTENANCE if (s, m) in down else OPERATIONAL
+
+    active = tuple(
+        sorted(
+            (w for w in live if w.starts_at <= now < w.ends_at and w.touches(service, method)),
+            key=lambda w: (w.starts_at, w.id),
+        )
+    )
+    upcoming = tuple(
+        sorted(
+            (
+                w
+                for w in live
+                if is_public(w, now) and now < w.starts_at and w.touches(service, method)
+            ),
+            key=lambda w: (w.starts_at, w.id),
+        )
+    )
+    shown_override = override if override is not None and override.touches(service, method) else None
+
+    if not down:
+        return StatusCore("normal", None, None, components, active, upcoming, shown_override)
+
+    error_code = default_error_code
+    for w in active:  # earliest-started window that really holds a component down wins
+        if w.covers(catalog) & down:
+            error_code = w.error_code
+            break
+    until = _until(catalog, active + upcoming, override, now, scope)
+    return StatusCore("maintenance", until, error_code, components, active, upcoming, shown_override)
+
+
+def _until(
+    catalog: Catalog,
+    windows: tuple[Window, ...],
+    override: Override | None,
+    now: datetime,
+    scope: frozenset[tuple[str, str]],
+) -> datetime | None:
+    """The first end-type boundary after ``now`` at which nothing in ``scope`` is down."""
+    candidates = {w.ends_at for w in windows if w.ends_at > now}
+    if override is not None and override.expires_at is not None and override.expires_at > now:
+        candidates.add(override.expires_at)
+    for t in sorted(candidates):
+        if not _under_maintenance(catalog, windows, override, t) & scope:
+            return t
+    return None
+
+
+def boundaries_after(
+    windows: Iterable[Window], override: Override | None, now: datetime
+) -> list[datetime]:
+    """Every instant > ``now`` at which the status may change (start, end, announce, expiry).
+
+    Sorted, without duplicates; the worker schedules one job per instant.
+    """
+    out: set[datetime] = set()
+    for w in windows:
+        if w.cancelled:
+            continue
+        out.update(t for t in (w.announce_at, w.starts_at, w.ends_at) if t > now)
+    if override is not None and override.expires_at is not None and override.expires_at > now:
+        out.add(override.expires_at)
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Why a status was published (CONTRACT.md ``cause``); ``type`` is an event type."""
+
+    type: str
+    window_id: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a time-driven classification needs of a status: window ids and the override."""
+
+    active: frozenset[str]
+    upcoming: frozenset[str]
+    override_expires_at: datetime | None
+    has_override: bool
+
+    @classmethod
+    def of(cls, core: StatusCore) -> Summary:
+        """The summary of a computed status."""
+        ov = core.override
+        return cls(
+            frozenset(w.id for w in core.active),
+            frozenset(w.id for w in core.upcoming),
+            ov.expires_at if ov else None,
+            ov is not None,
+        )
+
+
+def time_driven_cause(
+    old: Summary,
+    new: StatusCore,
+    windows: Mapping[str, Window],
+    now: datetime,
+    grace_s: float,
+) -> Cause:
+    """Classify a change that time alone made, from the old and new status.
+
+    A window starting wins over one ending at the same instant (one event per boundary,
+    typed after the window that starts); then ended, announced, override expired. When the
+    boundary lies more than ``grace_s`` seconds before ``now`` nobody published it in time
+    and the type is ``reconciled`` (CONTRACT.md "Event types").
+    """
+    new_active = {w.id for w in new.active}
+    new_upcoming = {w.id for w in new.upcoming}
+    started = sorted(new_active - old.active, key=lambda i: (windows[i].starts_at, i))
+    ended = sorted(old.active - new_active, key=lambda i: (_end_of(windows.get(i)), i))
+    announced = sorted(new_upcoming - old.upcoming - new_active)
+    kind: str
+    window_id: str | None = None
+    boundary: datetime | None = None
+    if started:
+        kind, window_id = "maintenance.started", started[0]
+        boundary = windows[window_id].starts_at
+    elif ended:
+        kind, window_id = "maintenance.ended", ended[-1]
+        w = windows.get(window_id)
+        boundary = min(w.ends_at, now) if w is not None else None
+    elif announced:
+        kind, window_id = "maintenance.announced", announced[0]
+        boundary = windows[window_id].announce_at
+    elif old.has_override and new.override is None and old.override_expires_at is not None:
+        kind, boundary = "override.expired", old.override_expires_at
+    else:
+        kind = "reconciled"
+    if boundary is not None and (now - boundary).total_seconds() > grace_s:
+        kind = "reconciled"
+    return Cause(kind, window_id)
+
+
+def _end_of(window: Window | None) -> datetime:
+    return window.ends_at if window is not None else datetime.max.replace(tzinfo=UTC)

@@ -1,0 +1,73 @@
+"""Every Redis key and channel name, under one configurable, hash-tagged prefix.
+
+Keys are ``{<prefix>}:<name>``: the braces are a Redis Cluster hash tag, so every key
+lives in one slot and MULTI/EXEC over them is allowed (Redis Cluster spec, "Hash tags").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one deployment (``prefix`` = ``MAINTCAST_KEY_PREFIX``)."""
+
+    prefix: str = "maintcast"
+
+    def _k(self, name: str) -> str:
+        return f"{{{self.prefix}}}:{name}"
+
+    @property
+    def windows(self) -> str:
+        """Hash: window id -> window JSON."""
+        return self._k("windows")
+
+    @property
+    def catalog(self) -> str:
+        """String: catalog JSON."""
+        return self._k("catalog")
+
+    @property
+    def contact(self) -> str:
+        """String: contact JSON (optional)."""
+        return self._k("contact")
+
+    @property
+    def override(self) -> str:
+        """String: override JSON; absent when no override holds."""
+        return self._k("override")
+
+    @property
+    def status(self) -> str:
+        """String: the last published full status JSON."""
+        return self._k("status")
+
+    @property
+    def seq(self) -> str:
+        """Integer: the last published seq (absent = 0)."""
+        return self._k("seq")
+
+    @property
+    def events(self) -> str:
+        """Stream: one entry per published event, entry id ``<seq>-0``, capped."""
+        return self._k("events")
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel: every published status JSON."""
+        return self._k("changes")
+
+    @property
+    def worker_heartbeat(self) -> str:
+        """String with TTL: the last worker heartbeat (UTC instant)."""
+        return self._k("worker:heartbeat")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The keys a status computation reads; WATCHed by every publish."""
+        return (self.windows, self.catalog, self.override, self.status, self.seq)
+
+
+WORKER_HEARTBEAT_TTL_S = 15
+"""Seconds a worker heartbeat stays fresh (``maintcast worker check``)."""

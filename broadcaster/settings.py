@@ -1,0 +1,38 @@
+"""Process configuration from the environment (prefix ``MAINTCAST_``), built once at the edge."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
+
+    Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``) or
+    milliseconds (``retry_ms``) as their names say.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MAINTCAST_", extra="ignore")
+
+    redis_url: str | None = None
+    key_prefix: str = Field("maintcast", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    timezone: str = "Asia/Tokyo"
+    error_code: str = Field("Z010000000", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    tokens: str = ""
+    tokens_file: str | None = None
+    cors_origins: str = ""
+    ping_s: float = Field(15.0, gt=0)
+    retry_ms: int = Field(3000, ge=0)
+    event_retention: int = Field(10_000, ge=10)
+    max_window_s: int = Field(604_800, gt=0)
+    misfire_grace_s: float = Field(5.0, ge=0)
+    client_queue: int = Field(64, ge=1)
+    gate_bypass_secret: str | None = None
+    url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """``cors_origins`` split on commas, blanks dropped."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -1,0 +1,392 @@
+"""The only module that talks to Redis: reads, the atomic publish, the event log, pub/sub.
+
+Every publish is one WATCH/MULTI transaction over the keys the status is computed from
+(``Keys.inputs``): the status, its event-log entry and its pub/sub message carry the same
+``seq``, and a concurrent writer makes the loser retry on fresh data, so a time-driven change
+that another process already published is found equal and publishes nothing. WATCH/MULTI
+was chosen over Lua because it behaves the same on real Redis and on fakeredis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from broadcaster import codec
+from broadcaster.domain import (
+    Catalog,
+    Cause,
+    HistoryEntry,
+    Override,
+    Span,
+    Window,
+    compute_status,
+    time_driven_cause,
+)
+from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
+from broadcaster.validation import Contact, Defaults, Schedule
+
+log = logging.getLogger(__name__)
+
+Redis = aioredis.Redis
+MAX_ATTEMPTS = 200
+
+
+def connect(url: str | None) -> tuple[Redis, bool]:
+    """A client for ``url``, or an embedded in-memory Redis (fakeredis) when ``url`` is None.
+
+    Returns ``(client, embedded)``; the caller owns and closes the client.
+    """
+    if url:
+        return aioredis.Redis.from_url(url, health_check_interval=10), False
+    import fakeredis  # the embedded default only; never used with a real Redis
+
+    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), True
+
+
+@dataclass
+class State:
+    """Everything a status is computed from, as read inside one transaction."""
+
+    catalog: Catalog
+    windows: dict[str, Window]
+    override: Override | None
+    status: codec.Doc | None
+    seq: int
+
+
+@dataclass
+class Plan:
+    """What one transaction writes: changed inputs and the events to publish, in order.
+
+    Each event is a cause plus the state to compute its status from (windows, override,
+    catalog after that step).
+    """
+
+    windows: dict[str, Window] = field(default_factory=dict)
+    catalog: Catalog | None = None
+    contact: Contact | None = None
+    override: Override | None = None
+    set_override: bool = False
+    events: list[tuple[Cause, State]] = field(default_factory=list)
+
+
+class Store:
+    """Maintcast's data in Redis under one key prefix (see :mod:`broadcaster.keys`).
+
+    The store does not own ``redis``: whoever created the client closes it.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        defaults: Defaults,
+        grace_s: float = 5.0,
+        retention: int = 10_000,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.defaults = defaults
+        self.grace_s = grace_s
+        self.retention = retention
+
+    # -- reads ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(raw: list[Any]) -> State:
+        raw_windows, raw_catalog, raw_override, raw_status, raw_seq = raw
+        return State(
+            catalog=Catalog.model_validate_json(raw_catalog) if raw_catalog else Catalog(),
+            windows={
+                w.id: w
+                for w in (codec.window_from_doc(codec.loads(v)) for v in raw_windows.values())
+            },
+            override=codec.override_from_doc(codec.loads(raw_override)) if raw_override else None,
+            status=codec.loads(raw_status) if raw_status else None,
+            seq=int(raw_seq or 0),
+        )
+
+    async def state(self) -> State:
+        """A consistent read of all inputs (one MULTI, no WATCH)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k.windows).get(k.catalog).get(k.override).get(k.status).get(k.seq)
+            return self._parse(await pipe.execute())
+
+    async def status(self, now: datetime) -> codec.Doc:
+        """The last published status, or (``seq`` 0) the one computed at ``now`` if none was."""
+        raw = await self.redis.get(self.keys.status)
+        if raw:
+            return codec.loads(raw)  # type: ignore[no-any-return]
+        st = await self.state()
+        return self._doc(st, 0, now, None)
+
+    async def catalog(self) -> Catalog:
+        """The stored catalog (empty before any import)."""
+        raw = await self.redis.get(self.keys.catalog)
+        return Catalog.model_validate_json(raw) if raw else Catalog()
+
+    async def contact(self) -> Contact | None:
+        """The stored contact block, if any."""
+        raw = await self.redis.get(self.keys.contact)
+        return Contact.model_validate_json(raw) if raw else None
+
+    async def windows(self) -> dict[str, Window]:
+        """Every stored window by id."""
+        raw = await self.redis.hgetall(self.keys.windows)
+        return {
+            w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())
+        }
+
+    async def events(self, after: int, limit: int) -> list[codec.Doc]:
+        """Event-log entries with seq > ``after``, oldest first, at most ``limit``."""
+        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=limit)
+        return [codec.loads(fields[b"e"]) for _, fields in rows]
+
+    async def replay(self, after: int) -> list[bytes] | None:
+        """Status payloads published after seq ``after``, oldest first.
+
+        Returns None when they cannot all be replayed (the gap is beyond the log's
+        retention, or ``after`` is above the current seq because the store was reset):
+        the caller then sends a ``resync``.
+        """
+        seq = int(await self.redis.get(self.keys.seq) or 0)
+        if after > seq or after < 0:
+            return None
+        if after == seq:
+            return []
+        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0")
+        if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
+            return None
+        return [fields[b"s"] for _, fields in rows]
+
+    async def ping(self) -> bool:
+        """Whether Redis answers."""
+        return bool(await self.redis.ping())
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _doc(self, st: State, seq: int, now: datetime, cause: Cause | None) -> codec.Doc:
+        core = compute_status(
+            st.catalog,
+            st.windows.values(),
+            st.override,
+            now,
+            default_error_code=self.defaults.error_code,
+        )
+        return codec.status_doc(core, seq=seq, now=now, cause=cause, zone=self.defaults.timezone)
+
+    def add_due_event(self, st: State, now: datetime, plan: Plan) -> State:
+        """Append the time-driven change due at ``now`` that is not yet published, if any.
+
+        An expired override is dropped with it. Returns the state later steps build on.
+        """
+        expired = st.override is not None and not st.override.holds_at(now)
+        base = State(st.catalog, st.windows, None, st.status, st.seq) if expired else st
+        if expired:
+            plan.override, plan.set_override = None, True
+        if st.status is None:
+            return base
+        core = compute_status(
+            st.catalog,
+            st.windows.values(),
+            st.override,
+            now,
+            default_error_code=self.defaults.error_code,
+        )
+        new = codec.status_doc(core, seq=0, now=now, cause=None, zone=self.defaults.timezone)
+        if not codec.same_status(new, st.status):
+            cause = time_driven_cause(
+                codec.summary_of(st.status), core, st.windows, now, self.grace_s
+            )
+            plan.events.append((cause, base))
+        return base
+
+    async def transact(
+        self, now: datetime, build: Callable[[State], Plan]
+    ) -> list[codec.Doc]:
+        """Run ``build`` on a fresh read and apply its plan atomically; retry on conflict.
+
+        Returns the published status objects, in seq order (empty if nothing changed).
+        ``build`` may raise to abort: nothing is written.
+        """
+        k = self.keys
+        for _ in range(MAX_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(*k.inputs, k.contact)
+                    k = self.keys
+                    st = self._parse(
+                        [
+                            await pipe.hgetall(k.windows),
+                            await pipe.get(k.catalog),
+                            await pipe.get(k.override),
+                            await pipe.get(k.status),
+                            await pipe.get(k.seq),
+                        ]
+                    )
+                    plan = build(st)
+                    if not plan.events and plan.catalog is None and plan.contact is None and not plan.set_override:
+                        await pipe.reset()
+                        return []
+                    pipe.multi()
+                    docs = self._write(pipe, st, plan, now)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            for d in docs:
+                log.info(
+                    "published seq=%s cause=%s window=%s state=%s",
+                    d["seq"], d["cause"]["type"], d["cause"]["window_id"], d["state"],
+                )
+            return docs
+        raise RuntimeError(f"could not publish after {MAX_ATTEMPTS} conflicting attempts")
+
+    def _write(self, pipe: Any, st: State, plan: Plan, now: datetime) -> list[codec.Doc]:
+        k = self.keys
+        for w in plan.windows.values():
+            pipe.hset(k.windows, w.id, codec.dumps(codec.window_doc(w, now)))
+        if plan.catalog is not None:
+            pipe.set(k.catalog, plan.catalog.model_dump_json())
+        if plan.contact is not None:
+            pipe.set(k.contact, plan.contact.model_dump_json(by_alias=True))
+        if plan.set_override:
+            if plan.override is None:
+                pipe.delete(k.override)
+            else:
+                pipe.set(k.override, codec.dumps(codec.override_doc(plan.override, "UTC")))
+        docs: list[codec.Doc] = []
+        seq = st.seq
+        for cause, after in plan.events:
+            seq += 1
+            doc = self._doc(after, seq, now, cause)
+            payload = codec.dumps(doc)
+            entry = {
+                "seq": seq,
+                "at": doc["as_of"],
+                "type": cause.type,
+                "window_id": cause.window_id,
+                "actor": cause.actor,
+                "reason": cause.reason,
+                "state": doc["state"],
+            }
+            pipe.xadd(
+                k.events,
+                {"e": codec.dumps(entry), "s": payload},
+                id=f"{seq}-0",
+                maxlen=self.retention,
+                approximate=False,
+            )
+            pipe.publish(k.channel, payload)
+            docs.append(doc)
+        if docs:
+            pipe.set(k.status, codec.dumps(docs[-1]))
+            pipe.set(k.seq, seq)
+        return docs
+
+    async def reconcile(self, now: datetime) -> list[codec.Doc]:
+        """Publish the time-driven change due at ``now``, if any (the worker's job).
+
+        Two processes reconciling the same boundary publish one event between them.
+        """
+
+        def build(st: State) -> Plan:
+            plan = Plan()
+            self.add_due_event(st, now, plan)
+            return plan
+
+        return await self.transact(now, build)
+
+    async def import_schedule(
+        self, schedule: Schedule, now: datetime, *, actor: str = "import"
+    ) -> list[codec.Doc]:
+        """Store catalog, contact and windows all-or-nothing; idempotent by window id.
+
+        One event per window created (``maintenance.scheduled``) or changed
+        (``rescheduled``/``updated``/``cancelled``); none if nothing changed. History the
+        server already has is kept; a change of times not in the file's history is recorded.
+        """
+
+        def build(st: State) -> Plan:
+            plan = Plan()
+            override = self.add_due_event(st, now, plan).override
+            windows = dict(st.windows)
+            if schedule.catalog != st.catalog:
+                plan.catalog = schedule.catalog
+            plan.contact = schedule.contact
+            for w in schedule.windows:
+                old = windows.get(w.id)
+                merged, cause = _merge(old, w, now, actor)
+                if cause is None:
+                    continue
+                windows[w.id] = merged
+                plan.windows[w.id] = merged
+                plan.events.append(
+                    (cause, State(schedule.catalog, dict(windows), override, None, 0))
+                )
+            if plan.catalog is not None and not plan.windows:
+                after = State(schedule.catalog, windows, override, None, 0)
+                if st.status is None or not codec.same_status(
+                    self._doc(after, 0, now, None), st.status
+                ):
+                    plan.events.append((Cause("maintenance.updated", None, actor), after))
+            return plan
+
+        return await self.transact(now, build)
+
+    async def heartbeat(self, now: datetime, worker_id: str) -> None:
+        """Record that a worker is alive (fresh for ``WORKER_HEARTBEAT_TTL_S`` seconds)."""
+        await self.redis.set(
+            self.keys.worker_heartbeat,
+            f"{worker_id} {now.isoformat()}",
+            ex=WORKER_HEARTBEAT_TTL_S,
+        )
+
+    async def worker_alive(self) -> bool:
+        """Whether some worker's heartbeat is fresh."""
+        return bool(await self.redis.exists(self.keys.worker_heartbeat))
+
+
+def _merge(
+    old: Window | None, new: Window, now: datetime, actor: str
+) -> tuple[Window, Cause | None]:
+    """The window to store when a file brings ``new`` over ``old``, and the event cause."""
+    if old is None:
+        return new, Cause("maintenance.scheduled", new.id, actor)
+    have = {(h.at, h.change) for h in old.history}
+    history = list(old.history) + [h for h in new.history if (h.at, h.change) not in have]
+    moved = (old.starts_at, old.ends_at) != (new.starts_at, new.ends_at)
+    if moved and not any(
+        h.to is not None and (h.to.starts_at, h.to.ends_at) == (new.starts_at, new.ends_at)
+        for h in history
+    ):
+        history.append(
+            HistoryEntry.model_validate(
+                {
+                    "at": now,
+                    "change": "rescheduled",
+                    "from": Span(starts_at=old.starts_at, ends_at=old.ends_at),
+                    "to": Span(starts_at=new.starts_at, ends_at=new.ends_at),
+                    "actor": actor,
+                }
+            )
+        )
+    history.sort(key=lambda h: h.at)
+    merged = new.model_copy(update={"history": tuple(history)})
+    if merged == old:
+        return old, None
+    if merged.cancelled and not old.cancelled:
+        kind = "maintenance.cancelled"
+    elif moved:
+        kind = "maintenance.rescheduled"
+    else:
+        kind = "maintenance.updated"
+    return merged, Cause(kind, new.id, actor)
