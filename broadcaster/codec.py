@@ -12,12 +12,14 @@ from typing import Any
 import orjson
 
 from broadcaster.domain import (
+    Catalog,
     Cause,
     HistoryEntry,
     Override,
     StatusCore,
     Summary,
     Window,
+    compute_status,
     lifecycle,
 )
 from broadcaster.timeparse import format_instant, parse_instant
@@ -26,6 +28,13 @@ Doc = dict[str, Any]
 
 dumps = orjson.dumps
 loads = orjson.loads
+
+
+
+def pretty(doc: Any) -> str:
+    """Indented JSON text for people (the CLI)."""
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
 
 _VOLATILE = ("seq", "as_of", "cause", "stale")
 
@@ -198,3 +207,46 @@ def sse_frame(seq: int, payload: bytes) -> bytes:
 def retry_frame(retry_ms: int) -> bytes:
     """The ``retry:`` line that opens every stream (reconnection time, milliseconds)."""
     return b"retry: %d\n\n" % retry_ms
+
+
+def scoped_doc(
+    doc: Doc,
+    catalog: Catalog,
+    *,
+    service: str | None,
+    method: str | None,
+    default_error_code: str,
+    zone: str,
+) -> Doc:
+    """The view of a full status object restricted to ``service`` [+ ``method``].
+
+    Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
+    its ``as_of``), so every process derives the same view (CONTRACT.md "Scope").
+
+    Raises:
+        NotFound: unknown service or method.
+    """
+    if service is None:
+        catalog.scope(None, method)
+        return doc
+    now = status_instant(doc)
+    windows = [window_from_doc(w) for w in (*doc["active"], *doc["upcoming"])]
+    ov = doc.get("override")
+    core = compute_status(
+        catalog,
+        windows,
+        override_from_doc(ov) if ov else None,
+        now,
+        default_error_code=default_error_code,
+        service=service,
+        method=method,
+    )
+    computed = core_doc(core, now, zone)
+    return {
+        "seq": doc["seq"],
+        "as_of": doc["as_of"],
+        "state": core.state,
+        "cause": doc["cause"],
+        **{k: v for k, v in computed.items() if k != "state"},
+        "stale": doc.get("stale", False),
+    }

@@ -1,0 +1,266 @@
+"""The HTTP API: ``create_app(settings, *, redis=None)`` with lifespan, routes and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broadcaster import codec
+from broadcaster.clock import Clock, SystemClock
+from broadcaster.domain import Conflict, InvalidInput, NotFound, is_public, lifecycle
+from broadcaster.hub import RECONNECT_ERRORS, Event, Hub
+from broadcaster.keys import Keys
+from broadcaster.settings import Settings
+from broadcaster.store import Redis, Store, connect
+from broadcaster.validation import Defaults
+
+log = logging.getLogger(__name__)
+
+Background = Callable[[Store, Clock], AbstractAsyncContextManager[Any]]
+"""A companion run for the app's lifetime (e.g. the in-process worker of ``serve``)."""
+
+LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
+
+
+def make_store(settings: Settings, redis: Redis) -> Store:
+    """The store for ``settings`` over a client the caller owns."""
+    return Store(
+        redis,
+        keys=Keys(settings.key_prefix),
+        defaults=Defaults(settings.timezone, settings.error_code, settings.max_window_s),
+        grace_s=settings.misfire_grace_s,
+        retention=settings.event_retention,
+    )
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    """The JSON error shape of CONTRACT.md: ``{"error": {"code", "message", "field"}}``."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    clock: Clock | None = None,
+    background: tuple[Background, ...] = (),
+) -> FastAPI:
+    """Build the ASGI app. A ``redis`` passed in is not closed; one made here is.
+
+    Without ``redis`` and without ``settings.redis_url`` it uses an embedded in-memory store.
+    """
+    clock = clock or SystemClock()
+    owned = redis is None
+    if redis is None:
+        redis, embedded = connect(settings.redis_url)
+        if embedded:
+            log.warning("no MAINTCAST_REDIS_URL: using an embedded in-memory store")
+    store = make_store(settings, redis)
+    hub = Hub(store, clock, queue_size=settings.client_queue, zone=settings.timezone)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        listener = asyncio.create_task(hub.run(), name="maintcast-hub")
+        await hub.wait_ready(5.0)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for run in background:
+                    await stack.enter_async_context(run(store, clock))
+                yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            if owned:
+                await redis.aclose()
+
+    app = FastAPI(title="Maintcast", version="0.1.0", lifespan=lifespan)
+    app.state.store, app.state.hub, app.state.clock = store, hub, clock
+    _errors(app)
+
+    def scoped(ev: Event, service: str | None, method: str | None) -> codec.Doc:
+        doc = ev.view((service, method), hub.scope_view)[0]
+        return {**doc, "stale": hub.stale} if hub.stale else doc
+
+    @app.get("/v1/status")
+    async def get_status(
+        request: Request, service: str | None = None, method: str | None = None
+    ) -> Response:
+        hub.catalog.scope(service, method)
+        ev = await hub.snapshot()
+        etag = f'"{ev.seq}"'
+        if request.headers.get("if-none-match") == etag and not hub.stale:
+            return Response(status_code=304, headers={"ETag": etag})
+        body = scoped(ev, service, method)
+        return Response(codec.dumps(body), media_type="application/json", headers={"ETag": etag})
+
+    @app.get("/v1/stream")
+    async def get_stream(
+        service: str | None = None,
+        method: str | None = None,
+        last_event_id: Annotated[str | None, Query()] = None,
+        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> EventSourceResponse:
+        hub.catalog.scope(service, method)
+        resume = last_event_id_header if last_event_id_header is not None else last_event_id
+        sub = hub.subscribe()
+        return EventSourceResponse(
+            _stream(hub, store, sub, (service, method), resume, settings.retry_ms),
+            ping=settings.ping_s,
+            send_timeout=10.0,
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @app.get("/v1/windows")
+    async def list_windows(status: str | None = None) -> Response:
+        if status is not None and status not in LIFECYCLES:
+            raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
+        now = clock.now()
+        windows = sorted(
+            (w for w in (await store.windows()).values() if is_public(w, now)),
+            key=lambda w: (w.starts_at, w.id),
+        )
+        docs = [
+            codec.window_doc(w, now)
+            for w in windows
+            if status is None or lifecycle(w, now) == status
+        ]
+        return Response(codec.dumps({"windows": docs}), media_type="application/json")
+
+    @app.get("/v1/windows/{window_id}")
+    async def get_window(window_id: str) -> Response:
+        now = clock.now()
+        w = (await store.windows()).get(window_id)
+        if w is None or not is_public(w, now):
+            raise NotFound("id", f"unknown window {window_id!r}")
+        return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
+
+    @app.get("/v1/events")
+    async def list_events(
+        after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1)] = 100
+    ) -> Response:
+        events = await store.events(after, min(limit, 1000))
+        return Response(codec.dumps({"events": events}), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await asyncio.wait_for(store.ping(), 1.0)
+        except RECONNECT_ERRORS as exc:
+            return error(503, "redis_unreachable", f"redis unreachable: {exc}")
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+async def _stream(
+    hub: Hub,
+    store: Store,
+    sub: Any,
+    scope: tuple[str | None, str | None],
+    resume: str | None,
+    retry_ms: int,
+) -> AsyncIterator[bytes]:
+    """The body of one SSE stream (WHATWG HTML "Server-sent events"): ``retry:``, then the
+    snapshot or the replay after ``Last-Event-ID``, then every change newer than what was
+    sent. Scoped streams skip events that leave their view unchanged."""
+    try:
+        yield codec.retry_frame(retry_ms)
+        last_seq, last_view = -1, None
+        replay = await _replay(hub, store, resume)
+        if replay is None:  # no resume point: the current status, or a resync
+            ev = await hub.snapshot()
+            doc, frame = ev.view(scope, hub.scope_view)
+            if resume is not None:
+                doc = {**doc, "cause": {"type": "resync", "window_id": None, "actor": None,
+                                        "reason": None}}
+                frame = codec.sse_frame(ev.seq, codec.dumps(doc))
+            yield frame
+            last_seq, last_view = ev.seq, doc
+        else:
+            last_seq = int(resume or 0)
+            for ev in replay:
+                doc, frame = ev.view(scope, hub.scope_view)
+                if (
+                    scope == (None, None)
+                    or last_view is None
+                    or not codec.same_status(doc, last_view)
+                ):
+                    yield frame
+                last_seq, last_view = ev.seq, doc
+        while not sub.dropped:
+            ev = await sub.queue.get()
+            if ev.seq <= last_seq:
+                continue
+            doc, frame = ev.view(scope, hub.scope_view)
+            last_seq = ev.seq
+            if scope != (None, None) and last_view is not None and codec.same_status(
+                doc, last_view
+            ):
+                continue
+            last_view = doc
+            yield frame
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def _replay(hub: Hub, store: Store, resume: str | None) -> list[Event] | None:
+    """Events after ``resume`` from the log; None when a snapshot (or resync) is due."""
+    if resume is None or not resume.strip().isdigit():
+        return None
+    try:
+        payloads = await store.replay(int(resume))
+    except RECONNECT_ERRORS:
+        return None
+    if payloads is None:
+        return None
+    return [Event(codec.loads(p), p) for p in payloads]
+
+
+def _errors(app: FastAPI) -> None:
+    """Map domain errors and validation errors to the JSON error shape, in one place."""
+
+    @app.exception_handler(InvalidInput)
+    async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return error(422, "invalid", exc.message, exc.field)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return error(404, "not_found", exc.message, exc.field)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return error(409, "conflict", exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or "body"
+        given = err.get("input")
+        return error(422, "invalid", f"{field}: {err['msg']} (got {given!r})", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RECONNECT_ERRORS[0])
+    async def unreachable(_: Request, exc: Exception) -> JSONResponse:
+        return error(503, "redis_unreachable", f"redis unreachable: {exc}")

@@ -1,0 +1,214 @@
+"""One Redis subscription per process, fanned out in memory to every SSE client and the gate.
+
+Each published status is decoded once and its SSE frame encoded once (per scope) for all
+clients. Per-client queues are bounded: a client whose queue fills is dropped and
+reconnects to a fresh snapshot (as mercure's subscriber does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from broadcaster import codec
+from broadcaster.clock import Clock
+from broadcaster.domain import Catalog
+from broadcaster.store import Store
+
+log = logging.getLogger(__name__)
+
+Scope = tuple[str | None, str | None]
+RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+IDLE_PING_S = 5.0
+"""Send a PING on the subscription after this many idle seconds..."""
+DEAD_AFTER_S = 10.0
+"""...and reconnect when nothing at all (not even the PONG) arrived for this long: a stopped
+or half-open server makes ``get_message`` return None forever."""
+
+
+class Event:
+    """One published status: the decoded object, its payload and frames, built once."""
+
+    __slots__ = ("_frame", "_views", "doc", "payload", "seq")
+
+    def __init__(self, doc: codec.Doc, payload: bytes | None = None) -> None:
+        self.doc = doc
+        self.seq: int = doc["seq"]
+        self.payload = payload if payload is not None else codec.dumps(doc)
+        self._frame: bytes | None = None
+        self._views: dict[Scope, tuple[codec.Doc, bytes]] = {}
+
+    def frame(self) -> bytes:
+        """The unscoped SSE frame."""
+        if self._frame is None:
+            self._frame = codec.sse_frame(self.seq, self.payload)
+        return self._frame
+
+    def view(self, scope: Scope, scoper: Callable[[codec.Doc, Scope], codec.Doc]) -> tuple[
+        codec.Doc, bytes
+    ]:
+        """The scoped status and its SSE frame, computed once per scope."""
+        if scope == (None, None):
+            return self.doc, self.frame()
+        got = self._views.get(scope)
+        if got is None:
+            doc = scoper(self.doc, scope)
+            got = self._views[scope] = (doc, codec.sse_frame(self.seq, codec.dumps(doc)))
+        return got
+
+
+class Subscription:
+    """One client's bounded queue of events; ``dropped`` once it overflowed."""
+
+    __slots__ = ("dropped", "queue")
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
+        self.dropped = False
+
+
+class Hub:
+    """Keeps the current status in memory and fans every change out to subscriptions."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        queue_size: int = 64,
+        zone: str = "Asia/Tokyo",
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.queue_size = queue_size
+        self.zone = zone
+        self.current: Event | None = None
+        self.catalog = Catalog()
+        self.stale = False
+        self.dropped_total = 0
+        self._subs: set[Subscription] = set()
+        self._ready = asyncio.Event()
+
+    # -- clients -------------------------------------------------------------------------
+
+    def subscribe(self) -> Subscription:
+        """Register a client before it reads the snapshot, so no event falls in between."""
+        sub = Subscription(self.queue_size)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget a client (idempotent)."""
+        self._subs.discard(sub)
+
+    @property
+    def clients(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subs)
+
+    def scope_view(self, doc: codec.Doc, scope: Scope) -> codec.Doc:
+        """``doc`` restricted to ``scope`` (see :func:`codec.scoped_doc`)."""
+        return codec.scoped_doc(
+            doc,
+            self.catalog,
+            service=scope[0],
+            method=scope[1],
+            default_error_code=self.store.defaults.error_code,
+            zone=self.zone,
+        )
+
+    async def snapshot(self) -> Event:
+        """The current status: from memory when known, else read (and remembered)."""
+        if self.current is None:
+            await self._resync()
+        assert self.current is not None  # _resync sets it or raises
+        return self.current
+
+    def _deliver(self, event: Event) -> None:
+        if self.current is not None and event.seq <= self.current.seq:
+            return  # a resync may re-read what pub/sub already delivered
+        self.current = event
+        for sub in tuple(self._subs):
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.dropped = True
+                self._subs.discard(sub)
+                self.dropped_total += 1
+                log.warning("dropped a slow SSE client at seq=%s", event.seq)
+
+    async def _resync(self) -> None:
+        """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some."""
+        self.catalog = await self.store.catalog()
+        doc = await self.store.status(self.clock.now())
+        self.stale = False
+        self._deliver(Event(doc))
+        if self.current is not None and doc["seq"] == 0 and self.current.seq == 0:
+            self.current = Event(doc)  # before any publish, refresh the computed snapshot
+
+    # -- the listener --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Listen forever: subscribe, resync on every subscribe confirmation, deliver
+        messages, PING when idle, reconnect with backoff and jitter on connection errors."""
+        backoff = 0.1
+        while True:
+            pubsub: Any = self.store.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.store.keys.channel)
+                await self._listen(pubsub)
+            except RECONNECT_ERRORS as exc:
+                if not self.stale:
+                    log.warning("redis unreachable (%s); serving last known status", exc)
+                self.stale = True
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # closing a broken connection may fail too; nothing to do
+                    log.debug("pubsub close failed", exc_info=True)
+            if not self.stale:
+                backoff = 0.1
+
+    async def _listen(self, pubsub: Any) -> None:
+        last_seen = time.monotonic()
+        pinged = False
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            now = time.monotonic()
+            if msg is None:
+                if now - last_seen > DEAD_AFTER_S:
+                    raise RedisTimeoutError("no reply on the subscription (half-open?)")
+                if now - last_seen > IDLE_PING_S and not pinged:
+                    await asyncio.wait_for(pubsub.ping(), 2.0)
+                    pinged = True
+                continue
+            last_seen, pinged = now, False
+            kind = msg["type"]
+            if kind == b"subscribe" or kind == "subscribe":
+                # first confirmation, or redis-py resubscribed silently after a reconnect
+                await self._resync()
+                self._ready.set()
+            elif kind == b"message" or kind == "message":
+                doc = codec.loads(msg["data"])
+                if doc.get("cause", {}).get("type", "").startswith("maintenance.") and (
+                    doc["cause"].get("actor") is not None
+                ):
+                    self.catalog = await self.store.catalog()  # an import may bring a catalog
+                self._deliver(Event(doc, msg["data"]))
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the first subscription is confirmed and the snapshot read."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""The scheduler worker: moves the status between normal and maintenance at boundaries."""

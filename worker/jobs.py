@@ -1,0 +1,44 @@
+"""What the worker does at a boundary, without any scheduler: recompute and publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from broadcaster.clock import Clock
+from broadcaster.hub import RECONNECT_ERRORS
+from broadcaster.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def reconcile(store: Store, clock: Clock, boundary: datetime | None = None) -> int:
+    """Publish the time-driven change due now, if any; returns how many events were published.
+
+    At a boundary job the status is evaluated at ``max(clock.now(), boundary)``: APScheduler
+    3.x fires by the wall clock, which under a rehearsal clock may read a hair early.
+    """
+    now = clock.now()
+    if boundary is not None and boundary > now:
+        now = boundary
+    return len(await store.reconcile(now))
+
+
+async def reconcile_until_done(
+    store: Store, clock: Clock, boundary: datetime | None = None, *, deadline_s: float = 60.0
+) -> int:
+    """:func:`reconcile`, retried with backoff while Redis is unreachable, for up to
+    ``deadline_s`` seconds (the safety tick takes over after that)."""
+    delay, waited = 0.2, 0.0
+    while True:
+        try:
+            return await reconcile(store, clock, boundary)
+        except RECONNECT_ERRORS as exc:
+            if waited >= deadline_s:
+                log.error("reconcile gave up after %.0f s: %s", waited, exc)
+                return 0
+            log.warning("reconcile failed (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)

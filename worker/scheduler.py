@@ -1,0 +1,150 @@
+"""The only module that imports APScheduler: boundary jobs, the safety tick, re-planning."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from broadcaster.clock import Clock
+from broadcaster.domain import boundaries_after
+from broadcaster.hub import RECONNECT_ERRORS
+from broadcaster.store import Store
+from worker.jobs import reconcile_until_done
+
+log = logging.getLogger(__name__)
+
+BOUNDARY_PREFIX = "boundary:"
+MAX_PLANNED = 1000
+"""Boundary jobs kept at once; later ones are planned as earlier ones fire (re-plan)."""
+TICK_S = 30.0
+"""Real seconds between safety reconciles (a missed job or lost message is caught here)."""
+HEARTBEAT_S = 5.0
+
+
+class Worker:
+    """Schedules one DateTrigger job per upcoming boundary and re-plans on every change.
+
+    Jobs run however late they fire (``misfire_grace_time=None``: APScheduler's default of
+    1 s would silently skip a late job) and coalesce (one run for several missed fire times).
+    Under a rehearsal clock each job is set at the wall-clock instant the clock reaches the
+    boundary (``Clock.wall_time_of``), since APScheduler 3.x reads the real wall clock.
+    """
+
+    def __init__(self, store: Store, clock: Clock, *, tick_s: float = TICK_S) -> None:
+        self.store = store
+        self.clock = clock
+        self.tick_s = tick_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._planned: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the scheduler, reconcile at once, plan, and listen for changes."""
+        self.scheduler.start()
+        common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        self.scheduler.add_job(
+            self._tick, IntervalTrigger(seconds=self.tick_s), id="tick", **common
+        )
+        self.scheduler.add_job(
+            self._heartbeat, IntervalTrigger(seconds=HEARTBEAT_S), id="heartbeat", **common
+        )
+        await self._heartbeat()
+        await reconcile_until_done(self.store, self.clock)
+        await self.plan()
+        self._listener = asyncio.create_task(self._listen(), name="maintcast-worker-listen")
+
+    async def stop(self) -> None:
+        """Stop listening and shut the scheduler down (running jobs are not awaited)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def plan(self) -> None:
+        """(Re)place one job per boundary after now; drop jobs of boundaries that vanished."""
+        st = await self.store.state()
+        now = self.clock.now()
+        wanted = boundaries_after(st.windows.values(), st.override, now)[:MAX_PLANNED]
+        ids = {f"{BOUNDARY_PREFIX}{b.isoformat()}": b for b in wanted}
+        for job_id in self._planned - ids.keys():
+            with contextlib.suppress(Exception):
+                self.scheduler.remove_job(job_id)
+        for job_id, b in ids.items():
+            if job_id in self._planned:
+                continue
+            self.scheduler.add_job(
+                self._boundary,
+                DateTrigger(run_date=self.clock.wall_time_of(b)),
+                args=[b],
+                id=job_id,
+                replace_existing=True,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self._planned = set(ids)
+        log.info("planned %d boundary jobs; next at %s", len(ids), wanted[0] if wanted else None)
+
+    async def _boundary(self, boundary: datetime) -> None:
+        self._planned.discard(f"{BOUNDARY_PREFIX}{boundary.isoformat()}")
+        await reconcile_until_done(self.store, self.clock, boundary)
+
+    async def _tick(self) -> None:
+        await reconcile_until_done(self.store, self.clock, deadline_s=self.tick_s)
+        try:
+            await self.plan()
+        except RECONNECT_ERRORS as exc:
+            log.warning("re-plan failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        try:
+            await self.store.heartbeat(self.clock.now(), self.worker_id)
+        except RECONNECT_ERRORS as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    async def _listen(self) -> None:
+        """Re-plan on every published change and after every (re)subscription."""
+        backoff = 0.1
+        while True:
+            pubsub: Any = self.store.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.store.keys.channel)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5.0)
+                    if msg is None:
+                        await asyncio.wait_for(pubsub.ping(), 2.0)
+                        continue
+                    if msg["type"] in (b"subscribe", "subscribe", b"message", "message"):
+                        await self.plan()
+                        backoff = 0.1
+            except RECONNECT_ERRORS as exc:
+                log.warning("worker subscription lost (%s); retrying", exc)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(store: Store, clock: Clock) -> AsyncIterator[Worker]:
+    """Run a worker for the duration of the block (used by ``serve`` and tests)."""
+    w = Worker(store, clock)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
