@@ -92,7 +92,8 @@ class Store:
         grace_s: float = 5.0,
         retention: int = 10_000,
     ) -> None:
-        self.redis = redis
+        # redis-py's async annotations mix sync and async return types; treat it as Any here
+        self.redis: Any = redis
         self.keys = keys
         self.defaults = defaults
         self.grace_s = grace_s

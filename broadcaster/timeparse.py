@@ -31,7 +31,7 @@ besides zoneinfo's own reading of the system time zone database.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["InvalidTime", "format_instant", "parse_instant", "zone_named"]
@@ -129,7 +129,7 @@ def _parse_text(text: str, field: str) -> datetime:
     offset = match["offset"]
     if offset is not None:
         if offset in ("Z", "z"):
-            tzinfo = timezone.utc
+            tzinfo = UTC
         else:
             hours, minutes = int(offset[1:3]), int(offset[4:6])
             if hours > 23 or minutes > 59:
@@ -165,8 +165,8 @@ def _resolve_local(local: datetime, text: str, field: str, zone: ZoneInfo) -> da
     UTC instants, the wall-clock time is either repeated (ambiguous) or
     skipped (nonexistent) in ``zone``.
     """
-    first = local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
-    second = local.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
     if first == second:
         return first
 
@@ -229,7 +229,7 @@ def parse_instant(value: object, *, field: str, zone: str | None) -> datetime:
         )
 
     if parsed.utcoffset() is not None:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
 
     local = parsed.replace(tzinfo=None)
     if tz is None:

@@ -195,7 +195,8 @@ def build_window(
     if wid is None:
         raise InvalidInput("id", "id: missing")
     history = tuple(_history(h, i, zone) for i, h in enumerate(win.history or []))
-    messages = {**DEFAULT_MESSAGES, **win.messages}
+    messages: dict[str, LocalText] = dict(DEFAULT_MESSAGES)
+    messages.update({str(c): t for c, t in win.messages.items()})
     return Window(
         id=wid,
         title=win.title,

@@ -1,0 +1,61 @@
+"""SSE over a real uvicorn server and a real Redis: snapshot, live events, replay, resync."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+from httpx_sse import aconnect_sse
+
+from broadcaster.app import create_app
+from broadcaster.clock import RehearsalClock
+from broadcaster.validation import parse_schedule
+from tests.conftest import DEFAULTS, EXAMPLE, jst, live_server, make_store, settings_for
+
+
+async def _events(client: httpx.AsyncClient, url: str, n: int, **headers: str) -> list[Any]:
+    out: list[Any] = []
+    async with aconnect_sse(client, "GET", url, headers=headers) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        async for ev in source.aiter_sse():
+            if not ev.data:  # the opening `retry:` block dispatches nothing (WHATWG SSE)
+                continue
+            out.append(ev)
+            if len(out) == n:
+                break
+    return out
+
+
+async def test_snapshot_then_live_then_replay(real_redis: Any, redis_url: str, key_prefix: str) -> None:
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    store = make_store(real_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    app = create_app(settings_for(redis_url, key_prefix), clock=clock)
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        first = asyncio.create_task(_events(client, f"{base}/v1/stream", 2))
+        await asyncio.sleep(0.2)
+        await store.reconcile(jst(2021, 8, 9, 1))
+        async with asyncio.timeout(5):
+            evs = await first
+        assert [e.id for e in evs] == ["1", "2"]
+        assert all(e.event == "status" for e in evs)
+        started = orjson.loads(evs[1].data)
+        assert started["cause"]["type"] == "maintenance.started"
+        assert started["components"]["atobarai"]["bank_transfer"] == "operational"
+        assert started["components"]["webcollect"]["credit_card"] == "under_maintenance"
+
+        # replay from Last-Event-ID 1: exactly seq 2, no snapshot
+        async with asyncio.timeout(5):
+            replayed = await _events(client, f"{base}/v1/stream", 1, **{"Last-Event-ID": "1"})
+        assert [e.id for e in replayed] == ["2"]
+        assert orjson.loads(replayed[0].data)["cause"]["type"] == "maintenance.started"
+
+        # an id above the current seq (store reset) or garbage: one resync
+        for bad in ("99", "abc"):
+            async with asyncio.timeout(5):
+                got = await _events(client, f"{base}/v1/stream", 1, **{"Last-Event-ID": bad})
+            doc = orjson.loads(got[0].data)
+            assert doc["cause"]["type"] == "resync" and doc["seq"] == 2
