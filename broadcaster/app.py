@@ -16,12 +16,13 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster import codec
+from broadcaster.aio import stop_task
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import Conflict, InvalidInput, NotFound, is_public, lifecycle
-from broadcaster.hub import RECONNECT_ERRORS, Event, Hub
+from broadcaster.hub import Event, Hub
 from broadcaster.keys import Keys
 from broadcaster.settings import Settings
-from broadcaster.store import Redis, Store, connect
+from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
 from broadcaster.validation import Defaults
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def create_app(
                     await stack.enter_async_context(run(store, clock))
                 yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await stop_task(listener, "hub listener")
             if owned:
                 await redis.aclose()
 

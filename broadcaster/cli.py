@@ -13,6 +13,8 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.clock import Clock, RehearsalClock, SystemClock
@@ -235,7 +237,7 @@ def windows_import(file: Path) -> None:
         docs = asyncio.run(run())
     except ValueError as exc:
         fail(str(exc))
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
         fail(f"redis unreachable: {exc}")
     for d in docs:
         typer.echo(f"seq {d['seq']}: {d['cause']['type']} {d['cause']['window_id'] or ''}".rstrip())

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
 from collections.abc import Callable
-from typing import Any
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.clock import Clock
@@ -25,12 +19,6 @@ from broadcaster.store import Store
 log = logging.getLogger(__name__)
 
 Scope = tuple[str | None, str | None]
-RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-IDLE_PING_S = 5.0
-"""Send a PING on the subscription after this many idle seconds..."""
-DEAD_AFTER_S = 10.0
-"""...and reconnect when nothing at all (not even the PONG) arrived for this long: a stopped
-or half-open server makes ``get_message`` return None forever."""
 
 
 class Event:
@@ -156,54 +144,21 @@ class Hub:
     # -- the listener --------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Listen forever: subscribe, resync on every subscribe confirmation, deliver
-        messages, PING when idle, reconnect with backoff and jitter on connection errors."""
-        backoff = 0.1
-        while True:
-            pubsub: Any = self.store.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.store.keys.channel)
-                await self._listen(pubsub)
-            except RECONNECT_ERRORS as exc:
-                if not self.stale:
-                    log.warning("redis unreachable (%s); serving last known status", exc)
-                self.stale = True
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # closing a broken connection may fail too; nothing to do
-                    log.debug("pubsub close failed", exc_info=True)
-            if not self.stale:
-                backoff = 0.1
+        """Follow the store's change channel forever (see :meth:`Store.follow`)."""
+        await self.store.follow(self._on_feed, self._on_lost)
 
-    async def _listen(self, pubsub: Any) -> None:
-        last_seen = time.monotonic()
-        pinged = False
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-            now = time.monotonic()
-            if msg is None:
-                if now - last_seen > DEAD_AFTER_S:
-                    raise RedisTimeoutError("no reply on the subscription (half-open?)")
-                if now - last_seen > IDLE_PING_S and not pinged:
-                    await asyncio.wait_for(pubsub.ping(), 2.0)
-                    pinged = True
-                continue
-            last_seen, pinged = now, False
-            kind = msg["type"]
-            if kind == b"subscribe" or kind == "subscribe":
-                # first confirmation, or redis-py resubscribed silently after a reconnect
-                await self._resync()
-                self._ready.set()
-            elif kind == b"message" or kind == "message":
-                doc = codec.loads(msg["data"])
-                if doc.get("cause", {}).get("type", "").startswith("maintenance.") and (
-                    doc["cause"].get("actor") is not None
-                ):
-                    self.catalog = await self.store.catalog()  # an import may bring a catalog
-                self._deliver(Event(doc, msg["data"]))
+    async def _on_feed(self, payload: bytes | None) -> None:
+        if payload is None:
+            await self._resync()
+            self._ready.set()
+            return
+        self.catalog = await self.store.catalog()  # an import may have brought a new one
+        self._deliver(Event(codec.loads(payload), payload))
+
+    def _on_lost(self, exc: BaseException) -> None:
+        if not self.stale:
+            log.warning("redis unreachable (%s); serving last known status", exc)
+        self.stale = True
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until the first subscription is confirmed and the snapshot read."""

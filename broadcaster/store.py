@@ -9,13 +9,18 @@ was chosen over Lua because it behaves the same on real Redis and on fakeredis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from broadcaster import codec
@@ -36,6 +41,13 @@ log = logging.getLogger(__name__)
 
 Redis = aioredis.Redis
 MAX_ATTEMPTS = 200
+RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+"""Errors that mean "Redis is unreachable right now": retry, serve last known state."""
+IDLE_PING_S = 5.0
+"""Send a PING on the subscription after this many idle seconds..."""
+DEAD_AFTER_S = 10.0
+"""...and reconnect when nothing at all (not even the PONG) arrived for this long: a stopped
+or half-open server makes ``get_message`` return None forever."""
 
 
 def connect(url: str | None) -> tuple[Redis, bool]:
@@ -168,6 +180,53 @@ class Store:
         if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
             return None
         return [fields[b"s"] for _, fields in rows]
+
+    async def follow(
+        self,
+        handle: Callable[[bytes | None], Awaitable[None]],
+        on_lost: Callable[[BaseException], None],
+    ) -> None:
+        """Follow the change channel forever (cancel to stop).
+
+        ``handle(None)`` is awaited after every (re)subscription, including redis-py's
+        silent resubscribe after a reconnect (seen only as another ``subscribe``
+        confirmation): pub/sub dropped whatever was published meanwhile, so re-read the
+        stored status. ``handle(payload)`` is awaited for each published status. On a
+        connection error (raised here or by ``handle``) ``on_lost`` is called and the
+        subscription is rebuilt after a backoff with jitter (0.1 s doubling to 5 s).
+        """
+        backoff = 0.1
+        while True:
+            pubsub: Any = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                last_seen, pinged = time.monotonic(), False
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    now = time.monotonic()
+                    if msg is None:
+                        if now - last_seen > DEAD_AFTER_S:
+                            raise RedisTimeoutError("no reply on the subscription (half-open?)")
+                        if now - last_seen > IDLE_PING_S and not pinged:
+                            await asyncio.wait_for(pubsub.ping(), 2.0)
+                            pinged = True
+                        continue
+                    last_seen, pinged = now, False
+                    kind = msg["type"]
+                    if kind in (b"subscribe", "subscribe"):
+                        await handle(None)
+                        backoff = 0.1
+                    elif kind in (b"message", "message"):
+                        await handle(msg["data"])
+            except RECONNECT_ERRORS as exc:
+                on_lost(exc)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # closing a broken connection may fail too; nothing to do
+                    log.debug("pubsub close failed", exc_info=True)
 
     async def ping(self) -> bool:
         """Whether Redis answers."""

@@ -207,7 +207,18 @@ def parse_instant(value: object, *, field: str, zone: str | None) -> datetime:
     ``None``, dates without a time of day, malformed text), for a local
     time without a ``zone``, and for a local time that is ambiguous or
     nonexistent in ``zone`` (the message names both candidate instants).
+    Sub-millisecond digits are dropped (the wire precision is milliseconds).
     """
+    return _to_millis(_parse_any(value, field=field, zone=zone))
+
+
+def _to_millis(instant: datetime) -> datetime:
+    """Drop sub-millisecond digits: the wire carries milliseconds, so a stored instant must
+    render and parse back to itself (else an unchanged window would look changed)."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+def _parse_any(value: object, *, field: str, zone: str | None) -> datetime:
     tz = zone_named(zone) if zone is not None else None
 
     if isinstance(value, datetime):
@@ -245,7 +256,7 @@ def format_instant(instant: datetime, zone: ZoneInfo | str) -> str:
     """Render an aware ``instant`` as RFC 3339 text in ``zone``.
 
     The offset is always written as ``+HH:MM``/``-HH:MM`` (never ``Z``).
-    Precision is whole seconds when ``instant.microsecond == 0``, otherwise
+    Precision is whole seconds when ``instant.microsecond < 1000``, otherwise
     milliseconds (sub-millisecond digits are truncated), e.g.
     ``2021-08-09T01:00:00+09:00`` or ``2021-08-09T01:00:00.002+09:00``.
     ``zone`` is a :class:`~zoneinfo.ZoneInfo` or an IANA name (an unknown
@@ -256,5 +267,7 @@ def format_instant(instant: datetime, zone: ZoneInfo | str) -> str:
         raise ValueError(f"format_instant needs an aware datetime, got {instant.isoformat()!r}")
     tz = zone_named(zone) if isinstance(zone, str) else zone
     local = instant.astimezone(tz)
-    timespec = "seconds" if local.microsecond == 0 else "milliseconds"
+    # Decide after truncation: 1-999 us would render ".000", which parses back as a whole
+    # second and renders without a fraction, so the same status would render two ways.
+    timespec = "seconds" if local.microsecond < 1000 else "milliseconds"
     return local.isoformat(timespec=timespec)

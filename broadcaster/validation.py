@@ -30,7 +30,12 @@ from broadcaster.timeparse import InvalidTime, parse_instant, zone_named
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
-Instant = str | datetime
+Instant = Any
+"""An instant as given (text, or a ``datetime`` from a YAML timestamp), checked only by
+:func:`broadcaster.timeparse.parse_instant`: a pydantic ``str | datetime`` union would
+silently coerce numbers (Unix time) and dates (midnight) and name the field ``starts_at.str``."""
+_MAX_SHOWN = 80  # characters of a bad value's repr echoed back in a message
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits on
 
 
 class _Strict(BaseModel):
@@ -89,11 +94,17 @@ class Defaults:
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """The first pydantic error as an ``InvalidInput`` naming the field and the bad value."""
     err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"] if p != "from_") or "body"
+    # "[key]" is pydantic's marker for a bad dict key (an unknown channel): the field is the key
+    path = ".".join(str(p) for p in err["loc"] if p not in ("from_", "[key]")) or "body"
     if prefix:
         path = f"{prefix}.{path}" if path != "body" else prefix
     given = err.get("input")
-    shown = "" if isinstance(given, Mapping | list) else f" (got {given!r})"
+    shown = ""
+    if not isinstance(given, Mapping | list):
+        text = repr(given)
+        if len(text) > _MAX_SHOWN:  # never echo a whole oversized value (a 1 MB title)
+            text = text[: _MAX_SHOWN - 3] + "..."
+        shown = f" (got {text})"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
@@ -177,8 +188,9 @@ def build_window(
     if (ends - starts) > timedelta(seconds=defaults.max_window_s):
         raise InvalidInput(
             "ends_at",
-            f"ends_at: window lasts {(ends - starts).total_seconds():.0f} s, longer than the "
-            f"maximum {defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
+            f"ends_at: {win.ends_at!s} makes the window last "
+            f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
+            f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
     if win.announce_at is not None:
         announce = _instant(win.announce_at, "announce_at", zone)
@@ -247,7 +259,11 @@ class Schedule:
 
 class ScheduleError(ValueError):
     """A schedule file that cannot be imported; the message is one line naming file, window
-    id and field."""
+    id and field (line breaks inside quoted values are escaped)."""
+
+    def __init__(self, message: str) -> None:
+        escaped = (c.encode("unicode_escape").decode() if c in _LINE_BREAKS else c for c in message)
+        super().__init__("".join(escaped))
 
 
 def parse_catalog(raw: Any) -> Catalog:
@@ -264,12 +280,12 @@ def parse_catalog(raw: Any) -> Catalog:
         if not NAME_PATTERN.match(s):
             raise InvalidInput("catalog.services", f"catalog.services: bad service id {s!r}")
         if not svc.methods:
-            raise InvalidInput(f"catalog.services.{s}.methods", f"service {s!r} has no methods")
+            field = f"catalog.services.{s}.methods"
+            raise InvalidInput(field, f"{field}: service {s!r} has no methods")
         for m in svc.methods:
             if not NAME_PATTERN.match(m):
-                raise InvalidInput(
-                    f"catalog.services.{s}.methods", f"bad method id {m!r} of service {s!r}"
-                )
+                field = f"catalog.services.{s}.methods"
+                raise InvalidInput(field, f"{field}: bad method id {m!r} of service {s!r}")
     return catalog
 
 

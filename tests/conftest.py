@@ -139,7 +139,7 @@ async def fake_redis() -> AsyncIterator[Any]:
 
 
 @pytest.fixture(params=["real", "fake"])
-async def any_redis(request: pytest.FixtureRequest) -> Any:
+def any_redis(request: pytest.FixtureRequest) -> Any:
     """Each test using this runs on a real Redis and on the embedded fakeredis."""
     return request.getfixturevalue("real_redis" if request.param == "real" else "fake_redis")
 

@@ -55,7 +55,9 @@ async def imported(client: Any, prefix: str, at: datetime, **kw: Any) -> Store:
 # -- import: one event, idempotent, one seq everywhere ----------------------------------
 
 
-async def test_import_publishes_once_and_seq_agrees_everywhere(any_redis: Any, key_prefix: str) -> None:
+async def test_import_publishes_once_and_seq_agrees_everywhere(
+    any_redis: Any, key_prefix: str
+) -> None:
     store = make_store(any_redis, key_prefix)
     keys = Keys(key_prefix)
     now = jst(2021, 8, 9, 0, 59)
@@ -229,12 +231,14 @@ async def test_reimport_with_new_title_is_updated(any_redis: Any, key_prefix: st
     now = jst(2021, 7, 1, 12, 0)
     store = await imported(any_redis, key_prefix, now)
 
+    title = "Kuroneko Web Collect maintenance (3-D Secure 2.0)"
+
     def retitle(w: dict[str, Any]) -> None:
-        w["title"]["en"] = "Kuroneko Web Collect maintenance (3-D Secure 2.0)"
+        w["title"]["en"] = title
 
     docs = await store.import_schedule(example(now, retitle), now)
     assert [(d["seq"], d["cause"]["type"]) for d in docs] == [(2, "maintenance.updated")]
-    assert docs[0]["upcoming"][0]["title"]["en"] == "Kuroneko Web Collect maintenance (3-D Secure 2.0)"
+    assert docs[0]["upcoming"][0]["title"]["en"] == title
     window = (await store.windows())[WINDOW_ID]
     assert len(window.history) == 1  # no reschedule was recorded
     assert (window.starts_at, window.ends_at) == (jst(2021, 8, 9, 1), jst(2021, 8, 9, 6))
@@ -367,3 +371,25 @@ async def test_override_expires(any_redis: Any, key_prefix: str) -> None:
     assert not await any_redis.exists(store.keys.override)
     assert (await store.state()).override is None
     assert await store.reconcile(now + timedelta(minutes=31)) == []
+
+
+async def test_sub_millisecond_instant_does_not_republish(any_redis: Any, key_prefix: str) -> None:
+    """Wire instants have millisecond precision; a stored status must compare equal to itself
+    recomputed from stored inputs, or every reconcile would publish a spurious event."""
+    now = jst(2021, 7, 1, 12, 0)
+    store = await imported(any_redis, key_prefix, now)
+    override = Override(
+        mode="maintenance", reason="incident 43", actor="ops", set_at=now,
+        expires_at=now + timedelta(minutes=30, microseconds=500),
+    )
+
+    def set_override(st: State) -> Plan:
+        after = State(st.catalog, st.windows, override, None, 0)
+        return Plan(override=override, set_override=True,
+                    events=[(Cause("override.set", None, "ops", "incident 43"), after)])
+
+    assert len(await store.transact(now, set_override)) == 1
+    assert (await stored_status(store))["override"]["expires_at"] == "2021-07-01T12:30:00+09:00"
+    assert await store.reconcile(now + timedelta(minutes=1)) == []
+    expired = await store.reconcile(now + timedelta(minutes=30, seconds=1))
+    assert [d["cause"]["type"] for d in expired] == ["override.expired"]

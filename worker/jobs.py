@@ -7,8 +7,7 @@ import logging
 from datetime import datetime
 
 from broadcaster.clock import Clock
-from broadcaster.hub import RECONNECT_ERRORS
-from broadcaster.store import Store
+from broadcaster.store import RECONNECT_ERRORS, Store
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,10 +15,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.domain import boundaries_after
-from broadcaster.hub import RECONNECT_ERRORS
-from broadcaster.store import Store
+from broadcaster.store import RECONNECT_ERRORS, Store
 from worker.jobs import reconcile_until_done
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,15 @@ class Worker:
         self._listener = asyncio.create_task(self._listen(), name="maintcast-worker-listen")
 
     async def stop(self) -> None:
-        """Stop listening and shut the scheduler down (running jobs are not awaited)."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        """Stop listening and shut the scheduler down (running jobs are cancelled, not awaited)."""
+        await stop_task(self._listener, "worker listener")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+            # AsyncIOScheduler.shutdown only queues the real shutdown (call_soon_threadsafe,
+            # APScheduler 3.11): let it run, so no timer or boundary job outlives stop().
+            async with asyncio.timeout(5):
+                while self.scheduler.running:
+                    await asyncio.sleep(0)
 
     async def plan(self) -> None:
         """(Re)place one job per boundary after now; drop jobs of boundaries that vanished."""
@@ -117,26 +118,14 @@ class Worker:
 
     async def _listen(self) -> None:
         """Re-plan on every published change and after every (re)subscription."""
-        backoff = 0.1
-        while True:
-            pubsub: Any = self.store.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.store.keys.channel)
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=5.0)
-                    if msg is None:
-                        await asyncio.wait_for(pubsub.ping(), 2.0)
-                        continue
-                    if msg["type"] in (b"subscribe", "subscribe", b"message", "message"):
-                        await self.plan()
-                        backoff = 0.1
-            except RECONNECT_ERRORS as exc:
-                log.warning("worker subscription lost (%s); retrying", exc)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+
+        async def replan(_: bytes | None) -> None:
+            await self.plan()
+
+        def lost(exc: BaseException) -> None:
+            log.warning("worker subscription lost (%s); retrying", exc)
+
+        await self.store.follow(replan, lost)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,125 @@
+"""Bearer tokens with roles (``operator`` < ``admin``), configured as SHA-256 digests.
+
+``MAINTCAST_TOKENS`` = comma-separated ``name:role:sha256hex`` entries and/or
+``MAINTCAST_TOKENS_FILE`` with one entry per line (``#`` starts a comment). Only digests are
+configured, never tokens; a presented token is hashed and compared in constant time
+(``hmac.compare_digest``) against every entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["operator", "admin"]
+ROLES: dict[str, int] = {"operator": 1, "admin": 2}
+_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<role>[a-z]+):(?P<digest>[0-9a-f]{64})$")
+
+
+class TokenConfigError(ValueError):
+    """A malformed token entry; the message names the setting and the entry number."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: the token's name (the audit ``actor``) and its role."""
+
+    name: str
+    role: Role
+
+    def may(self, needed: Role) -> bool:
+        """Whether this role is at least ``needed``."""
+        return ROLES[self.role] >= ROLES[needed]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    role: Role
+    digest: bytes
+
+
+def digest_of(token: str) -> str:
+    """Lower-case hex SHA-256 of a token (what the configuration holds)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return "mc_" + secrets.token_urlsafe(32)
+
+
+def entry_line(name: str, role: Role, token: str) -> str:
+    """The configuration entry for a token: ``name:role:sha256hex``."""
+    return f"{name}:{role}:{digest_of(token)}"
+
+
+class Tokens:
+    """The configured tokens; :meth:`verify` finds the principal for a presented token."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self._entries = entries
+
+    @property
+    def configured(self) -> bool:
+        """Whether any token is configured (ops routes refuse otherwise)."""
+        return bool(self._entries)
+
+    @classmethod
+    def parse(cls, inline: str, file: str | None = None) -> Tokens:
+        """Read ``MAINTCAST_TOKENS`` and ``MAINTCAST_TOKENS_FILE`` (both used when both given).
+
+        Raises:
+            TokenConfigError: a malformed entry, an unknown role, a duplicate name, an
+                unreadable file; the message names the setting and the entry.
+        """
+        entries: list[_Entry] = []
+        sources: list[tuple[str, list[str]]] = [
+            ("MAINTCAST_TOKENS", [e for e in inline.split(",") if e.strip()])
+        ]
+        if file:
+            try:
+                lines = Path(file).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise TokenConfigError(
+                    f"MAINTCAST_TOKENS_FILE: cannot read {file}: {exc.strerror}"
+                ) from exc
+            sources.append(
+                (
+                    f"MAINTCAST_TOKENS_FILE ({file})",
+                    [ln.split("#", 1)[0] for ln in lines if ln.split("#", 1)[0].strip()],
+                )
+            )
+        names: set[str] = set()
+        for setting, raw in sources:
+            for i, text in enumerate(raw, 1):
+                m = _ENTRY.match(text.strip())
+                if m is None:
+                    raise TokenConfigError(
+                        f"{setting}: entry {i} is not name:role:sha256hex "
+                        "(64 lower-case hex digits of the token's SHA-256)"
+                    )
+                role = m["role"]
+                if role not in ROLES:
+                    raise TokenConfigError(
+                        f"{setting}: entry {i} has unknown role {role!r} (operator or admin)"
+                    )
+                if m["name"] in names:
+                    raise TokenConfigError(f"{setting}: duplicate token name {m['name']!r}")
+                names.add(m["name"])
+                entries.append(_Entry(m["name"], role, bytes.fromhex(m["digest"])))  # type: ignore[arg-type]
+        return cls(entries)
+
+    def verify(self, token: str) -> Principal | None:
+        """The principal of ``token``, or None. Every entry is compared (constant time)."""
+        presented = hashlib.sha256(token.encode()).digest()
+        found: _Entry | None = None
+        for e in self._entries:
+            if hmac.compare_digest(presented, e.digest):
+                found = e
+        return Principal(found.name, found.role) if found else None

@@ -1,0 +1,231 @@
+"""Pure ops decisions: create, patch, cancel a window; set and clear the override.
+
+Each function takes the current inputs and ``now`` (UTC) and returns what to store and the
+event cause, or raises ``InvalidInput`` (422), ``NotFound`` (404) or ``Conflict`` (409)
+before anything is written (CONTRACT.md "Ops").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broadcaster import codec
+from broadcaster.domain import (
+    Catalog,
+    Cause,
+    Conflict,
+    HistoryEntry,
+    InvalidInput,
+    NotFound,
+    Override,
+    Span,
+    Window,
+    lifecycle,
+)
+from broadcaster.timeparse import InvalidTime, parse_instant
+from broadcaster.validation import Defaults, build_window, check_affected, from_validation_error
+
+
+@dataclass(frozen=True)
+class WindowChange:
+    """The window to store and the event it publishes."""
+
+    window: Window
+    cause: Cause
+
+
+def _entry(change: str, now: datetime, actor: str, reason: str | None, **spans: Span) -> HistoryEntry:
+    return HistoryEntry.model_validate(
+        {"at": now, "change": change, "actor": actor, "reason": reason, **spans}
+    )
+
+
+def _reason(raw: Mapping[str, Any], field: str = "reason") -> str | None:
+    reason = raw.get(field)
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > 2000:
+        raise InvalidInput(field, f"{field}: must be a text of at most 2000 characters")
+    return reason
+
+
+def create_window(
+    raw: Any,
+    windows: Mapping[str, Window],
+    *,
+    catalog: Catalog,
+    defaults: Defaults,
+    now: datetime,
+    actor: str,
+    new_id: str,
+) -> WindowChange:
+    """A new window from a POST body; ``new_id`` is used when the body has no ``id``.
+
+    Raises:
+        InvalidInput: see ``build_window``; also a window that already ended.
+        Conflict: the id exists.
+    """
+    w = build_window(raw, catalog=catalog, defaults=defaults, now=now, window_id=new_id)
+    if w.id in windows:
+        raise Conflict("id", f"id: window {w.id!r} exists")
+    if w.ends_at <= now:
+        raise InvalidInput("ends_at", "ends_at: the window would already be over")
+    return WindowChange(w, Cause("maintenance.scheduled", w.id, actor))
+
+
+def patch_window(
+    old: Window,
+    raw: Any,
+    *,
+    catalog: Catalog,
+    defaults: Defaults,
+    now: datetime,
+    actor: str,
+) -> WindowChange:
+    """Apply a PATCH: top-level fields replace (nested objects whole), plus ``reason``.
+
+    A new start or end is a reschedule; a window in progress may move its end, not its
+    start; an end at or before ``now`` ends it now (``ended_early``). Local times in the
+    patch use the window's zone after the patch.
+
+    Raises:
+        InvalidInput: a bad field (named), or ``id``/``status``/``history`` sent.
+        Conflict: the window is completed or cancelled, or in progress and its start moves.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("body", "a patch must be an object")
+    state = lifecycle(old, now)
+    if state in ("completed", "cancelled"):
+        raise Conflict("status", f"window {old.id!r} is {state} and cannot change")
+    for field in ("id", "status", "history"):
+        if field in raw and not (field == "id" and raw[field] == old.id):
+            raise InvalidInput(field, f"{field}: cannot be changed")
+    reason = _reason(raw)
+    base = codec.window_doc(old, now, history=False)
+    del base["status"]
+    merged = {**base, **{k: v for k, v in raw.items() if k != "reason"}}
+    ends_early = False
+    if state == "in_progress" and "ends_at" in raw:
+        # "an end at or before now ends it now": judge the new end before build_window
+        # rejects it as not after the (past) start or the like
+        try:
+            new_end = parse_instant(raw["ends_at"], field="ends_at", zone=merged.get("timezone"))
+        except InvalidTime as exc:
+            raise InvalidInput(exc.field, exc.message) from exc
+        if new_end <= now:
+            ends_early = True
+            merged["ends_at"] = now.isoformat()
+    new = build_window(merged, catalog=catalog, defaults=defaults, now=now, previous=old)
+    if state == "in_progress" and new.starts_at != old.starts_at:
+        raise Conflict(
+            "starts_at",
+            f"starts_at: window {old.id!r} is in progress; its start cannot move "
+            "(move its end, or cancel it)",
+        )
+    if state == "scheduled" and new.ends_at <= now:
+        raise InvalidInput("ends_at", "ends_at: the window would already be over")
+    frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
+    to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
+    if ends_early:
+        entry, kind = _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}), "maintenance.ended"
+    elif frm != to:
+        entry, kind = _entry("rescheduled", now, actor, reason, **{"from": frm, "to": to}), "maintenance.rescheduled"
+    else:
+        entry, kind = _entry("updated", now, actor, reason), "maintenance.updated"
+    stored = new.model_copy(update={"history": (*old.history, entry)})
+    return WindowChange(stored, Cause(kind, old.id, actor, reason))
+
+
+def cancel_window(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowChange:
+    """Cancel a window; one in progress ends now.
+
+    Raises:
+        Conflict: already completed or cancelled.
+        InvalidInput: a bad ``reason``.
+    """
+    state = lifecycle(old, now)
+    if state in ("completed", "cancelled"):
+        raise Conflict("status", f"window {old.id!r} is {state} and cannot be cancelled")
+    reason = _reason(raw if isinstance(raw, Mapping) else {})
+    update: dict[str, Any] = {"cancelled": True}
+    spans: dict[str, Span] = {}
+    if state == "in_progress":
+        update["ends_at"] = now
+        spans = {
+            "from": Span(starts_at=old.starts_at, ends_at=old.ends_at),
+            "to": Span(starts_at=old.starts_at, ends_at=now),
+        }
+    entry = _entry("cancelled", now, actor, reason, **spans)
+    update["history"] = (*old.history, entry)
+    return WindowChange(old.model_copy(update=update), Cause("maintenance.cancelled", old.id, actor, reason))
+
+
+class OverrideIn(BaseModel):
+    """The ``PUT /v1/override`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Any
+    affected: dict[str, list[str]] | None = None
+    reason: str = Field(min_length=1, max_length=2000)
+    expires_at: str | None = None
+    ttl_s: float | None = Field(None, gt=0)
+
+
+def set_override(
+    raw: Any, *, catalog: Catalog, now: datetime, actor: str, max_s: int
+) -> tuple[Override, Cause]:
+    """Validate an override; at most one of ``expires_at`` and ``ttl_s`` (seconds).
+
+    Raises:
+        InvalidInput: a bad mode, scope, reason or expiry (named), both expiries, an expiry
+            not after ``now`` or further than ``max_s`` seconds away.
+    """
+    try:
+        body = OverrideIn.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+    if body.mode not in ("maintenance", "normal"):
+        raise InvalidInput("mode", f"mode: must be maintenance or normal (got {body.mode!r})")
+    if body.expires_at is not None and body.ttl_s is not None:
+        raise InvalidInput("ttl_s", "ttl_s: give expires_at or ttl_s, not both")
+    if body.affected is not None:
+        check_affected(catalog, body.affected, "affected")
+    expires = None
+    if body.expires_at is not None:
+        try:
+            expires = parse_instant(body.expires_at, field="expires_at", zone=None)
+        except InvalidTime as exc:
+            raise InvalidInput(exc.field, exc.message) from exc
+    elif body.ttl_s is not None:
+        expires = now + timedelta(seconds=body.ttl_s)
+    if expires is not None:
+        field = "expires_at" if body.expires_at is not None else "ttl_s"
+        if expires <= now:
+            raise InvalidInput(field, f"{field}: must be in the future")
+        if (expires - now).total_seconds() > max_s:
+            raise InvalidInput(field, f"{field}: further than {max_s} s away")
+    ov = Override(
+        mode=body.mode,
+        affected=None if body.affected is None else {s: tuple(m) for s, m in body.affected.items()},
+        reason=body.reason,
+        actor=actor,
+        set_at=now,
+        expires_at=expires,
+    )
+    return ov, Cause("override.set", None, actor, body.reason)
+
+
+def clear_override(current: Override | None, raw: Any, *, actor: str) -> Cause:
+    """The cause of clearing the override (a no-op clear still publishes, as an ops write).
+
+    Raises:
+        NotFound: no override is set.
+    """
+    if current is None:
+        raise NotFound("override", "no override is set")
+    return Cause("override.cleared", None, actor, _reason(raw if isinstance(raw, Mapping) else {}))
