@@ -187,8 +187,10 @@ async def _stream(
             ev = await hub.snapshot()
             doc, frame = ev.view(scope, hub.scope_view)
             if resume is not None:
-                doc = {**doc, "cause": {"type": "resync", "window_id": None, "actor": None,
-                                        "reason": None}}
+                doc = {
+                    **doc,
+                    "cause": {"type": "resync", "window_id": None, "actor": None, "reason": None},
+                }
                 frame = codec.sse_frame(ev.seq, codec.dumps(doc))
             yield frame
             last_seq, last_view = ev.seq, doc
@@ -209,8 +211,10 @@ async def _stream(
                 continue
             doc, frame = ev.view(scope, hub.scope_view)
             last_seq = ev.seq
-            if scope != (None, None) and last_view is not None and codec.same_status(
-                doc, last_view
+            if (
+                scope != (None, None)
+                and last_view is not None
+                and codec.same_status(doc, last_view)
             ):
                 continue
             last_view = doc

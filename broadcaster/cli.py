@@ -98,8 +98,12 @@ def _validate_schedule(path: Path, settings: Settings, clock: Clock) -> None:
 
 @app.command()
 def serve(
-    schedule: Annotated[Path | None, typer.Option(help="Schedule file (YAML) to import first.")] = None,
-    clock: Annotated[str | None, typer.Option(help="Start the process clock at this RFC 3339 instant.")] = None,
+    schedule: Annotated[
+        Path | None, typer.Option(help="Schedule file (YAML) to import first.")
+    ] = None,
+    clock: Annotated[
+        str | None, typer.Option(help="Start the process clock at this RFC 3339 instant.")
+    ] = None,
     speed: Annotated[float, typer.Option(help="Run the clock this many times faster.")] = 1.0,
     demo: Annotated[bool, typer.Option(help="Mount the demo checkout.")] = False,
     host: str = "127.0.0.1",
@@ -118,8 +122,10 @@ def serve(
         _validate_schedule(schedule, settings, the_clock)
     redis, embedded = connect(settings.redis_url)
     if embedded:
-        log.warning("MAINTCAST_REDIS_URL is not set: using an embedded in-memory store "
-                    "(one process only, nothing kept)")
+        log.warning(
+            "MAINTCAST_REDIS_URL is not set: using an embedded in-memory store "
+            "(one process only, nothing kept)"
+        )
 
     @contextlib.asynccontextmanager
     async def imported(store: Store, clk: Clock) -> AsyncIterator[None]:
@@ -158,7 +164,11 @@ def api(
     if not settings.redis_url:
         fail("maintcast api needs MAINTCAST_REDIS_URL (use `maintcast serve` for one process)")
     uvicorn.run(
-        "broadcaster.cli:api_factory", factory=True, host=host, port=port, workers=workers,
+        "broadcaster.cli:api_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
         log_level="info",
     )
 
@@ -262,8 +272,10 @@ def _get(settings: Settings, path: str, **params: Any) -> Any:
 def windows_list() -> None:
     """List the announced windows (via the HTTP API, MAINTCAST_URL)."""
     for w in _get(_settings(), "/v1/windows")["windows"]:
-        typer.echo(f"{w['id']}  {w['status']:<11}  {w['starts_at']} → {w['ends_at']}  "
-                   f"{w['title'].get('ja') or w['title'].get('en')}")
+        typer.echo(
+            f"{w['id']}  {w['status']:<11}  {w['starts_at']} → {w['ends_at']}  "
+            f"{w['title'].get('ja') or w['title'].get('en')}"
+        )
 
 
 @app.command()
@@ -281,14 +293,19 @@ def watch(service: str | None = None, method: str | None = None) -> None:
     settings = _settings()
     params = {k: v for k, v in {"service": service, "method": method}.items() if v}
     try:
-        with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client, connect_sse(
-            client, "GET", settings.url.rstrip("/") + "/v1/stream", params=params
-        ) as source:
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=None)) as client,
+            connect_sse(
+                client, "GET", settings.url.rstrip("/") + "/v1/stream", params=params
+            ) as source,
+        ):
             for ev in source.iter_sse():
                 d = codec.loads(ev.data)
                 cause = d["cause"] or {}
-                typer.echo(f"seq {d['seq']}  {d['as_of']}  {d['state']:<11}  "
-                           f"{cause.get('type') or '-'}  until={d['until']}")
+                typer.echo(
+                    f"seq {d['seq']}  {d['as_of']}  {d['state']:<11}  "
+                    f"{cause.get('type') or '-'}  until={d['until']}"
+                )
     except httpx.HTTPError as exc:
         fail(f"stream from {settings.url} failed: {exc}")
     except KeyboardInterrupt:

@@ -30,7 +30,6 @@ dumps = orjson.dumps
 loads = orjson.loads
 
 
-
 def pretty(doc: Any) -> str:
     """Indented JSON text for people (the CLI)."""
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
@@ -150,7 +149,13 @@ def core_doc(core: StatusCore, now: datetime, zone: str) -> Doc:
 
 
 def status_doc(
-    core: StatusCore, *, seq: int, now: datetime, cause: Cause | None, zone: str, stale: bool = False
+    core: StatusCore,
+    *,
+    seq: int,
+    now: datetime,
+    cause: Cause | None,
+    zone: str,
+    stale: bool = False,
 ) -> Doc:
     """The whole CONTRACT status object."""
     return {

@@ -76,9 +76,7 @@ DEFAULT_MESSAGES: dict[str, LocalText] = {
         ja="メンテナンス中です(エラーコード Z010000000)。時間をおいて再度アクセスしてください。",
         en="Under maintenance (error code Z010000000). Please try again later.",
     ),
-    "token_modal": LocalText(
-        ja=MODAL_TEXT_JA, en="Under maintenance. Please try again later."
-    ),
+    "token_modal": LocalText(ja=MODAL_TEXT_JA, en="Under maintenance. Please try again later."),
     "api": LocalText(
         ja="メンテナンス中です(エラーコード Z010000000)。時間をおいて再度アクセスしてください。",
         en="Under maintenance (error code Z010000000). Please try again later.",
@@ -336,7 +334,9 @@ def compute_status(
             key=lambda w: (w.starts_at, w.id),
         )
     )
-    shown_override = override if override is not None and override.touches(service, method) else None
+    shown_override = (
+        override if override is not None and override.touches(service, method) else None
+    )
 
     if not down:
         return StatusCore("normal", None, None, components, active, upcoming, shown_override)
@@ -347,7 +347,9 @@ def compute_status(
             error_code = w.error_code
             break
     until = _until(catalog, active + upcoming, override, now, scope)
-    return StatusCore("maintenance", until, error_code, components, active, upcoming, shown_override)
+    return StatusCore(
+        "maintenance", until, error_code, components, active, upcoming, shown_override
+    )
 
 
 def _until(

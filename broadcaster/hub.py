@@ -39,9 +39,9 @@ class Event:
             self._frame = codec.sse_frame(self.seq, self.payload)
         return self._frame
 
-    def view(self, scope: Scope, scoper: Callable[[codec.Doc, Scope], codec.Doc]) -> tuple[
-        codec.Doc, bytes
-    ]:
+    def view(
+        self, scope: Scope, scoper: Callable[[codec.Doc, Scope], codec.Doc]
+    ) -> tuple[codec.Doc, bytes]:
         """The scoped status and its SSE frame, computed once per scope."""
         if scope == (None, None):
             return self.doc, self.frame()

@@ -39,7 +39,9 @@ class WindowChange:
     cause: Cause
 
 
-def _entry(change: str, now: datetime, actor: str, reason: str | None, **spans: Span) -> HistoryEntry:
+def _entry(
+    change: str, now: datetime, actor: str, reason: str | None, **spans: Span
+) -> HistoryEntry:
     return HistoryEntry.model_validate(
         {"at": now, "change": change, "actor": actor, "reason": reason, **spans}
     )
@@ -132,9 +134,15 @@ def patch_window(
     frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
     to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
     if ends_early:
-        entry, kind = _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}), "maintenance.ended"
+        entry, kind = (
+            _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}),
+            "maintenance.ended",
+        )
     elif frm != to:
-        entry, kind = _entry("rescheduled", now, actor, reason, **{"from": frm, "to": to}), "maintenance.rescheduled"
+        entry, kind = (
+            _entry("rescheduled", now, actor, reason, **{"from": frm, "to": to}),
+            "maintenance.rescheduled",
+        )
     else:
         entry, kind = _entry("updated", now, actor, reason), "maintenance.updated"
     stored = new.model_copy(update={"history": (*old.history, entry)})
@@ -162,7 +170,9 @@ def cancel_window(old: Window, raw: Any, *, now: datetime, actor: str) -> Window
         }
     entry = _entry("cancelled", now, actor, reason, **spans)
     update["history"] = (*old.history, entry)
-    return WindowChange(old.model_copy(update=update), Cause("maintenance.cancelled", old.id, actor, reason))
+    return WindowChange(
+        old.model_copy(update=update), Cause("maintenance.cancelled", old.id, actor, reason)
+    )
 
 
 class OverrideIn(BaseModel):

@@ -155,9 +155,7 @@ class Store:
     async def windows(self) -> dict[str, Window]:
         """Every stored window by id."""
         raw = await self.redis.hgetall(self.keys.windows)
-        return {
-            w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())
-        }
+        return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
 
     async def events(self, after: int, limit: int) -> list[codec.Doc]:
         """Event-log entries with seq > ``after``, oldest first, at most ``limit``."""
@@ -270,9 +268,7 @@ class Store:
             plan.events.append((cause, base))
         return base
 
-    async def transact(
-        self, now: datetime, build: Callable[[State], Plan]
-    ) -> list[codec.Doc]:
+    async def transact(self, now: datetime, build: Callable[[State], Plan]) -> list[codec.Doc]:
         """Run ``build`` on a fresh read and apply its plan atomically; retry on conflict.
 
         Returns the published status objects, in seq order (empty if nothing changed).
@@ -294,7 +290,12 @@ class Store:
                         ]
                     )
                     plan = build(st)
-                    if not plan.events and plan.catalog is None and plan.contact is None and not plan.set_override:
+                    if (
+                        not plan.events
+                        and plan.catalog is None
+                        and plan.contact is None
+                        and not plan.set_override
+                    ):
                         await pipe.reset()
                         return []
                     pipe.multi()
@@ -305,7 +306,10 @@ class Store:
             for d in docs:
                 log.info(
                     "published seq=%s cause=%s window=%s state=%s",
-                    d["seq"], d["cause"]["type"], d["cause"]["window_id"], d["state"],
+                    d["seq"],
+                    d["cause"]["type"],
+                    d["cause"]["window_id"],
+                    d["state"],
                 )
             return docs
         raise RuntimeError(f"could not publish after {MAX_ATTEMPTS} conflicting attempts")

@@ -68,16 +68,29 @@ class RedisServer:
 
     def start(self) -> None:
         args = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--dir", self.dir, "--daemonize", "no", "--loglevel", "warning",
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--dir",
+            self.dir,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
                     return
@@ -93,7 +106,9 @@ class RedisServer:
 def start_redis(appendonly: bool = False) -> RedisServer:
     """Start a private redis-server on an ephemeral port (caller kills it)."""
     need("redis-server", shutil.which("redis-server") is not None)
-    server = RedisServer(free_port(), tempfile.mkdtemp(prefix="maintcast-redis-"), appendonly=appendonly)
+    server = RedisServer(
+        free_port(), tempfile.mkdtemp(prefix="maintcast-redis-"), appendonly=appendonly
+    )
     server.start()
     return server
 
@@ -163,7 +178,11 @@ def settings_for(redis_url: str | None, prefix: str, **kw: Any) -> Settings:
 async def live_server(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on an ephemeral loopback port; yields its base URL."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)

@@ -44,7 +44,9 @@ INSTANTS = {"00:59:59.999": BEFORE, "01:00:00": START, "05:59:59.999": LAST, "06
 IN_WINDOW = {"01:00:00", "05:59:59.999"}
 
 _EXAMPLE = parse_schedule(
-    EXAMPLE.read_text(encoding="utf-8"), source=str(EXAMPLE), defaults=DEFAULTS,
+    EXAMPLE.read_text(encoding="utf-8"),
+    source=str(EXAMPLE),
+    defaults=DEFAULTS,
     now=jst(2021, 5, 1),
 )
 EX_CATALOG = _EXAMPLE.catalog
@@ -66,11 +68,18 @@ EX_COMPONENTS = [
 
 
 def example_status(
-    now: datetime, service: str | None = None, method: str | None = None,
+    now: datetime,
+    service: str | None = None,
+    method: str | None = None,
 ) -> StatusCore:
     return compute_status(
-        EX_CATALOG, EX_WINDOWS, None, now, default_error_code=DEFAULTS.error_code,
-        service=service, method=method,
+        EX_CATALOG,
+        EX_WINDOWS,
+        None,
+        now,
+        default_error_code=DEFAULTS.error_code,
+        service=service,
+        method=method,
     )
 
 
@@ -78,11 +87,15 @@ def ids(windows: tuple[Window, ...]) -> list[str]:
     return [w.id for w in windows]
 
 
-@pytest.mark.parametrize(("label", "service", "method", "affected"), [
-    (label, s, m, a) for label in INSTANTS for s, m, a in EX_COMPONENTS
-])
+@pytest.mark.parametrize(
+    ("label", "service", "method", "affected"),
+    [(label, s, m, a) for label in INSTANTS for s, m, a in EX_COMPONENTS],
+)
 def test_example_component_by_component(
-    label: str, service: str, method: str, affected: bool,
+    label: str,
+    service: str,
+    method: str,
+    affected: bool,
 ) -> None:
     core = example_status(INSTANTS[label])
     down = affected and label in IN_WINDOW
@@ -99,8 +112,13 @@ def test_example_component_by_component(
     ],
 )
 def test_example_status(
-    label: str, state: str, until: datetime | None, error_code: str | None,
-    active: list[str], upcoming: list[str], life: str,
+    label: str,
+    state: str,
+    until: datetime | None,
+    error_code: str | None,
+    active: list[str],
+    upcoming: list[str],
+    life: str,
 ) -> None:
     now = INSTANTS[label]
     core = example_status(now)
@@ -130,34 +148,85 @@ def test_example_bank_transfer_scope_stays_normal(label: str) -> None:
 @pytest.mark.parametrize(
     ("service", "method", "now", "state", "components", "active"),
     [
-        ("webcollect", None, START, "maintenance",
-         {"webcollect": dict.fromkeys(
-             ["credit_card", "cvs_online", "carrier", "kuroneko_pay"], "under_maintenance")},
-         [WID]),
-        ("atobarai", None, START, "maintenance",
-         {"atobarai": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance",
-                       "au_easy": "operational", "bank_transfer": "operational",
-                       "kuroneko_pay": "under_maintenance"}},
-         [WID]),
+        (
+            "webcollect",
+            None,
+            START,
+            "maintenance",
+            {
+                "webcollect": dict.fromkeys(
+                    ["credit_card", "cvs_online", "carrier", "kuroneko_pay"], "under_maintenance"
+                )
+            },
+            [WID],
+        ),
+        (
+            "atobarai",
+            None,
+            START,
+            "maintenance",
+            {
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                    "au_easy": "operational",
+                    "bank_transfer": "operational",
+                    "kuroneko_pay": "under_maintenance",
+                }
+            },
+            [WID],
+        ),
         ("atobarai", "au_easy", START, "normal", {"atobarai": {"au_easy": "operational"}}, []),
-        ("atobarai", "kuroneko_pay", LAST, "maintenance",
-         {"atobarai": {"kuroneko_pay": "under_maintenance"}}, [WID]),
-        ("webcollect", "carrier", LAST, "maintenance",
-         {"webcollect": {"carrier": "under_maintenance"}}, [WID]),
-        ("webcollect", None, END, "normal",
-         {"webcollect": dict.fromkeys(
-             ["credit_card", "cvs_online", "carrier", "kuroneko_pay"], "operational")},
-         []),
-        ("atobarai", None, BEFORE, "normal",
-         {"atobarai": dict.fromkeys(
-             ["credit_card", "cvs_online", "au_easy", "bank_transfer", "kuroneko_pay"],
-             "operational")},
-         []),
+        (
+            "atobarai",
+            "kuroneko_pay",
+            LAST,
+            "maintenance",
+            {"atobarai": {"kuroneko_pay": "under_maintenance"}},
+            [WID],
+        ),
+        (
+            "webcollect",
+            "carrier",
+            LAST,
+            "maintenance",
+            {"webcollect": {"carrier": "under_maintenance"}},
+            [WID],
+        ),
+        (
+            "webcollect",
+            None,
+            END,
+            "normal",
+            {
+                "webcollect": dict.fromkeys(
+                    ["credit_card", "cvs_online", "carrier", "kuroneko_pay"], "operational"
+                )
+            },
+            [],
+        ),
+        (
+            "atobarai",
+            None,
+            BEFORE,
+            "normal",
+            {
+                "atobarai": dict.fromkeys(
+                    ["credit_card", "cvs_online", "au_easy", "bank_transfer", "kuroneko_pay"],
+                    "operational",
+                )
+            },
+            [],
+        ),
     ],
 )
 def test_example_scoped(
-    service: str, method: str | None, now: datetime, state: str,
-    components: dict[str, dict[str, str]], active: list[str],
+    service: str,
+    method: str | None,
+    now: datetime,
+    state: str,
+    components: dict[str, dict[str, str]],
+    active: list[str],
 ) -> None:
     core = example_status(now, service, method)
     assert core.state == state
@@ -178,7 +247,11 @@ def test_example_scoped(
     ],
 )
 def test_unknown_scope(
-    service: str | None, method: str | None, error: type, field: str, named: str,
+    service: str | None,
+    method: str | None,
+    error: type,
+    field: str,
+    named: str,
 ) -> None:
     with pytest.raises(error) as info:
         example_status(START, service, method)
@@ -208,35 +281,57 @@ def t(hour: int, minute: int = 0, second: int = 0) -> datetime:
 
 
 def win(
-    wid: str, start: datetime, end: datetime, affected: Mapping[str, list[str]] | None = None,
-    *, announce: datetime | None = None, cancelled: bool = False, error_code: str | None = None,
+    wid: str,
+    start: datetime,
+    end: datetime,
+    affected: Mapping[str, list[str]] | None = None,
+    *,
+    announce: datetime | None = None,
+    cancelled: bool = False,
+    error_code: str | None = None,
 ) -> Window:
     raw: dict[str, Any] = {
-        "id": wid, "title": {"en": wid}, "starts_at": start.isoformat(),
-        "ends_at": end.isoformat(), "affected": dict(affected or WC),
+        "id": wid,
+        "title": {"en": wid},
+        "starts_at": start.isoformat(),
+        "ends_at": end.isoformat(),
+        "affected": dict(affected or WC),
         "announce_at": (announce or jst(2021, 8, 1)).isoformat(),
     }
     if error_code:
         raw["error_code"] = error_code
     if cancelled:
         raw["status"] = "cancelled"
-    return build_window(raw, catalog=CAT, defaults=DEFAULTS, now=jst(2021, 7, 1),
-                        from_file=cancelled)
+    return build_window(
+        raw, catalog=CAT, defaults=DEFAULTS, now=jst(2021, 7, 1), from_file=cancelled
+    )
 
 
 def ov(
-    mode: str, expires: datetime | None = None, affected: dict[str, tuple[str, ...]] | None = None,
+    mode: str,
+    expires: datetime | None = None,
+    affected: dict[str, tuple[str, ...]] | None = None,
 ) -> Override:
-    return Override(mode=mode, affected=affected, reason="incident 42", actor="ops",
-                    set_at=jst(2021, 8, 9, 0), expires_at=expires)
+    return Override(
+        mode=mode,
+        affected=affected,
+        reason="incident 42",
+        actor="ops",
+        set_at=jst(2021, 8, 9, 0),
+        expires_at=expires,
+    )
 
 
 def status(
-    windows: list[Window], now: datetime, override: Override | None = None,
-    service: str | None = None, method: str | None = None,
+    windows: list[Window],
+    now: datetime,
+    override: Override | None = None,
+    service: str | None = None,
+    method: str | None = None,
 ) -> StatusCore:
-    return compute_status(CAT, windows, override, now, default_error_code=DEFAULT_CODE,
-                          service=service, method=method)
+    return compute_status(
+        CAT, windows, override, now, default_error_code=DEFAULT_CODE, service=service, method=method
+    )
 
 
 def wc_card(core: StatusCore) -> str:
@@ -277,8 +372,12 @@ NESTED = [win("a", t(1), t(6)), win("b", t(2), t(3))]
     ],
 )
 def test_overlapping_and_back_to_back(
-    windows: list[Window], now: datetime, card: str, until: datetime | None,
-    active: list[str], upcoming: list[str],
+    windows: list[Window],
+    now: datetime,
+    card: str,
+    until: datetime | None,
+    active: list[str],
+    upcoming: list[str],
 ) -> None:
     core = status(windows, now)
     assert wc_card(core) == card
@@ -293,17 +392,30 @@ def test_overlapping_and_back_to_back(
     [
         # a on webcollect then b on atobarai: the whole platform stays in maintenance
         ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(2), None, "maintenance", t(5)),
-        ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(2), "webcollect", "maintenance",
-         t(3)),
+        (
+            [win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)],
+            t(2),
+            "webcollect",
+            "maintenance",
+            t(3),
+        ),
         ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(2), "atobarai", "normal", None),
-        ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(3), "atobarai", "maintenance",
-         t(5)),
-        ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(3), "webcollect", "normal",
-         None),
+        (
+            [win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)],
+            t(3),
+            "atobarai",
+            "maintenance",
+            t(5),
+        ),
+        ([win("a", t(1), t(3), WC), win("b", t(3), t(5), AT)], t(3), "webcollect", "normal", None),
     ],
 )
 def test_until_is_per_scope(
-    windows: list[Window], now: datetime, service: str | None, state: str, until: datetime | None,
+    windows: list[Window],
+    now: datetime,
+    service: str | None,
+    state: str,
+    until: datetime | None,
 ) -> None:
     core = status(windows, now, service=service)
     assert (core.state, core.until) == (state, until)
@@ -313,15 +425,23 @@ def test_until_is_per_scope(
     ("windows", "now", "error_code"),
     [
         # overlapping windows: the earliest-started active window's code wins
-        ([win("a", t(1), t(4), error_code="ZA"), win("b", t(2), t(5), error_code="ZB")], t(3),
-         "ZA"),
-        ([win("a", t(1), t(4), error_code="ZA"), win("b", t(2), t(5), error_code="ZB")], t(4),
-         "ZB"),
+        (
+            [win("a", t(1), t(4), error_code="ZA"), win("b", t(2), t(5), error_code="ZB")],
+            t(3),
+            "ZA",
+        ),
+        (
+            [win("a", t(1), t(4), error_code="ZA"), win("b", t(2), t(5), error_code="ZB")],
+            t(4),
+            "ZB",
+        ),
         ([win("a", t(1), t(4))], t(2), DEFAULTS.error_code),  # the window's default code
     ],
 )
 def test_error_code_of_earliest_started(
-    windows: list[Window], now: datetime, error_code: str,
+    windows: list[Window],
+    now: datetime,
+    error_code: str,
 ) -> None:
     assert status(windows, now).error_code == error_code
 
@@ -342,73 +462,213 @@ ONE = [win("a", t(1), t(3))]  # webcollect only
     ("windows", "override", "now", "components", "until", "error_code"),
     [
         # maintenance mode beats a normal schedule; no expiry -> until None; the default code
-        ([], ov("maintenance"), t(0, 30),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         None, DEFAULT_CODE),
+        (
+            [],
+            ov("maintenance"),
+            t(0, 30),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            None,
+            DEFAULT_CODE,
+        ),
         # no expiry holds maintenance: until None even though the window ends
-        (ONE, ov("maintenance"), t(2),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         None, "Z010000000"),
+        (
+            ONE,
+            ov("maintenance"),
+            t(2),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            None,
+            "Z010000000",
+        ),
         # expiry alone
-        ([], ov("maintenance", t(0, 45)), t(0, 30),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(0, 45), DEFAULT_CODE),
+        (
+            [],
+            ov("maintenance", t(0, 45)),
+            t(0, 30),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(0, 45),
+            DEFAULT_CODE,
+        ),
         # override expires inside a window: until is the window's end
-        (ONE, ov("maintenance", t(2)), t(1, 30),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(3), "Z010000000"),
+        (
+            ONE,
+            ov("maintenance", t(2)),
+            t(1, 30),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(3),
+            "Z010000000",
+        ),
         # override expires after the window: until is the expiry
-        (ONE, ov("maintenance", t(4)), t(1, 30),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(4), "Z010000000"),
+        (
+            ONE,
+            ov("maintenance", t(4)),
+            t(1, 30),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(4),
+            "Z010000000",
+        ),
         # override expires exactly as an announced window starts: chained
-        (ONE, ov("maintenance", t(1)), t(0, 30),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(3), DEFAULT_CODE),
+        (
+            ONE,
+            ov("maintenance", t(1)),
+            t(0, 30),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(3),
+            DEFAULT_CODE,
+        ),
         # normal mode beats an active window
-        (ONE, ov("normal"), t(2),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "operational", "bank_transfer": "operational"}},
-         None, None),
-        (ONE, ov("normal", t(2, 30)), t(2),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "operational", "bank_transfer": "operational"}},
-         None, None),
+        (
+            ONE,
+            ov("normal"),
+            t(2),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {"credit_card": "operational", "bank_transfer": "operational"},
+            },
+            None,
+            None,
+        ),
+        (
+            ONE,
+            ov("normal", t(2, 30)),
+            t(2),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {"credit_card": "operational", "bank_transfer": "operational"},
+            },
+            None,
+            None,
+        ),
         # scoped maintenance override: only that component
-        ([], ov("maintenance", None, {"atobarai": ("bank_transfer",)}), t(2),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "operational", "bank_transfer": "under_maintenance"}},
-         None, DEFAULT_CODE),
+        (
+            [],
+            ov("maintenance", None, {"atobarai": ("bank_transfer",)}),
+            t(2),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {"credit_card": "operational", "bank_transfer": "under_maintenance"},
+            },
+            None,
+            DEFAULT_CODE,
+        ),
         # scoped normal override clears webcollect, not atobarai
-        ([win("a", t(1), t(3), EVERYTHING)], ov("normal", None, {"webcollect": ("*",)}), t(2),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(3), "Z010000000"),
+        (
+            [win("a", t(1), t(3), EVERYTHING)],
+            ov("normal", None, {"webcollect": ("*",)}),
+            t(2),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(3),
+            "Z010000000",
+        ),
         # scoped normal override expiring at 02:30 gives webcollect back to the window: until 03:00
-        ([win("a", t(1), t(3), EVERYTHING)], ov("normal", t(2, 30), {"webcollect": ("*",)}), t(2),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "under_maintenance", "bank_transfer": "under_maintenance"}},
-         t(3), "Z010000000"),
+        (
+            [win("a", t(1), t(3), EVERYTHING)],
+            ov("normal", t(2, 30), {"webcollect": ("*",)}),
+            t(2),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {
+                    "credit_card": "under_maintenance",
+                    "bank_transfer": "under_maintenance",
+                },
+            },
+            t(3),
+            "Z010000000",
+        ),
         # expired override (half-open): back to the schedule at expires_at
-        ([], ov("maintenance", t(0, 45)), t(0, 45),
-         {"webcollect": {"credit_card": "operational", "cvs_online": "operational"},
-          "atobarai": {"credit_card": "operational", "bank_transfer": "operational"}},
-         None, None),
-        (ONE, ov("normal", t(2)), t(2),
-         {"webcollect": {"credit_card": "under_maintenance", "cvs_online": "under_maintenance"},
-          "atobarai": {"credit_card": "operational", "bank_transfer": "operational"}},
-         t(3), "Z010000000"),
+        (
+            [],
+            ov("maintenance", t(0, 45)),
+            t(0, 45),
+            {
+                "webcollect": {"credit_card": "operational", "cvs_online": "operational"},
+                "atobarai": {"credit_card": "operational", "bank_transfer": "operational"},
+            },
+            None,
+            None,
+        ),
+        (
+            ONE,
+            ov("normal", t(2)),
+            t(2),
+            {
+                "webcollect": {
+                    "credit_card": "under_maintenance",
+                    "cvs_online": "under_maintenance",
+                },
+                "atobarai": {"credit_card": "operational", "bank_transfer": "operational"},
+            },
+            t(3),
+            "Z010000000",
+        ),
     ],
 )
 def test_override(
-    windows: list[Window], override: Override, now: datetime,
-    components: dict[str, dict[str, str]], until: datetime | None, error_code: str | None,
+    windows: list[Window],
+    override: Override,
+    now: datetime,
+    components: dict[str, dict[str, str]],
+    until: datetime | None,
+    error_code: str | None,
 ) -> None:
     core = status(windows, now, override)
     assert core.components == components
@@ -443,7 +703,10 @@ def test_override_holds_at_half_open(expires: datetime | None, now: datetime, ho
     ],
 )
 def test_scoped_override_visibility(
-    service: str | None, method: str | None, shown: bool, state: str,
+    service: str | None,
+    method: str | None,
+    shown: bool,
+    state: str,
 ) -> None:
     override = ov("maintenance", None, {"atobarai": ("bank_transfer",)})
     core = status([], t(2), override, service, method)
@@ -453,14 +716,20 @@ def test_scoped_override_visibility(
 
 # -- cancelled and unannounced windows --------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("windows", "now", "state", "active", "upcoming"),
     [
         ([win("x", t(1), t(3), cancelled=True)], t(2), "normal", [], []),
         ([win("x", t(1), t(3), cancelled=True)], t(0), "normal", [], []),
         # a cancelled window does not chain until either
-        ([win("a", t(1), t(3)), win("x", t(3), t(5), cancelled=True)], t(2), "maintenance",
-         ["a"], []),
+        (
+            [win("a", t(1), t(3)), win("x", t(3), t(5), cancelled=True)],
+            t(2),
+            "maintenance",
+            ["a"],
+            [],
+        ),
         # not yet announced: not upcoming
         ([win("a", t(1), t(3), announce=jst(2021, 8, 5))], jst(2021, 8, 5) - US, "normal", [], []),
         # announce_at is inclusive
@@ -470,7 +739,11 @@ def test_scoped_override_visibility(
     ],
 )
 def test_cancelled_and_unannounced(
-    windows: list[Window], now: datetime, state: str, active: list[str], upcoming: list[str],
+    windows: list[Window],
+    now: datetime,
+    state: str,
+    active: list[str],
+    upcoming: list[str],
 ) -> None:
     core = status(windows, now)
     assert core.state == state
@@ -505,6 +778,7 @@ def test_lifecycle(window: Window, now: datetime, life: str, public: bool) -> No
 
 # -- boundaries_after -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("windows", "override", "now", "expected"),
     [
@@ -515,19 +789,29 @@ def test_lifecycle(window: Window, now: datetime, life: str, public: bool) -> No
         (BACK_TO_BACK, None, t(3), [t(5)]),
         (BACK_TO_BACK, None, t(5), []),
         # cancelled windows bring no boundaries; the override's expiry does
-        ([win("a", t(1), t(3)), win("x", t(2), t(4), cancelled=True)],
-         ov("maintenance", t(3, 30)), t(0), [t(1), t(3), t(3, 30)]),
+        (
+            [win("a", t(1), t(3)), win("x", t(2), t(4), cancelled=True)],
+            ov("maintenance", t(3, 30)),
+            t(0),
+            [t(1), t(3), t(3, 30)],
+        ),
         # an expiry on an existing boundary is listed once; no expiry, nothing
-        ([win("a", t(3), t(5), announce=t(2))], ov("normal", t(3)), t(0),
-         [t(2), t(3), t(5)]),
+        ([win("a", t(3), t(5), announce=t(2))], ov("normal", t(3)), t(0), [t(2), t(3), t(5)]),
         ([win("a", t(3), t(5))], ov("normal"), t(4), [t(5)]),
         # given out of order
-        ([win("b", t(4), t(6), announce=t(0, 30)), win("a", t(1), t(2), announce=t(0, 10))],
-         None, t(0), [t(0, 10), t(0, 30), t(1), t(2), t(4), t(6)]),
+        (
+            [win("b", t(4), t(6), announce=t(0, 30)), win("a", t(1), t(2), announce=t(0, 10))],
+            None,
+            t(0),
+            [t(0, 10), t(0, 30), t(1), t(2), t(4), t(6)],
+        ),
     ],
 )
 def test_boundaries_after(
-    windows: list[Window], override: Override | None, now: datetime, expected: list[datetime],
+    windows: list[Window],
+    override: Override | None,
+    now: datetime,
+    expected: list[datetime],
 ) -> None:
     got = boundaries_after(windows, override, now)
     assert got == expected
@@ -566,7 +850,10 @@ EXPIRING = ov("maintenance", t(0, 10))
     ],
 )
 def test_time_driven_cause(
-    before: datetime, override: Override | None, now: datetime, type_: str,
+    before: datetime,
+    override: Override | None,
+    now: datetime,
+    type_: str,
     window_id: str | None,
 ) -> None:
     old = Summary.of(status(TD_WINDOWS, before, override))
@@ -602,19 +889,33 @@ EX_INSTANTS = [*INSTANTS.values(), jst(2021, 8, 9, 5, 59, 59) + 999_999 * US]
 
 
 def _compare(
-    catalog: Catalog, windows: list[Window] | tuple[Window, ...], override: Override | None,
-    now: datetime, service: str | None, method: str | None, default_code: str,
+    catalog: Catalog,
+    windows: list[Window] | tuple[Window, ...],
+    override: Override | None,
+    now: datetime,
+    service: str | None,
+    method: str | None,
+    default_code: str,
 ) -> None:
     full = compute_status(catalog, windows, override, now, default_error_code=default_code)
     doc = codec.status_doc(full, seq=7, now=now, cause=None, zone=ZONE)
     # through the wire and back, as the hub sees it
     doc = codec.loads(codec.dumps(doc))
-    scoped = codec.scoped_doc(doc, catalog, service=service, method=method,
-                              default_error_code=default_code, zone=ZONE)
+    scoped = codec.scoped_doc(
+        doc, catalog, service=service, method=method, default_error_code=default_code, zone=ZONE
+    )
     direct = codec.core_doc(
-        compute_status(catalog, windows, override, now, default_error_code=default_code,
-                       service=service, method=method),
-        now, ZONE,
+        compute_status(
+            catalog,
+            windows,
+            override,
+            now,
+            default_error_code=default_code,
+            service=service,
+            method=method,
+        ),
+        now,
+        ZONE,
     )
     for key in ("state", "components", "until", "error_code", "override"):
         assert scoped[key] == direct[key], key
@@ -626,7 +927,9 @@ def _compare(
 @pytest.mark.parametrize("now", EX_INSTANTS)
 @pytest.mark.parametrize(("service", "method"), SCOPES)
 def test_scoped_doc_matches_compute_status_example(
-    now: datetime, service: str | None, method: str | None,
+    now: datetime,
+    service: str | None,
+    method: str | None,
 ) -> None:
     _compare(EX_CATALOG, EX_WINDOWS, None, now, service, method, DEFAULTS.error_code)
 
@@ -634,8 +937,14 @@ def test_scoped_doc_matches_compute_status_example(
 def test_scoped_doc_example_values() -> None:
     full = example_status(START)
     doc = codec.status_doc(full, seq=1, now=START, cause=None, zone=ZONE)
-    scoped = codec.scoped_doc(doc, EX_CATALOG, service="atobarai", method=None,
-                              default_error_code=DEFAULTS.error_code, zone=ZONE)
+    scoped = codec.scoped_doc(
+        doc,
+        EX_CATALOG,
+        service="atobarai",
+        method=None,
+        default_error_code=DEFAULTS.error_code,
+        zone=ZONE,
+    )
     assert scoped["until"] == "2021-08-09T06:00:00+09:00"
     assert scoped["error_code"] == "Z010000000"
     assert scoped["components"]["atobarai"]["bank_transfer"] == "operational"
@@ -651,26 +960,44 @@ HAND_MADE = [
     ([win("a", t(1), t(3), EVERYTHING)], ov("normal", t(2, 30), {"webcollect": ("*",)})),
     (ONE, ov("maintenance")),
 ]
-HAND_SCOPES = [(None, None), ("webcollect", None), ("webcollect", "cvs_online"),
-               ("atobarai", None), ("atobarai", "bank_transfer")]
+HAND_SCOPES = [
+    (None, None),
+    ("webcollect", None),
+    ("webcollect", "cvs_online"),
+    ("atobarai", None),
+    ("atobarai", "bank_transfer"),
+]
 
 
 @pytest.mark.parametrize("now", [t(0, 30), t(1), t(2), t(2, 30), t(3), t(4), t(5)])
 @pytest.mark.parametrize(("service", "method"), HAND_SCOPES)
 @pytest.mark.parametrize("case", range(len(HAND_MADE)))
 def test_scoped_doc_matches_compute_status_hand_made(
-    case: int, service: str | None, method: str | None, now: datetime,
+    case: int,
+    service: str | None,
+    method: str | None,
+    now: datetime,
 ) -> None:
     windows, override = HAND_MADE[case]
     _compare(CAT, windows, override, now, service, method, DEFAULT_CODE)
 
 
-@pytest.mark.parametrize(("service", "method", "field"), [
-    ("nosuch", None, "service"), ("webcollect", "bank_transfer", "method"),
-])
+@pytest.mark.parametrize(
+    ("service", "method", "field"),
+    [
+        ("nosuch", None, "service"),
+        ("webcollect", "bank_transfer", "method"),
+    ],
+)
 def test_scoped_doc_unknown_scope(service: str, method: str | None, field: str) -> None:
     doc = codec.status_doc(example_status(START), seq=1, now=START, cause=None, zone=ZONE)
     with pytest.raises(NotFound) as info:
-        codec.scoped_doc(doc, EX_CATALOG, service=service, method=method,
-                         default_error_code=DEFAULTS.error_code, zone=ZONE)
+        codec.scoped_doc(
+            doc,
+            EX_CATALOG,
+            service=service,
+            method=method,
+            default_error_code=DEFAULTS.error_code,
+            zone=ZONE,
+        )
     assert info.value.field == field

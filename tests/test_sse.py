@@ -28,7 +28,9 @@ async def _events(client: httpx.AsyncClient, url: str, n: int, **headers: str) -
     return out
 
 
-async def test_snapshot_then_live_then_replay(real_redis: Any, redis_url: str, key_prefix: str) -> None:
+async def test_snapshot_then_live_then_replay(
+    real_redis: Any, redis_url: str, key_prefix: str
+) -> None:
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
     store = make_store(real_redis, key_prefix)
     schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())

@@ -132,7 +132,9 @@ async def test_reconcile_starts_once_then_ends(any_redis: Any, key_prefix: str) 
     assert ended[0]["active"] == [] and ended[0]["until"] is None
     assert await store.reconcile(jst(2021, 8, 9, 6, 0, 1)) == []
     assert [e["type"] for e in await store.events(0, 100)] == [
-        "maintenance.scheduled", "maintenance.started", "maintenance.ended",
+        "maintenance.scheduled",
+        "maintenance.started",
+        "maintenance.ended",
     ]
 
 
@@ -143,7 +145,10 @@ async def test_late_boundary_is_reconciled(any_redis: Any, key_prefix: str) -> N
     docs = await store.reconcile(jst(2021, 8, 9, 2, 0))
     assert len(docs) == 1
     assert docs[0]["cause"] == {
-        "type": "reconciled", "window_id": WINDOW_ID, "actor": None, "reason": None,
+        "type": "reconciled",
+        "window_id": WINDOW_ID,
+        "actor": None,
+        "reason": None,
     }
     assert docs[0]["state"] == "maintenance"
 
@@ -184,9 +189,7 @@ async def test_concurrent_publishers_of_one_boundary_publish_once(
         async with asyncio.timeout(10):
             r1, r2 = await asyncio.gather(s1.reconcile(boundary), s2.reconcile(boundary))
         published = r1 + r2
-        assert [(d["seq"], d["cause"]["type"]) for d in published] == [
-            (2, "maintenance.started")
-        ]
+        assert [(d["seq"], d["cause"]["type"]) for d in published] == [(2, "maintenance.started")]
         assert int(await a.get(Keys(prefix).seq)) == 2
         assert await a.xlen(Keys(prefix).events) == 2
 
@@ -272,7 +275,8 @@ async def test_import_publishes_a_due_start_first(any_redis: Any, key_prefix: st
     at = jst(2021, 8, 9, 1, 0, 1)
     docs = await store.import_schedule(example(at, retitle), at)
     assert [(d["seq"], d["cause"]["type"]) for d in docs] == [
-        (2, "maintenance.started"), (3, "maintenance.updated"),
+        (2, "maintenance.started"),
+        (3, "maintenance.updated"),
     ]
 
 
@@ -301,7 +305,9 @@ async def test_replay_and_events(any_redis: Any, key_prefix: str) -> None:
     assert replayed is not None
     assert [orjson.loads(p)["seq"] for p in replayed] == [3, 4, 5]
     assert [orjson.loads(p)["upcoming"][0]["title"]["en"] for p in replayed] == [
-        "title 1", "title 2", "title 3",
+        "title 1",
+        "title 2",
+        "title 3",
     ]
     full = await store.replay(0)
     assert full is not None and [orjson.loads(p)["seq"] for p in full] == [1, 2, 3, 4, 5]
@@ -309,7 +315,9 @@ async def test_replay_and_events(any_redis: Any, key_prefix: str) -> None:
     events = await store.events(0, 3)
     assert [e["seq"] for e in events] == [1, 2, 3]  # oldest first, limited
     assert [e["type"] for e in events] == [
-        "maintenance.scheduled", "maintenance.updated", "maintenance.updated",
+        "maintenance.scheduled",
+        "maintenance.updated",
+        "maintenance.updated",
     ]
     assert set(events[0]) == {"seq", "at", "type", "window_id", "actor", "reason", "state"}
     assert events[0]["actor"] == "import"
@@ -379,14 +387,20 @@ async def test_sub_millisecond_instant_does_not_republish(any_redis: Any, key_pr
     now = jst(2021, 7, 1, 12, 0)
     store = await imported(any_redis, key_prefix, now)
     override = Override(
-        mode="maintenance", reason="incident 43", actor="ops", set_at=now,
+        mode="maintenance",
+        reason="incident 43",
+        actor="ops",
+        set_at=now,
         expires_at=now + timedelta(minutes=30, microseconds=500),
     )
 
     def set_override(st: State) -> Plan:
         after = State(st.catalog, st.windows, override, None, 0)
-        return Plan(override=override, set_override=True,
-                    events=[(Cause("override.set", None, "ops", "incident 43"), after)])
+        return Plan(
+            override=override,
+            set_override=True,
+            events=[(Cause("override.set", None, "ops", "incident 43"), after)],
+        )
 
     assert len(await store.transact(now, set_override)) == 1
     assert (await stored_status(store))["override"]["expires_at"] == "2021-07-01T12:30:00+09:00"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from broadcaster.timeparse import InvalidTime, format_instant, parse_instant, zone_named
 
-UTC = timezone.utc
+UTC = UTC
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -32,73 +32,164 @@ NEW_YORK = ZoneInfo("America/New_York")
         ("2021-08-08T16:00:00.5Z", None, datetime(2021, 8, 8, 16, 0, 0, 500000, tzinfo=UTC)),
         ("2021-08-09T01:00:00.002+09:00", None, datetime(2021, 8, 8, 16, 0, 0, 2000, tzinfo=UTC)),
         # sub-millisecond digits are dropped: the wire precision is milliseconds
-        ("2021-08-08T16:00:00.123456789Z", None, datetime(2021, 8, 8, 16, 0, 0, 123000, tzinfo=UTC)),
+        (
+            "2021-08-08T16:00:00.123456789Z",
+            None,
+            datetime(2021, 8, 8, 16, 0, 0, 123000, tzinfo=UTC),
+        ),
         # offset given: zone is irrelevant to the result
         ("2021-08-09T01:00:00+09:00", "America/New_York", datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
         # local times resolved in a zone
         ("2021-08-09T01:00", "Asia/Tokyo", datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
         ("2021-08-09T01:00:30", "Asia/Tokyo", datetime(2021, 8, 8, 16, 0, 30, tzinfo=UTC)),
-        ("2021-08-09 01:00:30.25", "Asia/Tokyo", datetime(2021, 8, 8, 16, 0, 30, 250000, tzinfo=UTC)),
+        (
+            "2021-08-09 01:00:30.25",
+            "Asia/Tokyo",
+            datetime(2021, 8, 8, 16, 0, 30, 250000, tzinfo=UTC),
+        ),
         ("2024-01-15T09:00", "America/New_York", datetime(2024, 1, 15, 14, 0, tzinfo=UTC)),
         ("2024-07-15T09:00", "America/New_York", datetime(2024, 7, 15, 13, 0, tzinfo=UTC)),
         ("2024-03-10T01:59:59", "America/New_York", datetime(2024, 3, 10, 6, 59, 59, tzinfo=UTC)),
         ("2024-03-10T03:00", "America/New_York", datetime(2024, 3, 10, 7, 0, tzinfo=UTC)),
         ("2021-08-09T01:00", "UTC", datetime(2021, 8, 9, 1, 0, tzinfo=UTC)),
         # datetime inputs (as YAML timestamps arrive): aware
-        (datetime(2021, 8, 9, 1, 0, tzinfo=timezone(timedelta(hours=9))), None,
-         datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
-        (datetime(2021, 8, 9, 1, 0, tzinfo=TOKYO), "America/New_York",
-         datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
+        (
+            datetime(2021, 8, 9, 1, 0, tzinfo=timezone(timedelta(hours=9))),
+            None,
+            datetime(2021, 8, 8, 16, 0, tzinfo=UTC),
+        ),
+        (
+            datetime(2021, 8, 9, 1, 0, tzinfo=TOKYO),
+            "America/New_York",
+            datetime(2021, 8, 8, 16, 0, tzinfo=UTC),
+        ),
         (datetime(2021, 8, 8, 16, 0, tzinfo=UTC), None, datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
         # datetime inputs: naive is a local time
         (datetime(2021, 8, 9, 1, 0), "Asia/Tokyo", datetime(2021, 8, 8, 16, 0, tzinfo=UTC)),
-        (datetime(2021, 8, 9, 1, 0, 0, 2000), "Asia/Tokyo",
-         datetime(2021, 8, 8, 16, 0, 0, 2000, tzinfo=UTC)),
+        (
+            datetime(2021, 8, 9, 1, 0, 0, 2000),
+            "Asia/Tokyo",
+            datetime(2021, 8, 8, 16, 0, 0, 2000, tzinfo=UTC),
+        ),
     ],
 )
 def test_parse_instant_valid(value: object, zone: str | None, expected: datetime) -> None:
     result = parse_instant(value, field="start", zone=zone)
     assert result == expected
-    assert result.tzinfo is timezone.utc
+    assert result.tzinfo is UTC
 
 
 @pytest.mark.parametrize(
     ("value", "zone", "field", "fragments"),
     [
         # local time without an offset or a zone
-        ("2021-08-09T01:00", None, "start",
-         ["start: local time '2021-08-09T01:00' has no offset and no timezone; "
-          "give an offset (e.g. +09:00) or a timezone"]),
-        ("2021-08-09 01:00:00", None, "end", ["end: local time '2021-08-09 01:00:00'", "no timezone"]),
-        (datetime(2021, 8, 9, 1, 0), None, "start",
-         ["start: local time '2021-08-09T01:00:00' has no offset and no timezone"]),
+        (
+            "2021-08-09T01:00",
+            None,
+            "start",
+            [
+                "start: local time '2021-08-09T01:00' has no offset and no timezone; "
+                "give an offset (e.g. +09:00) or a timezone"
+            ],
+        ),
+        (
+            "2021-08-09 01:00:00",
+            None,
+            "end",
+            ["end: local time '2021-08-09 01:00:00'", "no timezone"],
+        ),
+        (
+            datetime(2021, 8, 9, 1, 0),
+            None,
+            "start",
+            ["start: local time '2021-08-09T01:00:00' has no offset and no timezone"],
+        ),
         # spring-forward gap
-        ("2024-03-10T02:30", "America/New_York", "start",
-         ["start: local time '2024-03-10T02:30' does not exist in America/New_York "
-          "(clocks skip it): did you mean 2024-03-10T01:30:00-05:00 or "
-          "2024-03-10T03:30:00-04:00?; give an offset"]),
-        (datetime(2024, 3, 10, 2, 30), "America/New_York", "start",
-         ["does not exist in America/New_York",
-          "2024-03-10T01:30:00-05:00 or 2024-03-10T03:30:00-04:00"]),
+        (
+            "2024-03-10T02:30",
+            "America/New_York",
+            "start",
+            [
+                "start: local time '2024-03-10T02:30' does not exist in America/New_York "
+                "(clocks skip it): did you mean 2024-03-10T01:30:00-05:00 or "
+                "2024-03-10T03:30:00-04:00?; give an offset"
+            ],
+        ),
+        (
+            datetime(2024, 3, 10, 2, 30),
+            "America/New_York",
+            "start",
+            [
+                "does not exist in America/New_York",
+                "2024-03-10T01:30:00-05:00 or 2024-03-10T03:30:00-04:00",
+            ],
+        ),
         # fall-back fold
-        ("2024-11-03T01:30", "America/New_York", "end",
-         ["end: local time '2024-11-03T01:30' is ambiguous in America/New_York: "
-          "2024-11-03T01:30:00-04:00 or 2024-11-03T01:30:00-05:00; give an offset"]),
-        (datetime(2024, 11, 3, 1, 30), "America/New_York", "end",
-         ["is ambiguous in America/New_York",
-          "2024-11-03T01:30:00-04:00 or 2024-11-03T01:30:00-05:00"]),
+        (
+            "2024-11-03T01:30",
+            "America/New_York",
+            "end",
+            [
+                "end: local time '2024-11-03T01:30' is ambiguous in America/New_York: "
+                "2024-11-03T01:30:00-04:00 or 2024-11-03T01:30:00-05:00; give an offset"
+            ],
+        ),
+        (
+            datetime(2024, 11, 3, 1, 30),
+            "America/New_York",
+            "end",
+            [
+                "is ambiguous in America/New_York",
+                "2024-11-03T01:30:00-04:00 or 2024-11-03T01:30:00-05:00",
+            ],
+        ),
         # garbage and wrong types
         ("soon", None, "start", ["start: 'soon' is not a date-time"]),
         ("", "Asia/Tokyo", "start", ["start: '' is not a date-time"]),
-        ("2021-08-09", "Asia/Tokyo", "start", ["start: '2021-08-09' is a date without a time of day"]),
-        (date(2021, 8, 9), "Asia/Tokyo", "start", ["start: '2021-08-09' is a date without a time of day"]),
+        (
+            "2021-08-09",
+            "Asia/Tokyo",
+            "start",
+            ["start: '2021-08-09' is a date without a time of day"],
+        ),
+        (
+            date(2021, 8, 9),
+            "Asia/Tokyo",
+            "start",
+            ["start: '2021-08-09' is a date without a time of day"],
+        ),
         ("2021-08-09T01", "Asia/Tokyo", "start", ["start: '2021-08-09T01' is not a date-time"]),
         ("20210809T010000Z", None, "start", ["start: '20210809T010000Z' is not a date-time"]),
-        ("2021-08-09T01:00:00+0900", None, "start", ["start: '2021-08-09T01:00:00+0900' is not a date-time"]),
-        (" 2021-08-09T01:00:00Z", None, "start", ["start: ' 2021-08-09T01:00:00Z' is not a date-time"]),
-        ("2021-13-09T01:00:00Z", None, "start", ["start: '2021-13-09T01:00:00Z' is not a valid date-time"]),
-        ("2021-08-09T25:00:00Z", None, "start", ["start: '2021-08-09T25:00:00Z' is not a valid date-time"]),
-        ("2021-08-09T01:00:00+24:00", None, "start", ["start: '2021-08-09T01:00:00+24:00' has an invalid offset"]),
+        (
+            "2021-08-09T01:00:00+0900",
+            None,
+            "start",
+            ["start: '2021-08-09T01:00:00+0900' is not a date-time"],
+        ),
+        (
+            " 2021-08-09T01:00:00Z",
+            None,
+            "start",
+            ["start: ' 2021-08-09T01:00:00Z' is not a date-time"],
+        ),
+        (
+            "2021-13-09T01:00:00Z",
+            None,
+            "start",
+            ["start: '2021-13-09T01:00:00Z' is not a valid date-time"],
+        ),
+        (
+            "2021-08-09T25:00:00Z",
+            None,
+            "start",
+            ["start: '2021-08-09T25:00:00Z' is not a valid date-time"],
+        ),
+        (
+            "2021-08-09T01:00:00+24:00",
+            None,
+            "start",
+            ["start: '2021-08-09T01:00:00+24:00' has an invalid offset"],
+        ),
         ("2016-12-31T23:59:60Z", None, "start", ["start: '2016-12-31T23:59:60Z' is a leap second"]),
         (1628438400, None, "start", ["start: '1628438400' (int) is not a date-time"]),
         (None, "Asia/Tokyo", "end", ["end: 'None' (NoneType) is not a date-time"]),
@@ -120,8 +211,15 @@ def test_parse_instant_invalid(
 
 @pytest.mark.parametrize(
     "zone",
-    ["Mars/Olympus_Mons", "", "America", "../etc/passwd", "/etc/localtime",
-     "America/../Asia/Tokyo", "asia/tokyo\x00"],
+    [
+        "Mars/Olympus_Mons",
+        "",
+        "America",
+        "../etc/passwd",
+        "/etc/localtime",
+        "America/../Asia/Tokyo",
+        "asia/tokyo\x00",
+    ],
 )
 def test_parse_instant_unknown_zone(zone: str) -> None:
     # Zone is validated even when the value carries its own offset.
@@ -142,8 +240,12 @@ def test_zone_named_valid(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "field"),
-    [("Nowhere/Special", "timezone"), ("../../etc/passwd", "schedule.timezone"),
-     ("/usr/share/zoneinfo/UTC", "timezone"), ("", "tz")],
+    [
+        ("Nowhere/Special", "timezone"),
+        ("../../etc/passwd", "schedule.timezone"),
+        ("/usr/share/zoneinfo/UTC", "timezone"),
+        ("", "tz"),
+    ],
 )
 def test_zone_named_invalid(name: str, field: str) -> None:
     with pytest.raises(InvalidTime) as info:
@@ -159,13 +261,24 @@ def test_zone_named_invalid(name: str, field: str) -> None:
         (datetime(2021, 8, 8, 16, 0, tzinfo=UTC), "Asia/Tokyo", "2021-08-09T01:00:00+09:00"),
         (datetime(2021, 8, 8, 16, 0, tzinfo=UTC), TOKYO, "2021-08-09T01:00:00+09:00"),
         (datetime(2021, 8, 8, 16, 0, 0, 2000, tzinfo=UTC), TOKYO, "2021-08-09T01:00:00.002+09:00"),
-        (datetime(2021, 8, 8, 16, 0, 0, 123456, tzinfo=UTC), TOKYO, "2021-08-09T01:00:00.123+09:00"),
+        (
+            datetime(2021, 8, 8, 16, 0, 0, 123456, tzinfo=UTC),
+            TOKYO,
+            "2021-08-09T01:00:00.123+09:00",
+        ),
         (datetime(2021, 8, 8, 16, 0, tzinfo=UTC), "UTC", "2021-08-08T16:00:00+00:00"),
-        (datetime(2021, 8, 8, 16, 0, 0, 500000, tzinfo=UTC), "UTC", "2021-08-08T16:00:00.500+00:00"),
+        (
+            datetime(2021, 8, 8, 16, 0, 0, 500000, tzinfo=UTC),
+            "UTC",
+            "2021-08-08T16:00:00.500+00:00",
+        ),
         (datetime(2024, 11, 3, 5, 30, tzinfo=UTC), NEW_YORK, "2024-11-03T01:30:00-04:00"),
         (datetime(2024, 11, 3, 6, 30, tzinfo=UTC), NEW_YORK, "2024-11-03T01:30:00-05:00"),
-        (datetime(2021, 8, 9, 1, 0, tzinfo=timezone(timedelta(hours=9))), NEW_YORK,
-         "2021-08-08T12:00:00-04:00"),
+        (
+            datetime(2021, 8, 9, 1, 0, tzinfo=timezone(timedelta(hours=9))),
+            NEW_YORK,
+            "2021-08-08T12:00:00-04:00",
+        ),
     ],
 )
 def test_format_instant(instant: datetime, zone: ZoneInfo | str, expected: str) -> None:

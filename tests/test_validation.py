@@ -42,8 +42,14 @@ BASE: dict[str, Any] = {
 }
 
 
-def build(patch: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (),
-          defaults: Defaults = DEFAULTS, now: datetime = NOW, **kw: Any) -> Window:
+def build(
+    patch: dict[str, Any] | None = None,
+    *,
+    drop: tuple[str, ...] = (),
+    defaults: Defaults = DEFAULTS,
+    now: datetime = NOW,
+    **kw: Any,
+) -> Window:
     raw = {k: v for k, v in {**BASE, **(patch or {})}.items() if k not in drop}
     return build_window(raw, catalog=CAT, defaults=defaults, now=now, **kw)
 
@@ -57,10 +63,16 @@ NY = {"timezone": "America/New_York"}
     ("patch", "field", "named"),
     [
         # ends_at not after starts_at (equal: a window of zero length; before)
-        ({"ends_at": "2021-08-09T01:00:00+09:00"}, "ends_at",
-         ["2021-08-09T01:00:00+09:00", "after starts_at"]),
-        ({"ends_at": "2021-08-09T00:59:59+09:00"}, "ends_at",
-         ["2021-08-09T00:59:59+09:00", "2021-08-09T01:00:00+09:00"]),
+        (
+            {"ends_at": "2021-08-09T01:00:00+09:00"},
+            "ends_at",
+            ["2021-08-09T01:00:00+09:00", "after starts_at"],
+        ),
+        (
+            {"ends_at": "2021-08-09T00:59:59+09:00"},
+            "ends_at",
+            ["2021-08-09T00:59:59+09:00", "2021-08-09T01:00:00+09:00"],
+        ),
         # the same instant written in two zones is still not after
         ({"ends_at": "2021-08-08T16:00:00Z"}, "ends_at", ["2021-08-08T16:00:00Z"]),
         # naive times without a timezone: the default zone is never guessed for input
@@ -73,27 +85,59 @@ NY = {"timezone": "America/New_York"}
         ({"timezone": "JST+9"}, "timezone", ["'JST+9'"]),
         ({"timezone": "../../etc/passwd"}, "timezone", ["'../../etc/passwd'"]),
         # spring-forward gap and fall-back fold (CONTRACT "Time"): both candidates named
-        ({**NY, "starts_at": "2024-03-10T02:30", "ends_at": "2024-03-10T05:00"}, "starts_at",
-         ["'2024-03-10T02:30'", "does not exist", "America/New_York",
-          "2024-03-10T01:30:00-05:00", "2024-03-10T03:30:00-04:00"]),
-        ({**NY, "starts_at": "2024-11-03T01:30", "ends_at": "2024-11-03T05:00"}, "starts_at",
-         ["'2024-11-03T01:30'", "ambiguous", "America/New_York",
-          "2024-11-03T01:30:00-04:00", "2024-11-03T01:30:00-05:00"]),
-        ({**NY, "starts_at": "2024-11-03T00:30", "ends_at": "2024-11-03T01:30"}, "ends_at",
-         ["'2024-11-03T01:30'", "ambiguous",
-          "2024-11-03T01:30:00-04:00", "2024-11-03T01:30:00-05:00"]),
+        (
+            {**NY, "starts_at": "2024-03-10T02:30", "ends_at": "2024-03-10T05:00"},
+            "starts_at",
+            [
+                "'2024-03-10T02:30'",
+                "does not exist",
+                "America/New_York",
+                "2024-03-10T01:30:00-05:00",
+                "2024-03-10T03:30:00-04:00",
+            ],
+        ),
+        (
+            {**NY, "starts_at": "2024-11-03T01:30", "ends_at": "2024-11-03T05:00"},
+            "starts_at",
+            [
+                "'2024-11-03T01:30'",
+                "ambiguous",
+                "America/New_York",
+                "2024-11-03T01:30:00-04:00",
+                "2024-11-03T01:30:00-05:00",
+            ],
+        ),
+        (
+            {**NY, "starts_at": "2024-11-03T00:30", "ends_at": "2024-11-03T01:30"},
+            "ends_at",
+            [
+                "'2024-11-03T01:30'",
+                "ambiguous",
+                "2024-11-03T01:30:00-04:00",
+                "2024-11-03T01:30:00-05:00",
+            ],
+        ),
         # catalog checks
         ({"affected": {"nosuch": ["*"]}}, "affected.nosuch", ["'nosuch'", "webcollect"]),
-        ({"affected": {"webcollect": ["au_easy"]}}, "affected.webcollect",
-         ["'au_easy'", "credit_card"]),
-        ({"affected": {"webcollect": ["credit_card"], "atobarai": ["carrier"]}},
-         "affected.atobarai", ["'carrier'"]),
+        (
+            {"affected": {"webcollect": ["au_easy"]}},
+            "affected.webcollect",
+            ["'au_easy'", "credit_card"],
+        ),
+        (
+            {"affected": {"webcollect": ["credit_card"], "atobarai": ["carrier"]}},
+            "affected.atobarai",
+            ["'carrier'"],
+        ),
         ({"affected": {}}, "affected", ["at least one"]),
         ({"affected": {"webcollect": []}}, "affected.webcollect", ["empty"]),
         ({"affected": {"webcollect": "credit_card"}}, "affected.webcollect", ["'credit_card'"]),
         # longer than MAINTCAST_MAX_WINDOW_S (604800 s = 7 days)
-        ({"ends_at": "2021-08-16T01:00:01+09:00"}, "ends_at",
-         ["2021-08-16T01:00:01+09:00", "604801", "604800"]),
+        (
+            {"ends_at": "2021-08-16T01:00:01+09:00"},
+            "ends_at",
+            ["2021-08-16T01:00:01+09:00", "604801", "604800"],
+        ),
         # id format
         ({"id": "Webcollect_2021"}, "id", ["'Webcollect_2021'"]),
         ({"id": "-leading-dash"}, "id", ["'-leading-dash'"]),
@@ -110,8 +154,11 @@ NY = {"timezone": "America/New_York"}
         ({"messages": {"sms": {"ja": "x"}}}, "messages.sms", ["'sms'", "token_modal"]),
         ({"error_code": "Z01 000"}, "error_code", ["'Z01 000'"]),
         # announce_at after starts_at: an in-progress window must always be public
-        ({"announce_at": "2021-08-09T01:00:00.001+09:00"}, "announce_at",
-         ["2021-08-09T01:00:00.001+09:00", "starts_at"]),
+        (
+            {"announce_at": "2021-08-09T01:00:00.001+09:00"},
+            "announce_at",
+            ["2021-08-09T01:00:00.001+09:00", "starts_at"],
+        ),
         # server-owned fields on the HTTP API
         ({"status": "scheduled"}, "status", ["server-owned"]),
         ({"history": []}, "history", ["server-owned"]),
@@ -138,8 +185,12 @@ def test_build_window_rejects(patch: dict[str, Any], field: str, named: list[str
 
 @pytest.mark.parametrize(
     ("drop", "field"),
-    [(("title",), "title"), (("starts_at",), "starts_at"), (("ends_at",), "ends_at"),
-     (("affected",), "affected")],
+    [
+        (("title",), "title"),
+        (("starts_at",), "starts_at"),
+        (("ends_at",), "ends_at"),
+        (("affected",), "affected"),
+    ],
 )
 def test_build_window_requires(drop: tuple[str, ...], field: str) -> None:
     with pytest.raises(InvalidInput) as info:
@@ -168,24 +219,45 @@ def test_build_window_needs_an_id() -> None:
     [
         # the boundaries of the rules above, accepted
         ({}, jst(2021, 8, 9, 1), jst(2021, 8, 9, 6)),
-        ({"ends_at": "2021-08-09T01:00:00.001+09:00"}, jst(2021, 8, 9, 1),
-         jst(2021, 8, 9, 1) + timedelta(milliseconds=1)),
+        (
+            {"ends_at": "2021-08-09T01:00:00.001+09:00"},
+            jst(2021, 8, 9, 1),
+            jst(2021, 8, 9, 1) + timedelta(milliseconds=1),
+        ),
         ({"ends_at": "2021-08-16T01:00:00+09:00"}, jst(2021, 8, 9, 1), jst(2021, 8, 16, 1)),
         # a local time plus a zone
-        ({"starts_at": "2021-08-09T01:00", "ends_at": "2021-08-09T06:00", "timezone": "Asia/Tokyo"},
-         jst(2021, 8, 9, 1), jst(2021, 8, 9, 6)),
+        (
+            {
+                "starts_at": "2021-08-09T01:00",
+                "ends_at": "2021-08-09T06:00",
+                "timezone": "Asia/Tokyo",
+            },
+            jst(2021, 8, 9, 1),
+            jst(2021, 8, 9, 6),
+        ),
         # gap / fold times are fine with an explicit offset
-        ({**NY, "starts_at": "2024-11-03T01:30:00-05:00", "ends_at": "2024-11-03T03:00"},
-         datetime(2024, 11, 3, 6, 30, tzinfo=UTC), datetime(2024, 11, 3, 8, tzinfo=UTC)),
-        ({**NY, "starts_at": "2024-03-10T01:30", "ends_at": "2024-03-10T03:30"},
-         datetime(2024, 3, 10, 6, 30, tzinfo=UTC), datetime(2024, 3, 10, 7, 30, tzinfo=UTC)),
+        (
+            {**NY, "starts_at": "2024-11-03T01:30:00-05:00", "ends_at": "2024-11-03T03:00"},
+            datetime(2024, 11, 3, 6, 30, tzinfo=UTC),
+            datetime(2024, 11, 3, 8, tzinfo=UTC),
+        ),
+        (
+            {**NY, "starts_at": "2024-03-10T01:30", "ends_at": "2024-03-10T03:30"},
+            datetime(2024, 3, 10, 6, 30, tzinfo=UTC),
+            datetime(2024, 3, 10, 7, 30, tzinfo=UTC),
+        ),
         # aware datetimes (as YAML timestamps arrive)
-        ({"starts_at": datetime(2021, 8, 8, 16, tzinfo=UTC)}, jst(2021, 8, 9, 1),
-         jst(2021, 8, 9, 6)),
+        (
+            {"starts_at": datetime(2021, 8, 8, 16, tzinfo=UTC)},
+            jst(2021, 8, 9, 1),
+            jst(2021, 8, 9, 6),
+        ),
     ],
 )
 def test_build_window_resolves_to_utc(
-    patch: dict[str, Any], starts: datetime, ends: datetime,
+    patch: dict[str, Any],
+    starts: datetime,
+    ends: datetime,
 ) -> None:
     w = build(patch)
     assert (w.starts_at, w.ends_at) == (starts, ends)
@@ -193,6 +265,7 @@ def test_build_window_resolves_to_utc(
 
 
 # -- defaults -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("patch", "defaults", "timezone"),
@@ -225,12 +298,18 @@ def test_default_error_code(patch: dict[str, Any], defaults: Defaults, error_cod
     [
         ({}, {}),
         ({"link": {"en": "Hosted page down"}}, {"link": LocalText(en="Hosted page down")}),
-        ({"token_modal": {"ja": "別の文言"}, "api": {"en": "API down", "ja": "API停止"}},
-         {"token_modal": LocalText(ja="別の文言"), "api": LocalText(ja="API停止", en="API down")}),
+        (
+            {"token_modal": {"ja": "別の文言"}, "api": {"en": "API down", "ja": "API停止"}},
+            {
+                "token_modal": LocalText(ja="別の文言"),
+                "api": LocalText(ja="API停止", en="API down"),
+            },
+        ),
     ],
 )
 def test_every_channel_gets_a_message(
-    messages: dict[str, Any], custom: dict[str, LocalText],
+    messages: dict[str, Any],
+    custom: dict[str, LocalText],
 ) -> None:
     w = build({"messages": messages})
     assert set(w.messages) == set(CHANNELS)
@@ -270,14 +349,32 @@ def test_announce_at_kept_from_previous_on_reimport() -> None:
 @pytest.mark.parametrize(
     ("affected", "covers"),
     [
-        ({"webcollect": ["*"]},
-         {("webcollect", "credit_card"), ("webcollect", "cvs_online"), ("webcollect", "carrier")}),
-        ({"webcollect": ["credit_card", "*"]},
-         {("webcollect", "credit_card"), ("webcollect", "cvs_online"), ("webcollect", "carrier")}),
+        (
+            {"webcollect": ["*"]},
+            {
+                ("webcollect", "credit_card"),
+                ("webcollect", "cvs_online"),
+                ("webcollect", "carrier"),
+            },
+        ),
+        (
+            {"webcollect": ["credit_card", "*"]},
+            {
+                ("webcollect", "credit_card"),
+                ("webcollect", "cvs_online"),
+                ("webcollect", "carrier"),
+            },
+        ),
         ({"atobarai": ["au_easy"]}, {("atobarai", "au_easy")}),
-        ({"webcollect": ["carrier"], "atobarai": ["*"]},
-         {("webcollect", "carrier"), ("atobarai", "credit_card"), ("atobarai", "au_easy"),
-          ("atobarai", "bank_transfer")}),
+        (
+            {"webcollect": ["carrier"], "atobarai": ["*"]},
+            {
+                ("webcollect", "carrier"),
+                ("atobarai", "credit_card"),
+                ("atobarai", "au_easy"),
+                ("atobarai", "bank_transfer"),
+            },
+        ),
     ],
 )
 def test_star_means_every_method(affected: dict[str, list[str]], covers: set[Any]) -> None:
@@ -301,8 +398,9 @@ SOURCE = "ops/schedule-2021.yaml"
 
 
 def test_example_schedule() -> None:
-    schedule = parse_schedule(EXAMPLE.read_text(encoding="utf-8"), source=str(EXAMPLE),
-                              defaults=DEFAULTS, now=NOW)
+    schedule = parse_schedule(
+        EXAMPLE.read_text(encoding="utf-8"), source=str(EXAMPLE), defaults=DEFAULTS, now=NOW
+    )
     (w,) = schedule.windows
     assert w.id == "webcollect-2021-08"
     assert w.starts_at == datetime(2021, 8, 8, 16, tzinfo=UTC)
@@ -310,11 +408,17 @@ def test_example_schedule() -> None:
     assert w.announce_at == datetime(2021, 5, 14, 1, tzinfo=UTC)
     assert w.timezone == "Asia/Tokyo"
     assert w.error_code == "Z010000000"
-    assert w.affected == {"webcollect": ("*",),
-                          "atobarai": ("credit_card", "cvs_online", "kuroneko_pay")}
+    assert w.affected == {
+        "webcollect": ("*",),
+        "atobarai": ("credit_card", "cvs_online", "kuroneko_pay"),
+    }
     assert w.covers(schedule.catalog) == {
-        ("webcollect", "credit_card"), ("webcollect", "cvs_online"), ("webcollect", "carrier"),
-        ("webcollect", "kuroneko_pay"), ("atobarai", "credit_card"), ("atobarai", "cvs_online"),
+        ("webcollect", "credit_card"),
+        ("webcollect", "cvs_online"),
+        ("webcollect", "carrier"),
+        ("webcollect", "kuroneko_pay"),
+        ("atobarai", "credit_card"),
+        ("atobarai", "cvs_online"),
         ("atobarai", "kuroneko_pay"),
     }
     assert w.messages["token_modal"].ja == MODAL_TEXT_JA
@@ -330,9 +434,15 @@ def test_example_schedule() -> None:
     assert h.reason is not None and "postponed" in h.reason
     assert w.reschedules() == 1
     assert schedule.catalog.components() == [
-        ("webcollect", "credit_card"), ("webcollect", "cvs_online"), ("webcollect", "carrier"),
-        ("webcollect", "kuroneko_pay"), ("atobarai", "credit_card"), ("atobarai", "cvs_online"),
-        ("atobarai", "au_easy"), ("atobarai", "bank_transfer"), ("atobarai", "kuroneko_pay"),
+        ("webcollect", "credit_card"),
+        ("webcollect", "cvs_online"),
+        ("webcollect", "carrier"),
+        ("webcollect", "kuroneko_pay"),
+        ("atobarai", "credit_card"),
+        ("atobarai", "cvs_online"),
+        ("atobarai", "au_easy"),
+        ("atobarai", "bank_transfer"),
+        ("atobarai", "kuroneko_pay"),
     ]
     assert schedule.contact is not None and schedule.contact.email == "payments@example.com"
 
@@ -362,10 +472,12 @@ def one_window(text: str) -> Window:
     return w
 
 
-QUOTED = one_window(schedule_text(
-    'starts_at: "2021-08-09T01:00:00+09:00"\nends_at: "2021-08-09T06:00:00+09:00"\n'
-    'announce_at: "2021-05-14T10:00:00+09:00"'
-))
+QUOTED = one_window(
+    schedule_text(
+        'starts_at: "2021-08-09T01:00:00+09:00"\nends_at: "2021-08-09T06:00:00+09:00"\n'
+        'announce_at: "2021-05-14T10:00:00+09:00"'
+    )
+)
 
 
 @pytest.mark.parametrize(
@@ -391,7 +503,10 @@ QUOTED = one_window(schedule_text(
 def test_yaml_timestamps_load_like_strings(fields: str) -> None:
     w = one_window(schedule_text(fields))
     assert (w.starts_at, w.ends_at, w.announce_at) == (
-        QUOTED.starts_at, QUOTED.ends_at, QUOTED.announce_at)
+        QUOTED.starts_at,
+        QUOTED.ends_at,
+        QUOTED.announce_at,
+    )
     assert (w.starts_at, w.ends_at) == (jst(2021, 8, 9, 1), jst(2021, 8, 9, 6))
 
 
@@ -404,8 +519,11 @@ def test_yaml_timestamps_in_history() -> None:
         "          starts_at: 2021-06-14 01:00:00+09:00\n"
         "          ends_at: '2021-06-14T06:00:00+09:00'\n"
     )
-    w = one_window(schedule_text(
-        "starts_at: 2021-08-09 01:00:00+09:00\nends_at: 2021-08-09 06:00:00+09:00", history))
+    w = one_window(
+        schedule_text(
+            "starts_at: 2021-08-09 01:00:00+09:00\nends_at: 2021-08-09 06:00:00+09:00", history
+        )
+    )
     (h,) = w.history
     assert h.at == jst(2021, 6, 1, 10)
     assert h.from_ is not None
@@ -425,16 +543,24 @@ def _raises_schedule_error(text: str) -> str:
     ("fields", "field", "named"),
     [
         # unquoted naive YAML timestamp and no timezone: rejected like any naive time
-        ("starts_at: 2021-08-09 01:00:00\nends_at: 2021-08-09 06:00:00+09:00", "starts_at",
-         ["2021-08-09", "timezone"]),
-        ("starts_at: 2021-08-09 01:00:00+09:00\nends_at: 2021-08-09 06:00:00", "ends_at",
-         ["2021-08-09", "timezone"]),
+        (
+            "starts_at: 2021-08-09 01:00:00\nends_at: 2021-08-09 06:00:00+09:00",
+            "starts_at",
+            ["2021-08-09", "timezone"],
+        ),
+        (
+            "starts_at: 2021-08-09 01:00:00+09:00\nends_at: 2021-08-09 06:00:00",
+            "ends_at",
+            ["2021-08-09", "timezone"],
+        ),
         # a YAML date (no time of day) is not a date-time
-        ("starts_at: 2021-08-09\nends_at: 2021-08-10\ntimezone: Asia/Tokyo", "starts_at",
-         ["2021-08-09", "without a time"]),
+        (
+            "starts_at: 2021-08-09\nends_at: 2021-08-10\ntimezone: Asia/Tokyo",
+            "starts_at",
+            ["2021-08-09", "without a time"],
+        ),
         # a number is not a date-time either (not read as Unix time)
-        ("starts_at: 1628438400\nends_at: 2021-08-09 06:00:00+09:00", "starts_at",
-         ["1628438400"]),
+        ("starts_at: 1628438400\nends_at: 2021-08-09 06:00:00+09:00", "starts_at", ["1628438400"]),
     ],
 )
 def test_yaml_timestamp_rejections(fields: str, field: str, named: list[str]) -> None:
@@ -460,8 +586,9 @@ def test_malformed_yaml(text: str) -> None:
 
 def _window_yaml(window: dict[str, Any], extra: list[dict[str, Any]] | None = None) -> str:
     catalog = {"services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}}
-    return yaml.safe_dump({"catalog": catalog, "windows": [window, *(extra or [])]},
-                          allow_unicode=True)
+    return yaml.safe_dump(
+        {"catalog": catalog, "windows": [window, *(extra or [])]}, allow_unicode=True
+    )
 
 
 WIN: dict[str, Any] = {
@@ -477,29 +604,63 @@ WIN: dict[str, Any] = {
     ("patch", "wid", "field", "named"),
     [
         ({"affected": {"nosuch": ["*"]}}, "w1", "affected", ["'nosuch'"]),
-        ({"affected": {"webcollect": ["bank_transfer"]}}, "w1", "affected.webcollect",
-         ["'bank_transfer'"]),
+        (
+            {"affected": {"webcollect": ["bank_transfer"]}},
+            "w1",
+            "affected.webcollect",
+            ["'bank_transfer'"],
+        ),
         ({"affected": {}}, "w1", "affected", []),
         ({"ends_at": "2021-08-09T00:00:00+09:00"}, "w1", "ends_at", ["2021-08-09T00:00:00+09:00"]),
         ({"starts_at": "2021-08-09T01:00"}, "w1", "starts_at", ["'2021-08-09T01:00'"]),
         ({"timezone": "Asia/Tokio"}, "w1", "timezone", ["'Asia/Tokio'"]),
-        ({"timezone": "America/New_York", "starts_at": "2024-03-10T02:30",
-          "ends_at": "2024-03-10T05:00"}, "w1", "starts_at",
-         ["2024-03-10T01:30:00-05:00", "2024-03-10T03:30:00-04:00"]),
+        (
+            {
+                "timezone": "America/New_York",
+                "starts_at": "2024-03-10T02:30",
+                "ends_at": "2024-03-10T05:00",
+            },
+            "w1",
+            "starts_at",
+            ["2024-03-10T01:30:00-05:00", "2024-03-10T03:30:00-04:00"],
+        ),
         ({"ends_at": "2021-08-20T01:00:00+09:00"}, "w1", "ends_at", ["604800"]),
-        ({"announce_at": "2021-08-10T00:00:00+09:00"}, "w1", "announce_at",
-         ["2021-08-10T00:00:00+09:00"]),
+        (
+            {"announce_at": "2021-08-10T00:00:00+09:00"},
+            "w1",
+            "announce_at",
+            ["2021-08-10T00:00:00+09:00"],
+        ),
         ({"colour": "red"}, "w1", "colour", ["unknown field"]),
         ({"title": {"ja": "長" * 4001}}, "w1", "title.ja", ["4000"]),
         ({"messages": {"sms": {"ja": "x"}}}, "w1", "messages.sms", ["'sms'"]),
         ({"status": "paused"}, "w1", "status", ["'paused'"]),
-        ({"history": [{"at": "2021-06-01T10:00:00+09:00", "change": "moved"}]}, "w1",
-         "history.0.change", ["'moved'"]),
-        ({"history": [{"at": "2021-06-01T10:00", "change": "updated"}]}, "w1", "history.0.at",
-         ["'2021-06-01T10:00'"]),
-        ({"history": [{"at": "2021-06-01T10:00:00+09:00", "change": "rescheduled",
-                       "from": {"starts_at": "2021-06-14T01:00"}}]}, "w1",
-         "history.0.from.ends_at", ["required"]),
+        (
+            {"history": [{"at": "2021-06-01T10:00:00+09:00", "change": "moved"}]},
+            "w1",
+            "history.0.change",
+            ["'moved'"],
+        ),
+        (
+            {"history": [{"at": "2021-06-01T10:00", "change": "updated"}]},
+            "w1",
+            "history.0.at",
+            ["'2021-06-01T10:00'"],
+        ),
+        (
+            {
+                "history": [
+                    {
+                        "at": "2021-06-01T10:00:00+09:00",
+                        "change": "rescheduled",
+                        "from": {"starts_at": "2021-06-14T01:00"},
+                    }
+                ]
+            },
+            "w1",
+            "history.0.from.ends_at",
+            ["required"],
+        ),
         ({"id": "Bad_ID"}, "Bad_ID", "id", ["'Bad_ID'"]),
         # a line break inside a quoted value is escaped: the message stays one line
         ({"starts_at": "2021-08-09\nT01:00:00+09:00"}, "w1", "starts_at", ["2021-08-09\\n"]),
@@ -508,7 +669,10 @@ WIN: dict[str, Any] = {
     ],
 )
 def test_schedule_error_names_source_window_and_field(
-    patch: dict[str, Any], wid: str, field: str, named: list[str],
+    patch: dict[str, Any],
+    wid: str,
+    field: str,
+    named: list[str],
 ) -> None:
     message = _raises_schedule_error(_window_yaml({**WIN, **patch}))
     assert message.startswith(f"{SOURCE}: window {wid}: {field}")
@@ -525,7 +689,9 @@ def test_schedule_error_names_source_window_and_field(
     ],
 )
 def test_schedule_error_names_the_failing_window(
-    windows: list[dict[str, Any]], label: str, field: str,
+    windows: list[dict[str, Any]],
+    label: str,
+    field: str,
 ) -> None:
     message = _raises_schedule_error(_window_yaml(windows[0], windows[1:]))
     assert message.startswith(f"{SOURCE}: {label}: {field}")
@@ -549,17 +715,25 @@ def test_schedule_errors_outside_windows(text: str, named: str) -> None:
 
 def test_schedule_keeps_existing_announce_at() -> None:
     first = one_window(_window_yaml({**WIN, "announce_at": "2021-05-14T10:00:00+09:00"}))
-    again = parse_schedule(_window_yaml(WIN), source=SOURCE, defaults=DEFAULTS,
-                           now=jst(2021, 7, 1), existing={"w1": first}).windows[0]
+    again = parse_schedule(
+        _window_yaml(WIN),
+        source=SOURCE,
+        defaults=DEFAULTS,
+        now=jst(2021, 7, 1),
+        existing={"w1": first},
+    ).windows[0]
     assert again.announce_at == jst(2021, 5, 14, 10)
-    fresh = parse_schedule(_window_yaml(WIN), source=SOURCE, defaults=DEFAULTS,
-                           now=jst(2021, 7, 1)).windows[0]
+    fresh = parse_schedule(
+        _window_yaml(WIN), source=SOURCE, defaults=DEFAULTS, now=jst(2021, 7, 1)
+    ).windows[0]
     assert fresh.announce_at == jst(2021, 7, 1)
 
 
 def test_empty_schedule() -> None:
     schedule = parse_schedule(CATALOG_YAML, source=SOURCE, defaults=DEFAULTS, now=NOW)
     assert schedule.windows == ()
-    assert schedule.catalog.components() == [("webcollect", "credit_card"),
-                                             ("webcollect", "cvs_online")]
+    assert schedule.catalog.components() == [
+        ("webcollect", "credit_card"),
+        ("webcollect", "cvs_online"),
+    ]
     assert schedule.contact is None
