@@ -11,17 +11,8 @@ from typing import Any
 
 import orjson
 
-from broadcaster.domain import (
-    Catalog,
-    Cause,
-    HistoryEntry,
-    Override,
-    StatusCore,
-    Summary,
-    Window,
-    compute_status,
-    lifecycle,
-)
+from broadcaster.domain import Catalog, Cause, HistoryEntry, Override, Window, lifecycle
+from broadcaster.status import StatusCore, Summary, compute_status
 from broadcaster.timeparse import format_instant, parse_instant
 
 Doc = dict[str, Any]

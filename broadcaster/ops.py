@@ -239,3 +239,44 @@ def clear_override(current: Override | None, raw: Any, *, actor: str) -> Cause:
     if current is None:
         raise NotFound("override", "no override is set")
     return Cause("override.cleared", None, actor, _reason(raw if isinstance(raw, Mapping) else {}))
+
+
+def merge_imported(
+    old: Window | None, new: Window, now: datetime, actor: str
+) -> tuple[Window, Cause | None]:
+    """The window to store when a schedule file brings ``new`` over ``old``, and the cause.
+
+    None as cause means nothing changed. History the server has is kept, the file's entries
+    are added, and a move of times that no entry records is recorded as ``rescheduled``.
+    """
+    if old is None:
+        return new, Cause("maintenance.scheduled", new.id, actor)
+    have = {(h.at, h.change) for h in old.history}
+    history = list(old.history) + [h for h in new.history if (h.at, h.change) not in have]
+    moved = (old.starts_at, old.ends_at) != (new.starts_at, new.ends_at)
+    if moved and not any(
+        h.to is not None and (h.to.starts_at, h.to.ends_at) == (new.starts_at, new.ends_at)
+        for h in history
+    ):
+        history.append(
+            HistoryEntry.model_validate(
+                {
+                    "at": now,
+                    "change": "rescheduled",
+                    "from": Span(starts_at=old.starts_at, ends_at=old.ends_at),
+                    "to": Span(starts_at=new.starts_at, ends_at=new.ends_at),
+                    "actor": actor,
+                }
+            )
+        )
+    history.sort(key=lambda h: h.at)
+    merged = new.model_copy(update={"history": tuple(history)})
+    if merged == old:
+        return old, None
+    if merged.cancelled and not old.cancelled:
+        kind = "maintenance.cancelled"
+    elif moved:
+        kind = "maintenance.rescheduled"
+    else:
+        kind = "maintenance.updated"
+    return merged, Cause(kind, new.id, actor)

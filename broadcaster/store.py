@@ -24,17 +24,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from broadcaster import codec
-from broadcaster.domain import (
-    Catalog,
-    Cause,
-    HistoryEntry,
-    Override,
-    Span,
-    Window,
-    compute_status,
-    time_driven_cause,
-)
+from broadcaster.domain import Catalog, Cause, Override, Window
 from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
+from broadcaster.ops import merge_imported
+from broadcaster.status import compute_status, time_driven_cause
 from broadcaster.validation import Contact, Defaults, Schedule
 
 log = logging.getLogger(__name__)
@@ -388,7 +381,7 @@ class Store:
             plan.contact = schedule.contact
             for w in schedule.windows:
                 old = windows.get(w.id)
-                merged, cause = _merge(old, w, now, actor)
+                merged, cause = merge_imported(old, w, now, actor)
                 if cause is None:
                     continue
                 windows[w.id] = merged
@@ -417,40 +410,3 @@ class Store:
     async def worker_alive(self) -> bool:
         """Whether some worker's heartbeat is fresh."""
         return bool(await self.redis.exists(self.keys.worker_heartbeat))
-
-
-def _merge(
-    old: Window | None, new: Window, now: datetime, actor: str
-) -> tuple[Window, Cause | None]:
-    """The window to store when a file brings ``new`` over ``old``, and the event cause."""
-    if old is None:
-        return new, Cause("maintenance.scheduled", new.id, actor)
-    have = {(h.at, h.change) for h in old.history}
-    history = list(old.history) + [h for h in new.history if (h.at, h.change) not in have]
-    moved = (old.starts_at, old.ends_at) != (new.starts_at, new.ends_at)
-    if moved and not any(
-        h.to is not None and (h.to.starts_at, h.to.ends_at) == (new.starts_at, new.ends_at)
-        for h in history
-    ):
-        history.append(
-            HistoryEntry.model_validate(
-                {
-                    "at": now,
-                    "change": "rescheduled",
-                    "from": Span(starts_at=old.starts_at, ends_at=old.ends_at),
-                    "to": Span(starts_at=new.starts_at, ends_at=new.ends_at),
-                    "actor": actor,
-                }
-            )
-        )
-    history.sort(key=lambda h: h.at)
-    merged = new.model_copy(update={"history": tuple(history)})
-    if merged == old:
-        return old, None
-    if merged.cancelled and not old.cancelled:
-        kind = "maintenance.cancelled"
-    elif moved:
-        kind = "maintenance.rescheduled"
-    else:
-        kind = "maintenance.updated"
-    return merged, Cause(kind, new.id, actor)

@@ -17,13 +17,15 @@ from broadcaster.domain import (
     InvalidInput,
     NotFound,
     Override,
-    StatusCore,
-    Summary,
     Window,
-    boundaries_after,
-    compute_status,
     is_public,
     lifecycle,
+)
+from broadcaster.status import (
+    StatusCore,
+    Summary,
+    boundaries_after,
+    compute_status,
     time_driven_cause,
 )
 from broadcaster.validation import build_window, parse_schedule

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
-from broadcaster.domain import boundaries_after
+from broadcaster.status import boundaries_after
 from broadcaster.store import RECONNECT_ERRORS, Store
 from worker.jobs import reconcile_until_done
 

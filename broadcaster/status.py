@@ -1,0 +1,221 @@
+"""The one place the status is computed: components, state, ``until``, boundaries, causes.
+
+Pure: every function takes ``now`` (an aware UTC ``datetime``). Windows are half-open
+``[starts_at, ends_at)`` (CONTRACT.md "Time").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from broadcaster.domain import (
+    OPERATIONAL,
+    UNDER_MAINTENANCE,
+    Catalog,
+    Cause,
+    ComponentStatus,
+    Override,
+    Window,
+    is_public,
+)
+
+
+@dataclass(frozen=True)
+class StatusCore:
+    """The computed part of a status (everything but ``seq``, ``as_of``, ``cause``, ``stale``).
+
+    ``components`` maps service -> method -> status; ``active`` and ``upcoming`` are ordered
+    by ``starts_at``; ``until`` and ``error_code`` are None when ``state`` is normal.
+    """
+
+    state: Literal["normal", "maintenance"]
+    until: datetime | None
+    error_code: str | None
+    components: dict[str, dict[str, ComponentStatus]]
+    active: tuple[Window, ...]
+    upcoming: tuple[Window, ...]
+    override: Override | None
+
+
+def _under_maintenance(
+    catalog: Catalog,
+    windows: Iterable[Window],
+    override: Override | None,
+    at: datetime,
+) -> frozenset[tuple[str, str]]:
+    """Components under maintenance at ``at``: windows in progress, then the override on top."""
+    down: set[tuple[str, str]] = set()
+    for w in windows:
+        if not w.cancelled and w.starts_at <= at < w.ends_at:
+            down |= w.covers(catalog)
+    if override is not None and override.holds_at(at):
+        covered = catalog.expand(override.affected)
+        down = down | covered if override.mode == "maintenance" else down - covered
+    return frozenset(down)
+
+
+def compute_status(
+    catalog: Catalog,
+    windows: Iterable[Window],
+    override: Override | None,
+    now: datetime,
+    *,
+    default_error_code: str,
+    service: str | None = None,
+    method: str | None = None,
+) -> StatusCore:
+    """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+
+    ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
+    the earliest instant >= ``now`` at which the scope would be normal (CONTRACT.md "Status
+    object"); None when normal or while an override without expiry holds maintenance.
+
+    Raises:
+        NotFound: unknown ``service`` or ``method``.
+    """
+    scope = catalog.scope(service, method)
+    live = [w for w in windows if not w.cancelled]
+    if override is not None and not override.holds_at(now):
+        override = None
+    down = _under_maintenance(catalog, live, override, now) & scope
+
+    components: dict[str, dict[str, ComponentStatus]] = {}
+    for s, m in catalog.components():
+        if (s, m) in scope:
+            components.setdefault(s, {})[m] = UNDER_MAINTENANCE if (s, m) in down else OPERATIONAL
+
+    active = tuple(
+        sorted(
+            (w for w in live if w.starts_at <= now < w.ends_at and w.touches(service, method)),
+            key=lambda w: (w.starts_at, w.id),
+        )
+    )
+    upcoming = tuple(
+        sorted(
+            (
+                w
+                for w in live
+                if is_public(w, now) and now < w.starts_at and w.touches(service, method)
+            ),
+            key=lambda w: (w.starts_at, w.id),
+        )
+    )
+    shown_override = (
+        override if override is not None and override.touches(service, method) else None
+    )
+
+    if not down:
+        return StatusCore("normal", None, None, components, active, upcoming, shown_override)
+
+    error_code = default_error_code
+    for w in active:  # earliest-started window that really holds a component down wins
+        if w.covers(catalog) & down:
+            error_code = w.error_code
+            break
+    until = _until(catalog, active + upcoming, override, now, scope)
+    return StatusCore(
+        "maintenance", until, error_code, components, active, upcoming, shown_override
+    )
+
+
+def _until(
+    catalog: Catalog,
+    windows: tuple[Window, ...],
+    override: Override | None,
+    now: datetime,
+    scope: frozenset[tuple[str, str]],
+) -> datetime | None:
+    """The first end-type boundary after ``now`` at which nothing in ``scope`` is down."""
+    candidates = {w.ends_at for w in windows if w.ends_at > now}
+    if override is not None and override.expires_at is not None and override.expires_at > now:
+        candidates.add(override.expires_at)
+    for t in sorted(candidates):
+        if not _under_maintenance(catalog, windows, override, t) & scope:
+            return t
+    return None
+
+
+def boundaries_after(
+    windows: Iterable[Window], override: Override | None, now: datetime
+) -> list[datetime]:
+    """Every instant > ``now`` at which the status may change (start, end, announce, expiry).
+
+    Sorted, without duplicates; the worker schedules one job per instant.
+    """
+    out: set[datetime] = set()
+    for w in windows:
+        if w.cancelled:
+            continue
+        out.update(t for t in (w.announce_at, w.starts_at, w.ends_at) if t > now)
+    if override is not None and override.expires_at is not None and override.expires_at > now:
+        out.add(override.expires_at)
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a time-driven classification needs of a status: window ids and the override."""
+
+    active: frozenset[str]
+    upcoming: frozenset[str]
+    override_expires_at: datetime | None
+    has_override: bool
+
+    @classmethod
+    def of(cls, core: StatusCore) -> Summary:
+        """The summary of a computed status."""
+        ov = core.override
+        return cls(
+            frozenset(w.id for w in core.active),
+            frozenset(w.id for w in core.upcoming),
+            ov.expires_at if ov else None,
+            ov is not None,
+        )
+
+
+def time_driven_cause(
+    old: Summary,
+    new: StatusCore,
+    windows: Mapping[str, Window],
+    now: datetime,
+    grace_s: float,
+) -> Cause:
+    """Classify a change that time alone made, from the old and new status.
+
+    A window starting wins over one ending at the same instant (one event per boundary,
+    typed after the window that starts); then ended, announced, override expired. When the
+    boundary lies more than ``grace_s`` seconds before ``now`` nobody published it in time
+    and the type is ``reconciled`` (CONTRACT.md "Event types").
+    """
+    new_active = {w.id for w in new.active}
+    new_upcoming = {w.id for w in new.upcoming}
+    started = sorted(new_active - old.active, key=lambda i: (windows[i].starts_at, i))
+    ended = sorted(old.active - new_active, key=lambda i: (_end_of(windows.get(i)), i))
+    announced = sorted(new_upcoming - old.upcoming - new_active)
+    kind: str
+    window_id: str | None = None
+    boundary: datetime | None = None
+    if started:
+        kind, window_id = "maintenance.started", started[0]
+        boundary = windows[window_id].starts_at
+    elif ended:
+        kind, window_id = "maintenance.ended", ended[-1]
+        w = windows.get(window_id)
+        boundary = min(w.ends_at, now) if w is not None else None
+    elif announced:
+        kind, window_id = "maintenance.announced", announced[0]
+        boundary = windows[window_id].announce_at
+    elif old.has_override and new.override is None and old.override_expires_at is not None:
+        kind, boundary = "override.expired", old.override_expires_at
+    else:
+        kind = "reconciled"
+    if boundary is not None and (now - boundary).total_seconds() > grace_s:
+        kind = "reconciled"
+    return Cause(kind, window_id)
+
+
+def _end_of(window: Window | None) -> datetime:
+    return window.ends_at if window is not None else datetime.max.replace(tzinfo=UTC)
