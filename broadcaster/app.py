@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -17,10 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster import codec
 from broadcaster.aio import stop_task
+from broadcaster.auth import Forbidden, Tokens, Unauthorized
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import Conflict, InvalidInput, NotFound, is_public, lifecycle
+from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.hub import Event, Hub
+from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
+from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.settings import Settings
 from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
 from broadcaster.validation import Defaults
@@ -57,11 +61,17 @@ def create_app(
     redis: Redis | None = None,
     clock: Clock | None = None,
     background: tuple[Background, ...] = (),
+    tokens: Tokens | None = None,
 ) -> FastAPI:
     """Build the ASGI app. A ``redis`` passed in is not closed; one made here is.
 
     Without ``redis`` and without ``settings.redis_url`` it uses an embedded in-memory store.
+    ``tokens`` defaults to those of ``MAINTCAST_TOKENS``/``MAINTCAST_TOKENS_FILE``.
+
+    Raises:
+        TokenConfigError: a malformed token entry in the settings.
     """
+    tokens = tokens if tokens is not None else Tokens.parse(settings.tokens, settings.tokens_file)
     clock = clock or SystemClock()
     owned = redis is None
     if redis is None:
@@ -88,6 +98,16 @@ def create_app(
     app = FastAPI(title="Maintcast", version="0.1.0", lifespan=lifespan)
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
     _errors(app)
+    app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
+
+    def visible(w: Window, now: datetime, authorization: str | None) -> bool:
+        """Announced windows are public; ops (a valid token) see the others too."""
+        if is_public(w, now):
+            return True
+        try:
+            return authorization is not None and bool(principal_of(tokens, authorization))
+        except PermissionError:
+            return False
 
     def scoped(ev: Event, service: str | None, method: str | None) -> codec.Doc:
         doc = ev.view((service, method), hub.scope_view)[0]
@@ -123,12 +143,14 @@ def create_app(
         )
 
     @app.get("/v1/windows")
-    async def list_windows(status: str | None = None) -> Response:
+    async def list_windows(
+        status: str | None = None, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
         if status is not None and status not in LIFECYCLES:
             raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
         now = clock.now()
         windows = sorted(
-            (w for w in (await store.windows()).values() if is_public(w, now)),
+            (w for w in (await store.windows()).values() if visible(w, now, authorization)),
             key=lambda w: (w.starts_at, w.id),
         )
         docs = [
@@ -138,11 +160,19 @@ def create_app(
         ]
         return Response(codec.dumps({"windows": docs}), media_type="application/json")
 
+    @app.get("/v1/windows.ics")
+    async def windows_ics() -> Response:
+        now = clock.now()
+        windows = [w for w in (await store.windows()).values() if is_public(w, now)]
+        return Response(calendar_of(windows, now), media_type="text/calendar; charset=utf-8")
+
     @app.get("/v1/windows/{window_id}")
-    async def get_window(window_id: str) -> Response:
+    async def get_window(
+        window_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
         now = clock.now()
         w = (await store.windows()).get(window_id)
-        if w is None or not is_public(w, now):
+        if w is None or not visible(w, now, authorization):
             raise NotFound("id", f"unknown window {window_id!r}")
         return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
 
@@ -246,6 +276,16 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return error(404, "not_found", exc.message, exc.field)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        response = error(401, "unauthorized", str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="maintcast"'
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return error(403, "forbidden", str(exc))
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:

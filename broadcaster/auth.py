@@ -21,6 +21,14 @@ ROLES: dict[str, int] = {"operator": 1, "admin": 2}
 _ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<role>[a-z]+):(?P<digest>[0-9a-f]{64})$")
 
 
+class Unauthorized(PermissionError):
+    """No valid token was presented (HTTP 401 with ``WWW-Authenticate: Bearer``)."""
+
+
+class Forbidden(PermissionError):
+    """The token's role is too low, or no token is configured at all (HTTP 403)."""
+
+
 class TokenConfigError(ValueError):
     """A malformed token entry; the message names the setting and the entry number."""
 

@@ -19,6 +19,7 @@ Doc = dict[str, Any]
 
 dumps = orjson.dumps
 loads = orjson.loads
+JSONDecodeError = orjson.JSONDecodeError
 
 
 def pretty(doc: Any) -> str:

@@ -82,6 +82,16 @@ class Plan:
     events: list[tuple[Cause, State]] = field(default_factory=list)
 
 
+@dataclass
+class Change:
+    """One ops write: windows to store, maybe a new override (None = clear), the cause."""
+
+    cause: Cause
+    windows: dict[str, Window] = field(default_factory=dict)
+    override: Override | None = None
+    set_override: bool = False
+
+
 class Store:
     """Maintcast's data in Redis under one key prefix (see :mod:`broadcaster.keys`).
 
@@ -358,6 +368,30 @@ class Store:
         def build(st: State) -> Plan:
             plan = Plan()
             self.add_due_event(st, now, plan)
+            return plan
+
+        return await self.transact(now, build)
+
+    async def apply(self, now: datetime, change: Callable[[State], Change]) -> list[codec.Doc]:
+        """Apply one ops write atomically and publish its event (always: an accepted write
+        is an event). A time-driven change due at ``now`` is published first, as its own
+        event, in the same transaction (CONTRACT.md "When is something published").
+
+        ``change`` sees the state after that due change and may raise to abort (nothing is
+        written). Returns the published status objects; the last is the write's own.
+        """
+
+        def build(st: State) -> Plan:
+            plan = Plan()
+            base = self.add_due_event(st, now, plan)
+            ch = change(base)
+            windows = {**base.windows, **ch.windows}
+            plan.windows.update(ch.windows)
+            override = base.override
+            if ch.set_override:
+                override = plan.override = ch.override
+                plan.set_override = True
+            plan.events.append((ch.cause, State(base.catalog, windows, override, None, 0)))
             return plan
 
         return await self.transact(now, build)

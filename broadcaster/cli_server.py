@@ -1,0 +1,207 @@
+"""``maintcast`` commands that run processes or touch the store: serve, api, worker, import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from broadcaster import codec
+from broadcaster.auth import Tokens, entry_line, new_token
+from broadcaster.cli_base import (
+    app,
+    clock_or_fail,
+    fail,
+    import_file,
+    log,
+    settings_or_fail,
+    setup_logging,
+    store_for,
+    tokens_or_fail,
+    validate_schedule_file,
+    windows_app,
+    worker_app,
+)
+from broadcaster.clock import Clock, RehearsalClock, SystemClock
+from broadcaster.settings import Settings
+from broadcaster.store import Store, connect
+
+
+@app.command()
+def serve(
+    schedule: Annotated[
+        Path | None, typer.Option(help="Schedule file (YAML) to import first.")
+    ] = None,
+    clock: Annotated[
+        str | None, typer.Option(help="Start the process clock at this RFC 3339 instant.")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Run the clock this many times faster.")] = 1.0,
+    demo: Annotated[bool, typer.Option(help="Mount the demo checkout.")] = False,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+) -> None:
+    """API and worker in one process (embedded in-memory store without MAINTCAST_REDIS_URL)."""
+    import uvicorn
+
+    from broadcaster.app import create_app
+    from worker.scheduler import running_worker
+
+    setup_logging()
+    settings = settings_or_fail()
+    the_clock = clock_or_fail(clock, speed)
+    if schedule is not None:
+        validate_schedule_file(schedule, settings, the_clock)
+    redis, embedded = connect(settings.redis_url)
+    if embedded:
+        log.warning(
+            "MAINTCAST_REDIS_URL is not set: using an embedded in-memory store "
+            "(one process only, nothing kept)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def imported(store: Store, clk: Clock) -> AsyncIterator[None]:
+        if schedule is not None:
+            docs = await import_file(store, schedule, clk)
+            log.info("imported %s: %d event(s)", schedule, len(docs))
+        yield
+
+    if isinstance(the_clock, RehearsalClock):
+        log.info("rehearsal clock: starts %s, speed x%s", the_clock.now().isoformat(), speed)
+    tokens = tokens_or_fail(settings)
+    if not tokens.configured:
+        token = new_token()
+        tokens = Tokens.parse(entry_line("serve-admin", "admin", token))
+        typer.echo(
+            "No MAINTCAST_TOKENS configured: a one-time admin token for this process "
+            f"(shown once, gone at exit):\n  MAINTCAST_TOKEN={token}"
+        )
+    web = create_app(
+        settings,
+        redis=redis,
+        clock=the_clock,
+        background=(imported, running_worker),
+        tokens=tokens,
+    )
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="info")
+    finally:
+        asyncio.run(redis.aclose())
+
+
+def api_factory() -> Any:
+    """``uvicorn --factory`` entry: the API from environment settings."""
+    from broadcaster.app import create_app
+
+    return create_app(Settings())
+
+
+@app.command()
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """The API alone, on a shared Redis (MAINTCAST_REDIS_URL)."""
+    import uvicorn
+
+    setup_logging()
+    settings = settings_or_fail()
+    if not settings.redis_url:
+        fail("maintcast api needs MAINTCAST_REDIS_URL (use `maintcast serve` for one process)")
+    tokens_or_fail(settings)  # fail here, in one line, rather than in each uvicorn worker
+    uvicorn.run(
+        "broadcaster.cli:api_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@worker_app.callback(invoke_without_command=True)
+def worker(
+    ctx: typer.Context,
+    clock: Annotated[str | None, typer.Option(help="Rehearsal: start the clock here.")] = None,
+    speed: Annotated[float, typer.Option(help="Rehearsal: clock speed.")] = 1.0,
+) -> None:
+    """Run the scheduler worker on MAINTCAST_REDIS_URL until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from worker.scheduler import running_worker
+
+    setup_logging()
+    settings = settings_or_fail()
+    if not settings.redis_url:
+        fail("maintcast worker needs MAINTCAST_REDIS_URL")
+    the_clock = clock_or_fail(clock, speed)
+
+    async def run() -> None:
+        redis, _ = connect(settings.redis_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with running_worker(store_for(settings, redis), the_clock):
+                log.info("worker running")
+                await stop.wait()
+        finally:
+            await redis.aclose()
+        log.info("worker stopped")
+
+    asyncio.run(run())
+
+
+@worker_app.command("check")
+def worker_check() -> None:
+    """Exit 0 if a worker heartbeat is fresh, else 1."""
+    settings = settings_or_fail()
+
+    async def run() -> bool:
+        redis, _ = connect(settings.redis_url)
+        try:
+            return await store_for(settings, redis).worker_alive()
+        finally:
+            await redis.aclose()
+
+    if not settings.redis_url:
+        fail("needs MAINTCAST_REDIS_URL")
+    try:
+        alive = asyncio.run(run())
+    except Exception as exc:
+        fail(f"redis unreachable: {exc}")
+    typer.echo("worker alive" if alive else "no fresh worker heartbeat")
+    raise typer.Exit(0 if alive else 1)
+
+
+@windows_app.command("import")
+def windowsimport_file(file: Path) -> None:
+    """Import a schedule file straight into the store (all or nothing, idempotent by id)."""
+    settings = settings_or_fail()
+    if not settings.redis_url:
+        fail("windows import needs MAINTCAST_REDIS_URL (or use `maintcast serve --schedule`)")
+
+    async def run() -> list[codec.Doc]:
+        redis, _ = connect(settings.redis_url)
+        try:
+            return await import_file(store_for(settings, redis), file, SystemClock())
+        finally:
+            await redis.aclose()
+
+    try:
+        docs = asyncio.run(run())
+    except ValueError as exc:
+        fail(str(exc))
+    except (ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+        fail(f"redis unreachable: {exc}")
+    for d in docs:
+        typer.echo(f"seq {d['seq']}: {d['cause']['type']} {d['cause']['window_id'] or ''}".rstrip())
+    typer.echo(f"imported {file}: {len(docs)} event(s)")

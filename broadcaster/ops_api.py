@@ -1,0 +1,168 @@
+"""The ops routes: windows lifecycle and the override, behind bearer tokens with roles.
+
+Every accepted write is one store transaction that publishes its own event (actor = the
+token's name, with the given reason); the decisions themselves live in :mod:`ops` (pure).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from broadcaster import codec, ops
+from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
+from broadcaster.clock import Clock
+from broadcaster.domain import InvalidInput, NotFound, Window
+from broadcaster.store import Change, State, Store
+
+
+def json_response(doc: Any, status: int = 200) -> Response:
+    """A JSON response encoded with orjson."""
+    return Response(codec.dumps(doc), status_code=status, media_type="application/json")
+
+
+async def json_body(request: Request, *, optional: bool = False) -> Any:
+    """The request body as JSON; an empty body is ``{}`` when ``optional``.
+
+    Raises:
+        InvalidInput: ``body`` is not valid JSON (or missing when required).
+    """
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise InvalidInput("body", "body: a JSON object is required")
+    try:
+        return codec.loads(raw)
+    except codec.JSONDecodeError as exc:
+        raise InvalidInput("body", f"body: not valid JSON ({exc})") from exc
+
+
+def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
+    """The principal of an ``Authorization: Bearer`` header.
+
+    Raises:
+        Forbidden: no token is configured at all (names ``MAINTCAST_TOKENS``).
+        Unauthorized: the header is missing, not Bearer, or the token is unknown.
+    """
+    if not tokens.configured:
+        raise Forbidden(
+            "ops routes are disabled: no token is configured "
+            "(set MAINTCAST_TOKENS or MAINTCAST_TOKENS_FILE; see `maintcast token create`)"
+        )
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a bearer token is required (Authorization: Bearer TOKEN)")
+    found = tokens.verify(token.strip())
+    if found is None:
+        raise Unauthorized("unknown token")
+    return found
+
+
+def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: int) -> APIRouter:
+    """The ops routes of CONTRACT.md "Ops" over ``store``."""
+    router = APIRouter()
+
+    def needs(role: Role) -> Callable[..., Awaitable[Principal]]:
+        async def dependency(
+            authorization: Annotated[str | None, Header()] = None,
+        ) -> Principal:
+            who = principal_of(tokens, authorization)
+            if not who.may(role):
+                raise Forbidden(f"token {who.name!r} has role {who.role}; this needs {role}")
+            return who
+
+        return dependency
+
+    Admin = Annotated[Principal, Depends(needs("admin"))]
+    Operator = Annotated[Principal, Depends(needs("operator"))]
+
+    async def write_window(
+        decide: Callable[[State], ops.WindowChange], status: int = 200
+    ) -> Response:
+        now = clock.now()
+        made: list[Window] = []
+
+        def change(st: State) -> Change:
+            wc = decide(st)
+            made.append(wc.window)
+            return Change(wc.cause, {wc.window.id: wc.window})
+
+        await store.apply(now, change)
+        return json_response(codec.window_doc(made[-1], now), status)
+
+    def existing(st: State, window_id: str) -> Window:
+        w = st.windows.get(window_id)
+        if w is None:
+            raise NotFound("id", f"unknown window {window_id!r}")
+        return w
+
+    @router.post("/v1/windows")
+    async def create(request: Request, who: Admin) -> Response:
+        raw = await json_body(request)
+        new_id = f"w-{secrets.token_hex(5)}"
+        return await write_window(
+            lambda st: ops.create_window(
+                raw,
+                st.windows,
+                catalog=st.catalog,
+                defaults=store.defaults,
+                now=clock.now(),
+                actor=who.name,
+                new_id=new_id,
+            ),
+            201,
+        )
+
+    @router.patch("/v1/windows/{window_id}")
+    async def patch(window_id: str, request: Request, who: Admin) -> Response:
+        raw = await json_body(request)
+        return await write_window(
+            lambda st: ops.patch_window(
+                existing(st, window_id),
+                raw,
+                catalog=st.catalog,
+                defaults=store.defaults,
+                now=clock.now(),
+                actor=who.name,
+            )
+        )
+
+    @router.post("/v1/windows/{window_id}/cancel")
+    async def cancel(window_id: str, request: Request, who: Admin) -> Response:
+        raw = await json_body(request, optional=True)
+        return await write_window(
+            lambda st: ops.cancel_window(
+                existing(st, window_id), raw, now=clock.now(), actor=who.name
+            )
+        )
+
+    @router.put("/v1/override")
+    async def put_override(request: Request, who: Operator) -> Response:
+        raw = await json_body(request)
+        now = clock.now()
+
+        def change(st: State) -> Change:
+            ov, cause = ops.set_override(
+                raw, catalog=st.catalog, now=now, actor=who.name, max_s=max_override_s
+            )
+            return Change(cause, override=ov, set_override=True)
+
+        return json_response((await store.apply(now, change))[-1])
+
+    @router.delete("/v1/override")
+    async def delete_override(request: Request, who: Operator) -> Response:
+        raw = await json_body(request, optional=True)
+        now = clock.now()
+
+        def change(st: State) -> Change:
+            cause = ops.clear_override(st.override, raw, actor=who.name)
+            return Change(cause, override=None, set_override=True)
+
+        return json_response((await store.apply(now, change))[-1])
+
+    return router
