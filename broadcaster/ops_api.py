@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -78,17 +79,19 @@ def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: in
 
         return dependency
 
-    Admin = Annotated[Principal, Depends(needs("admin"))]
-    Operator = Annotated[Principal, Depends(needs("operator"))]
+    # defaults, not local Annotated aliases: with postponed annotations FastAPI resolves
+    # names in the module's globals and would not find a local alias
+    admin = Depends(needs("admin"))
+    operator = Depends(needs("operator"))
 
     async def write_window(
-        decide: Callable[[State], ops.WindowChange], status: int = 200
+        decide: Callable[[State, datetime], ops.WindowChange], status: int = 200
     ) -> Response:
-        now = clock.now()
+        now = clock.now()  # one instant for the decision, the due change and the event
         made: list[Window] = []
 
         def change(st: State) -> Change:
-            wc = decide(st)
+            wc = decide(st, now)
             made.append(wc.window)
             return Change(wc.cause, {wc.window.id: wc.window})
 
@@ -102,16 +105,16 @@ def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: in
         return w
 
     @router.post("/v1/windows")
-    async def create(request: Request, who: Admin) -> Response:
+    async def create(request: Request, who: Principal = admin) -> Response:
         raw = await json_body(request)
         new_id = f"w-{secrets.token_hex(5)}"
         return await write_window(
-            lambda st: ops.create_window(
+            lambda st, now: ops.create_window(
                 raw,
                 st.windows,
                 catalog=st.catalog,
                 defaults=store.defaults,
-                now=clock.now(),
+                now=now,
                 actor=who.name,
                 new_id=new_id,
             ),
@@ -119,30 +122,30 @@ def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: in
         )
 
     @router.patch("/v1/windows/{window_id}")
-    async def patch(window_id: str, request: Request, who: Admin) -> Response:
+    async def patch(window_id: str, request: Request, who: Principal = admin) -> Response:
         raw = await json_body(request)
         return await write_window(
-            lambda st: ops.patch_window(
+            lambda st, now: ops.patch_window(
                 existing(st, window_id),
                 raw,
                 catalog=st.catalog,
                 defaults=store.defaults,
-                now=clock.now(),
+                now=now,
                 actor=who.name,
             )
         )
 
     @router.post("/v1/windows/{window_id}/cancel")
-    async def cancel(window_id: str, request: Request, who: Admin) -> Response:
+    async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
         raw = await json_body(request, optional=True)
         return await write_window(
-            lambda st: ops.cancel_window(
-                existing(st, window_id), raw, now=clock.now(), actor=who.name
+            lambda st, now: ops.cancel_window(
+                existing(st, window_id), raw, now=now, actor=who.name
             )
         )
 
     @router.put("/v1/override")
-    async def put_override(request: Request, who: Operator) -> Response:
+    async def put_override(request: Request, who: Principal = operator) -> Response:
         raw = await json_body(request)
         now = clock.now()
 
@@ -155,7 +158,7 @@ def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: in
         return json_response((await store.apply(now, change))[-1])
 
     @router.delete("/v1/override")
-    async def delete_override(request: Request, who: Operator) -> Response:
+    async def delete_override(request: Request, who: Principal = operator) -> Response:
         raw = await json_body(request, optional=True)
         now = clock.now()
 
