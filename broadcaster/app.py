@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,10 +22,12 @@ from broadcaster.aio import stop_task
 from broadcaster.auth import Forbidden, Tokens, Unauthorized
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
+from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Event, Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
 from broadcaster.ops_api import ops_router, principal_of
+from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
 from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
 from broadcaster.validation import Defaults
@@ -62,11 +65,13 @@ def create_app(
     clock: Clock | None = None,
     background: tuple[Background, ...] = (),
     tokens: Tokens | None = None,
+    demo: bool = False,
 ) -> FastAPI:
     """Build the ASGI app. A ``redis`` passed in is not closed; one made here is.
 
     Without ``redis`` and without ``settings.redis_url`` it uses an embedded in-memory store.
     ``tokens`` defaults to those of ``MAINTCAST_TOKENS``/``MAINTCAST_TOKENS_FILE``.
+    ``demo`` mounts ``/demo/checkout`` and the gated sample API ``POST /demo/api/token``.
 
     Raises:
         TokenConfigError: a malformed token entry in the settings.
@@ -99,6 +104,25 @@ def create_app(
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
     _errors(app)
     app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
+    app.include_router(pages_router(store, hub, demo=demo))
+    app.mount("/static", static_files(), name="static")
+    if demo:
+        rule = Rule("/demo/api/", "webcollect", "credit_card", channel="token_embedded")
+        app.add_middleware(
+            MaintenanceGate,
+            hub=hub,
+            rules=[rule],
+            bypass_secret=settings.gate_bypass_secret,
+            clock=clock,
+        )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET"],
+            allow_headers=["Last-Event-ID", "Cache-Control"],
+            max_age=600,
+        )
 
     def visible(w: Window, now: datetime, authorization: str | None) -> bool:
         """Announced windows are public; ops (a valid token) see the others too."""

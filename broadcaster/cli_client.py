@@ -35,7 +35,7 @@ def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **param
             headers={**headers, "Content-Type": "application/json"},
             timeout=10,
         )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         fail(f"cannot reach {settings.url}: {exc}")
     if r.status_code >= 400:
         try:
@@ -44,7 +44,10 @@ def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **param
             fail(f"{r.status_code} from {url}")
         hint = " (set MAINTCAST_TOKEN)" if r.status_code == 401 and not settings.token else ""
         fail(f"{r.status_code} {err.get('code')}: {err.get('message')}{hint}")
-    return r.json()
+    try:
+        return r.json()
+    except ValueError:
+        fail(f"{r.status_code} from {url} is not JSON (is MAINTCAST_URL a maintcast API?)")
 
 
 DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
@@ -126,7 +129,7 @@ def watch(service: str | None = None, method: str | None = None) -> None:
                     f"seq {d['seq']}  {d['as_of']}  {d['state']:<11}  "
                     f"{cause.get('type') or '-'}  until={d['until']}"
                 )
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         fail(f"stream from {settings.url} failed: {exc}")
     except KeyboardInterrupt:
         pass
@@ -153,7 +156,7 @@ def windows_add(
         try:
             body = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
-            fail(f"{file}: {exc}")
+            fail(f"{file}: {' '.join(str(exc).split())}")  # one line, even for a YAML error
     else:
         texts = {k: v for k, v in {"ja": title, "en": title_en}.items() if v}
         body = {

@@ -88,6 +88,7 @@ def serve(
         clock=the_clock,
         background=(imported, running_worker),
         tokens=tokens,
+        demo=demo,
     )
     try:
         uvicorn.run(web, host=host, port=port, log_level="info")

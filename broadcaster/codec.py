@@ -190,9 +190,14 @@ def summary_of(doc: Doc) -> Summary:
     )
 
 
+def parse_wire_instant(text: str) -> datetime:
+    """An RFC 3339 instant with offset, as written by this module, as aware UTC."""
+    return parse_instant(text, field="instant", zone=None)
+
+
 def status_instant(doc: Doc) -> datetime:
     """The ``as_of`` of a status object as an aware UTC datetime."""
-    return parse_instant(doc["as_of"], field="as_of", zone=None)
+    return parse_wire_instant(doc["as_of"])
 
 
 def sse_frame(seq: int, payload: bytes) -> bytes:

@@ -139,9 +139,7 @@ def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: in
     async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
         raw = await json_body(request, optional=True)
         return await write_window(
-            lambda st, now: ops.cancel_window(
-                existing(st, window_id), raw, now=now, actor=who.name
-            )
+            lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name)
         )
 
     @router.put("/v1/override")

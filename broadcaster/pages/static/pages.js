@@ -1,0 +1,191 @@
+/* Live behaviour of Maintcast's own pages (/status, /maintenance, /admin, /demo/checkout).
+ * Configuration comes from data-* attributes on <body> (no inline script: the pages send a
+ * strict Content-Security-Policy). Server text is only ever set with textContent. */
+(function () {
+  "use strict";
+  var body = document.body;
+  var cfg = body.dataset;
+  var lang = cfg.lang || "ja";
+  var fmt = Maintcast.formatTime;
+  var txt = Maintcast.text;
+  var L = {
+    ja: {
+      operational: "稼働中", under_maintenance: "メンテナンス中", none: "予定はありません",
+      postponed: "延期", from: "変更前", ended: "メンテナンスは終了しました。",
+      back: "お支払い手続きに戻る", token: "トークンを発行しました", set: "設定しました",
+      cleared: "解除しました", error: "エラー",
+    },
+    en: {
+      operational: "Operational", under_maintenance: "Under maintenance", none: "Nothing scheduled",
+      postponed: "Postponed", from: "was", ended: "Maintenance has ended.",
+      back: "Back to payment", token: "Token issued", set: "Set", cleared: "Cleared",
+      error: "Error",
+    },
+  }[lang];
+
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+  function span(w) {
+    return fmt(w.starts_at, w.timezone) + " – " + fmt(w.ends_at, w.timezone);
+  }
+
+  function renderComponents(status) {
+    var cells = document.querySelectorAll("[data-component]");
+    for (var i = 0; i < cells.length; i++) {
+      var parts = cells[i].getAttribute("data-component").split("/");
+      var st = (status.components[parts[0]] || {})[parts[1]];
+      if (!st) continue;
+      cells[i].setAttribute("data-status", st);
+      cells[i].textContent = L[st];
+    }
+  }
+
+  function renderWindows(list, windows) {
+    clear(list);
+    if (!windows.length) {
+      list.appendChild(el("li", L.none));
+      return;
+    }
+    windows.forEach(function (w) {
+      var li = el("li");
+      li.setAttribute("data-window", w.id);
+      li.appendChild(el("strong", txt(w.title, lang)));
+      li.appendChild(el("span", " " + span(w), "when"));
+      (w.history || []).forEach(function (h) {
+        if (h.change === "rescheduled" && h.from) {
+          li.appendChild(
+            el("div", L.postponed + " (" + L.from + " " + span({
+              starts_at: h.from.starts_at, ends_at: h.from.ends_at, timezone: w.timezone,
+            }) + ")" + (h.reason ? ": " + h.reason : ""), "history")
+          );
+        }
+      });
+      list.appendChild(li);
+    });
+  }
+
+  function loadWindows(list, headers) {
+    fetch("/v1/windows", { headers: headers || {} })
+      .then(function (r) { return r.json(); })
+      .then(function (d) { renderWindows(list, d.windows || []); })
+      .catch(function () {});
+  }
+
+  var page = cfg.page;
+  var opts = {
+    url: "",
+    service: cfg.service || undefined,
+    method: cfg.method || undefined,
+    channel: cfg.channel || "link",
+    lang: lang,
+  };
+
+  if (page === "status") {
+    var wl = document.getElementById("windows");
+    var lastUpcoming = null;
+    opts.onChange = function (status) {
+      renderComponents(status);
+      var key = JSON.stringify((status.upcoming || []).map(function (w) { return [w.id, w.starts_at, w.ends_at]; }));
+      if (key !== lastUpcoming) { lastUpcoming = key; loadWindows(wl); }
+    };
+    Maintcast.connect(opts);
+  } else if (page === "maintenance") {
+    var title = document.getElementById("mt-title");
+    var when = document.getElementById("mt-when");
+    var msg = document.getElementById("mt-message");
+    var done = document.getElementById("mt-ended");
+    opts.onChange = function (status) {
+      var w = (status.active || [])[0] || (status.upcoming || [])[0];
+      if (status.state === "maintenance") {
+        done.hidden = true;
+        msg.textContent = Maintcast.messageFor(status, "link", lang);
+        if (w) { title.textContent = txt(w.title, lang); when.textContent = span(w); }
+      } else {
+        done.hidden = false;
+        msg.textContent = L.ended;
+      }
+    };
+    Maintcast.connect(opts);
+  } else if (page === "admin") {
+    var feed = document.getElementById("feed");
+    var table = document.getElementById("windows");
+    var tokenInput = document.getElementById("token");
+    var result = document.getElementById("override-result");
+    tokenInput.value = sessionStorage.getItem("maintcast-token") || "";
+    tokenInput.addEventListener("change", function () {
+      sessionStorage.setItem("maintcast-token", tokenInput.value);
+      loadWindows(table, auth());
+    });
+    function auth() {
+      return tokenInput.value ? { Authorization: "Bearer " + tokenInput.value } : {};
+    }
+    var seen = 0;
+    function addEvent(e) {
+      if (e.seq <= seen) return;
+      seen = e.seq;
+      var li = el("li", "#" + e.seq + " " + e.at + " " + e.type + " " + (e.window_id || "") +
+        " " + (e.actor ? "(" + e.actor + ")" : "") + (e.reason ? " — " + e.reason : "") +
+        " → " + e.state);
+      li.setAttribute("data-seq", e.seq);
+      feed.insertBefore(li, feed.firstChild);
+    }
+    fetch("/v1/events?after=0&limit=1000").then(function (r) { return r.json(); }).then(function (d) {
+      (d.events || []).forEach(addEvent);
+      opts.onChange = function (s) {
+        if (s.cause && s.cause.type !== "resync") {
+          addEvent({ seq: s.seq, at: s.as_of, type: s.cause.type, window_id: s.cause.window_id,
+                     actor: s.cause.actor, reason: s.cause.reason, state: s.state });
+        }
+        loadWindows(table, auth());
+      };
+      Maintcast.connect(opts);
+    });
+    function send(method, bodyObj) {
+      var h = auth();
+      h["Content-Type"] = "application/json";
+      return fetch("/v1/override", { method: method, headers: h, body: JSON.stringify(bodyObj) })
+        .then(function (r) {
+          return r.json().then(function (d) {
+            result.textContent = r.ok ? (method === "PUT" ? L.set : L.cleared)
+              : L.error + " " + r.status + ": " + ((d.error && d.error.message) || "");
+          });
+        });
+    }
+    document.getElementById("override-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var f = ev.target;
+      var b = { mode: f.mode.value, reason: f.reason.value };
+      if (f.ttl.value) b.ttl_s = Number(f.ttl.value) * 60;
+      send("PUT", b);
+    });
+    document.getElementById("override-clear").addEventListener("click", function () {
+      send("DELETE", { reason: document.getElementById("override-form").reason.value || null });
+    });
+  } else if (page === "checkout") {
+    var form = document.getElementById("card-form");
+    var out = document.getElementById("checkout-result");
+    var conn = Maintcast.connect(opts);
+    Maintcast.guardForm(form, conn);
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      out.textContent = "";
+      fetch("/demo/api/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept-Language": lang },
+        body: JSON.stringify({ card: form.card.value }),
+      }).then(function (r) {
+        return r.json().then(function (d) {
+          out.setAttribute("data-result", r.ok ? "ok" : "refused");
+          out.textContent = r.ok ? L.token + ": " + d.token : d.errorCode + " " + d.message;
+        });
+      });
+    });
+  }
+})();
