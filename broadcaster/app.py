@@ -26,6 +26,7 @@ from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Event, Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
+from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
@@ -206,6 +207,13 @@ def create_app(
     ) -> Response:
         events = await store.events(after, min(limit, 1000))
         return Response(codec.dumps({"events": events}), media_type="application/json")
+
+    bind_gauges(lambda: hub.clients, lambda: not hub.stale)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -18,7 +18,8 @@ from typing import Literal
 
 Role = Literal["operator", "admin"]
 ROLES: dict[str, int] = {"operator": 1, "admin": 2}
-_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9_.@-]{1,64}):(?P<role>[a-z]+):(?P<digest>[0-9a-f]{64})$")
+NAME_PATTERN = r"[A-Za-z0-9_.@-]{1,64}"
+_ENTRY = re.compile(rf"^(?P<name>{NAME_PATTERN}):(?P<role>[a-z]+):(?P<digest>[0-9a-f]{{64}})$")
 
 
 class Unauthorized(PermissionError):
@@ -63,7 +64,15 @@ def new_token() -> str:
 
 
 def entry_line(name: str, role: Role, token: str) -> str:
-    """The configuration entry for a token: ``name:role:sha256hex``."""
+    """The configuration entry for a token: ``name:role:sha256hex``.
+
+    Raises:
+        TokenConfigError: ``name`` is not 1-64 of ``A-Z a-z 0-9 _ . @ -``.
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise TokenConfigError(
+            f"token name {name!r}: use 1-64 letters, digits and _ . @ - (it is the audit actor)"
+        )
     return f"{name}:{role}:{digest_of(token)}"
 
 

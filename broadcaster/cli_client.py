@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 
 from broadcaster import codec
-from broadcaster.auth import ROLES, TokenConfigError, Tokens, entry_line, new_token
+from broadcaster.auth import ROLES, TokenConfigError, entry_line, new_token
 from broadcaster.cli_base import (
     app,
     fail,
@@ -20,6 +21,9 @@ from broadcaster.cli_base import (
     windows_app,
 )
 from broadcaster.settings import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **params: Any) -> Any:
@@ -87,6 +91,14 @@ def parse_affected(items: list[str] | None) -> dict[str, list[str]] | None:
             raise typer.BadParameter(f"--affected {item!r}: use SERVICE=* or SERVICE=m1,m2")
         out.setdefault(service.strip(), []).extend(names)
     return out
+
+
+def _or_fail(parse: Callable[[T], R], value: T) -> R:
+    """``parse(value)``, with a bad value reported as one line (not a usage box)."""
+    try:
+        return parse(value)
+    except typer.BadParameter as exc:
+        fail(str(exc))
 
 
 def _show_window(w: Any) -> None:
@@ -167,7 +179,7 @@ def windows_add(
                 "starts_at": starts_at,
                 "ends_at": ends_at,
                 "timezone": timezone,
-                "affected": parse_affected(affected),
+                "affected": _or_fail(parse_affected, affected),
             }.items()
             if v is not None
         }
@@ -223,11 +235,11 @@ def override_set(
         fail("give --ttl or --until, not both")
     body: dict[str, Any] = {"mode": mode, "reason": reason}
     if ttl is not None:
-        body["ttl_s"] = parse_duration(ttl)
+        body["ttl_s"] = _or_fail(parse_duration, ttl)
     if until is not None:
         body["expires_at"] = until
     if affected:
-        body["affected"] = parse_affected(affected)
+        body["affected"] = _or_fail(parse_affected, affected)
     doc = _call(settings_or_fail(), "PUT", "/v1/override", body=body)
     typer.echo(f"seq {doc['seq']}: state {doc['state']}, override {doc['override']}")
 
@@ -248,10 +260,9 @@ def token_create(
     if role not in ROLES:
         fail(f"--role must be operator or admin, got {role!r}")
     token = new_token()
-    line = entry_line(name, role, token)  # type: ignore[arg-type]
     try:
-        Tokens.parse(line)
+        line = entry_line(name, role, token)  # type: ignore[arg-type]
     except TokenConfigError as exc:
-        fail(f"--name {name!r}: {exc}")
+        fail(f"--name: {exc}")
     typer.echo(f"token (give to the operator; shown once): {token}")
     typer.echo(f"entry (append to MAINTCAST_TOKENS or MAINTCAST_TOKENS_FILE): {line}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from broadcaster import codec
 from broadcaster.clock import Clock
 from broadcaster.domain import Catalog
+from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 from broadcaster.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,6 @@ class Hub:
         self.current: Event | None = None
         self.catalog = Catalog()
         self.stale = False
-        self.dropped_total = 0
         self._subs: set[Subscription] = set()
         self._ready = asyncio.Event()
 
@@ -129,7 +129,7 @@ class Hub:
             except asyncio.QueueFull:
                 sub.dropped = True
                 self._subs.discard(sub)
-                self.dropped_total += 1
+                SLOW_CLIENTS_DROPPED.inc()
                 log.warning("dropped a slow SSE client at seq=%s", event.seq)
 
     async def _resync(self) -> None:

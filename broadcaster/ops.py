@@ -68,16 +68,22 @@ def create_window(
 ) -> WindowChange:
     """A new window from a POST body; ``new_id`` is used when the body has no ``id``.
 
+    An optional ``reason`` (as in a PATCH) is recorded with the event.
+
     Raises:
         InvalidInput: see ``build_window``; also a window that already ended.
         Conflict: the id exists.
     """
+    reason = None
+    if isinstance(raw, Mapping) and "reason" in raw:  # like PATCH: recorded with the event
+        reason = _reason(raw)
+        raw = {k: v for k, v in raw.items() if k != "reason"}
     w = build_window(raw, catalog=catalog, defaults=defaults, now=now, window_id=new_id)
     if w.id in windows:
         raise Conflict("id", f"id: window {w.id!r} exists")
     if w.ends_at <= now:
         raise InvalidInput("ends_at", "ends_at: the window would already be over")
-    return WindowChange(w, Cause("maintenance.scheduled", w.id, actor))
+    return WindowChange(w, Cause("maintenance.scheduled", w.id, actor, reason))
 
 
 def patch_window(
@@ -110,6 +116,10 @@ def patch_window(
     reason = _reason(raw)
     base = codec.window_doc(old, now, history=False)
     del base["status"]
+    if "announce_at" not in raw:
+        # not given: kept, or moved back with an earlier start (build_window's ``previous``),
+        # rather than rejecting a field the patch never sent
+        del base["announce_at"]
     merged = {**base, **{k: v for k, v in raw.items() if k != "reason"}}
     ends_early = False
     if state == "in_progress" and "ends_at" in raw:

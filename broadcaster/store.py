@@ -26,6 +26,7 @@ from redis.exceptions import WatchError
 from broadcaster import codec
 from broadcaster.domain import Catalog, Cause, Override, Window
 from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
+from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
 from broadcaster.status import compute_status, time_driven_cause
 from broadcaster.validation import Contact, Defaults, Schedule
@@ -306,7 +307,12 @@ class Store:
                     await pipe.execute()
                 except WatchError:
                     continue
+            previous = st.status["state"] if st.status else None
             for d in docs:
+                EVENTS_PUBLISHED.labels(d["cause"]["type"]).inc()
+                if previous is not None and d["state"] != previous:
+                    TRANSITIONS.inc()
+                previous = d["state"]
                 log.info(
                     "published seq=%s cause=%s window=%s state=%s",
                     d["seq"],

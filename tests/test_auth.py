@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from pathlib import Path
 
@@ -97,19 +98,19 @@ def test_malformed_inline_entry_names_the_setting(inline: str, why: str) -> None
 
 
 def test_unknown_role() -> None:
-    with pytest.raises(TokenConfigError, match="MAINTCAST_TOKENS.*unknown role 'root'"):
+    with pytest.raises(TokenConfigError, match=r"MAINTCAST_TOKENS.*unknown role 'root'"):
         Tokens.parse(f"ops:root:{digest_of(OP)}")
 
 
 def test_duplicate_name_inline() -> None:
-    with pytest.raises(TokenConfigError, match="MAINTCAST_TOKENS.*duplicate.*'ops'"):
+    with pytest.raises(TokenConfigError, match=r"MAINTCAST_TOKENS.*duplicate.*'ops'"):
         Tokens.parse(entry_line("ops", "operator", OP) + "," + entry_line("ops", "admin", AD))
 
 
 def test_duplicate_name_across_inline_and_file(tmp_path: Path) -> None:
     f = tmp_path / "tokens"
     f.write_text(entry_line("ops", "admin", AD) + "\n", encoding="utf-8")
-    with pytest.raises(TokenConfigError, match="MAINTCAST_TOKENS_FILE.*duplicate.*'ops'"):
+    with pytest.raises(TokenConfigError, match=r"MAINTCAST_TOKENS_FILE.*duplicate.*'ops'"):
         Tokens.parse(entry_line("ops", "operator", OP), str(f))
 
 
@@ -143,16 +144,14 @@ def test_principal_may_orders_roles() -> None:
 
 def test_verify_compares_every_entry_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every configured digest is compared with hmac.compare_digest (no early exit)."""
-    import broadcaster.auth as auth
-
     calls: list[tuple[bytes, bytes]] = []
-    real = auth.hmac.compare_digest
+    real = hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         calls.append((a, b))
-        return real(a, b)
+        return bool(real(a, b))
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     tokens = Tokens.parse(
         ",".join(entry_line(f"t{i}", "operator", f"secret-{i}") for i in range(5))
     )

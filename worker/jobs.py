@@ -7,6 +7,7 @@ import logging
 from datetime import datetime
 
 from broadcaster.clock import Clock
+from broadcaster.metrics import PUBLISH_LAG
 from broadcaster.store import RECONNECT_ERRORS, Store
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,10 @@ async def reconcile(store: Store, clock: Clock, boundary: datetime | None = None
     now = clock.now()
     if boundary is not None and boundary > now:
         now = boundary
-    return len(await store.reconcile(now))
+    published = await store.reconcile(now)
+    if published and boundary is not None:
+        PUBLISH_LAG.observe(max(0.0, (clock.now() - boundary).total_seconds()))
+    return len(published)
 
 
 async def reconcile_until_done(

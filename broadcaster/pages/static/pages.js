@@ -71,10 +71,10 @@
     });
   }
 
-  function loadWindows(list, headers) {
+  function loadWindows(list, headers, keep) {
     fetch("/v1/windows", { headers: headers || {} })
       .then(function (r) { return r.json(); })
-      .then(function (d) { renderWindows(list, d.windows || []); })
+      .then(function (d) { renderWindows(list, (d.windows || []).filter(keep || Boolean)); })
       .catch(function () {});
   }
 
@@ -90,10 +90,15 @@
   if (page === "status") {
     var wl = document.getElementById("windows");
     var lastUpcoming = null;
+    // the same windows as the server-rendered list: scheduled and in progress only,
+    // reloaded whenever the set of active or upcoming windows (or their times) changes
+    var listed = function (w) { return w.status === "scheduled" || w.status === "in_progress"; };
     opts.onChange = function (status) {
       renderComponents(status);
-      var key = JSON.stringify((status.upcoming || []).map(function (w) { return [w.id, w.starts_at, w.ends_at]; }));
-      if (key !== lastUpcoming) { lastUpcoming = key; loadWindows(wl); }
+      var key = JSON.stringify((status.active || []).concat(status.upcoming || []).map(function (w) {
+        return [w.id, w.starts_at, w.ends_at];
+      }));
+      if (key !== lastUpcoming) { lastUpcoming = key; loadWindows(wl, null, listed); }
     };
     Maintcast.connect(opts);
   } else if (page === "maintenance") {

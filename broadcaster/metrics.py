@@ -1,0 +1,60 @@
+"""Prometheus metrics of this process (``GET /metrics``), names as in CONTRACT.md "HTTP".
+
+Counters count what this process did: events it published, clients it dropped. Gauges are
+read at scrape time from the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_PUBLISHED = Counter(
+    "maintcast_events_published",
+    "Events published by this process, by cause type.",
+    ["type"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    "maintcast_transitions",
+    "Published changes of the overall state (normal <-> maintenance) by this process.",
+    registry=REGISTRY,
+)
+PUBLISH_LAG = Histogram(
+    "maintcast_publish_lag_seconds",
+    "Seconds from a boundary instant to its publish (worker; rehearsal clock seconds).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+SLOW_CLIENTS_DROPPED = Counter(
+    "maintcast_slow_clients_dropped",
+    "SSE clients disconnected because their bounded buffer filled.",
+    registry=REGISTRY,
+)
+SSE_CLIENTS = Gauge("maintcast_sse_clients", "Open SSE streams in this process.", registry=REGISTRY)
+REDIS_UP = Gauge(
+    "maintcast_redis_up",
+    "1 while this process's subscription to Redis is live.",
+    registry=REGISTRY,
+)
+
+
+def bind_gauges(clients: Callable[[], int], redis_up: Callable[[], bool]) -> None:
+    """Read the gauges from live values at scrape time."""
+    SSE_CLIENTS.set_function(lambda: float(clients()))
+    REDIS_UP.set_function(lambda: 1.0 if redis_up() else 0.0)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition format body and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
