@@ -94,7 +94,11 @@ def schedule_text(extra: list[dict[str, Any]] | None = None) -> str:
 async def serve_on(app: Any, port: int) -> AsyncIterator[str]:
     """Like conftest's ``live_server`` but on a given port (to restart on the same one)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
@@ -214,9 +218,10 @@ async def test_status_and_admin_go_live_and_back(
             await admin_page.goto(f"{s.base}/admin")
             for page in (status_page, admin_page):
                 await watch(page)
-                assert await page.evaluate(
-                    "() => Intl.DateTimeFormat().resolvedOptions().timeZone"
-                ) == "America/Los_Angeles"
+                assert (
+                    await page.evaluate("() => Intl.DateTimeFormat().resolvedOptions().timeZone")
+                    == "America/Los_Angeles"
+                )
                 assert await page.get_attribute("html", "data-maintcast-state") == "normal"
                 assert await page.locator("[data-maintcast-banner]").count() == 1
             assert clock.now() < START, "pages took too long to open; the flip already happened"
@@ -247,9 +252,9 @@ async def test_status_and_admin_go_live_and_back(
             await expect(cc).to_have_text("Under maintenance")
             await expect(bank).to_have_attribute("data-status", "operational")
             await expect(bank).to_have_text("Operational")
-            await expect(
-                admin_page.locator("[data-maintcast-banner]")
-            ).to_contain_text("merchant console is unavailable")
+            await expect(admin_page.locator("[data-maintcast-banner]")).to_contain_text(
+                "merchant console is unavailable"
+            )
             await expect(admin_page.locator("#feed")).to_contain_text("maintenance.started")
             await shot(status_page, "status-during")
             await shot(admin_page, "admin-during")
@@ -369,13 +374,13 @@ async def test_event_source_recovers_after_a_server_restart(
         streams: list[Any] = []
         page.on("request", lambda req: streams.append(req) if "/v1/stream" in req.url else None)
         first = RehearsalClock(jst(2021, 8, 9, 0, 50))
-        async with serving(
-            real_redis, redis_url, key_prefix, first, worker=False, port=port
-        ) as s:
+        async with serving(real_redis, redis_url, key_prefix, first, worker=False, port=port) as s:
             await page.goto(f"{s.base}/status?lang=en")
             await watch(page)
             # the first SSE status was applied (the script marks the banner's kind)
-            await expect(page.locator("[data-maintcast-banner][data-maintcast-kind]")).to_have_count(1)
+            await expect(
+                page.locator("[data-maintcast-banner][data-maintcast-kind]")
+            ).to_have_count(1)
             assert await page.get_attribute("html", "data-maintcast-state") == "normal"
             store = s.store
         # server down: the window starts meanwhile (another process published it)
@@ -479,9 +484,7 @@ async def test_csp_on_every_page_and_the_client_script(
     browser: Any, real_redis: Any, redis_url: str, key_prefix: str
 ) -> None:
     clock = RehearsalClock(jst(2021, 8, 1, 12))
-    async with la_context(browser) as ctx, serving(
-        real_redis, redis_url, key_prefix, clock
-    ) as s:
+    async with la_context(browser) as ctx, serving(real_redis, redis_url, key_prefix, clock) as s:
         for path in ("/status", "/maintenance", "/admin", "/demo/checkout"):
             r = await s.http.get(path)
             assert r.status_code == 200, path
@@ -492,8 +495,16 @@ async def test_csp_on_every_page_and_the_client_script(
 
             page = await new_page(ctx)
             problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
+
+            def on_console(m: Any, problems: list[str] = problems) -> None:
+                if m.type == "error":
+                    problems.append(m.text)
+
+            def on_error(e: Any, problems: list[str] = problems) -> None:
+                problems.append(str(e))
+
+            page.on("console", on_console)
+            page.on("pageerror", on_error)
             resp = await page.goto(f"{s.base}{path}")
             assert resp is not None and resp.headers.get("content-security-policy") == csp
             await expect(

@@ -4,7 +4,7 @@ bypass, unknown status, custom bodies, language, and no Redis call per request."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,13 +38,17 @@ class FixedClock:
         return instant
 
 
-async def ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def ok_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     """The guarded app: 200 "ok" for http; records every other scope it is handed."""
     if scope["type"] != "http":
         scope.setdefault("state", {})["reached"] = True
         return
     await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
     )
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -281,7 +285,7 @@ async def test_non_http_scopes_pass_through(store: Store) -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "lifespan.startup"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         raise AssertionError(f"the gate answered a non-http scope: {message}")
 
     for kind in ("websocket", "lifespan"):

@@ -526,6 +526,8 @@ INVALID_OVERRIDES: list[tuple[str, Any, tuple[str, ...]]] = [
         ("expires_at",),
     ),
     ("zero-ttl", {"mode": "maintenance", "reason": "x", "ttl_s": 0}, ("ttl_s",)),
+    ("ttl-beyond-max", {"mode": "maintenance", "reason": "x", "ttl_s": 604_801}, ("ttl_s",)),
+    ("ttl-not-a-number", {"mode": "maintenance", "reason": "x", "ttl_s": "soon"}, ("ttl_s",)),
     ("negative-ttl", {"mode": "maintenance", "reason": "x", "ttl_s": -5}, ("ttl_s",)),
     (
         "unknown-service",
@@ -1274,3 +1276,35 @@ async def test_every_accepted_write_is_audited(fake_redis: Any, key_prefix: str)
             "atobarai-2021-07",
         ]
         assert await ctx.seq() == seq + len(writes)
+
+
+@pytest.mark.parametrize(
+    ("at", "due"),
+    [(jst(2021, 8, 9, 1), "maintenance.started"), (DURING, "reconciled")],
+    ids=["at-the-boundary", "an-hour-late"],
+)
+async def test_due_boundary_is_published_before_the_write(
+    fake_redis: Any, key_prefix: str, at: datetime, due: str
+) -> None:
+    """An ops write at a moment a time-driven change is due and unpublished publishes that
+    change first, as its own event, in the same transaction (``reconciled`` when later than
+    the misfire grace)."""
+    clock = RehearsalClock(at)
+    app = build_app(fake_redis, key_prefix, clock, Tokens.parse(TOKENS))
+    store = await seed(app, RehearsalClock(BEFORE))  # the last publish knew only June
+    seq = (await store.state()).seq
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        r = await client.put(
+            "/v1/override", json={"mode": "normal", "reason": "open early"}, headers=OPERATOR
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["seq"] == seq + 2
+        events = (await client.get("/v1/events", params={"after": seq})).json()["events"]
+        assert [(e["type"], e["state"], e["actor"]) for e in events] == [
+            (due, "maintenance", None),
+            ("override.set", "normal", "ops"),
+        ]
+        assert events[0]["window_id"] == WID
