@@ -38,16 +38,23 @@ log = logging.getLogger(__name__)
 Background = Callable[[Store, Clock], AbstractAsyncContextManager[Any]]
 """A companion run for the app's lifetime (e.g. the in-process worker of ``serve``)."""
 
+MAX_SEQ = 10**18 - 1
+"""The largest seq accepted on input (a Redis stream id part is a 64-bit integer)."""
+MAX_SEQ_DIGITS = 18
 LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
 
 
-def make_store(settings: Settings, redis: Redis) -> Store:
-    """The store for ``settings`` over a client the caller owns."""
+def make_store(settings: Settings, redis: Redis, *, clock_speed: float = 1.0) -> Store:
+    """The store for ``settings`` over a client the caller owns.
+
+    The misfire grace is real seconds: under a rehearsal clock running ``clock_speed`` times
+    faster it spans that many more clock seconds.
+    """
     return Store(
         redis,
         keys=Keys(settings.key_prefix),
         defaults=Defaults(settings.timezone, settings.error_code, settings.max_window_s),
-        grace_s=settings.misfire_grace_s,
+        grace_s=settings.misfire_grace_s * clock_speed,
         retention=settings.event_retention,
     )
 
@@ -84,7 +91,7 @@ def create_app(
         redis, embedded = connect(settings.redis_url)
         if embedded:
             log.warning("no MAINTCAST_REDIS_URL: using an embedded in-memory store")
-    store = make_store(settings, redis)
+    store = make_store(settings, redis, clock_speed=clock.speed)
     hub = Hub(store, clock, queue_size=settings.client_queue, zone=settings.timezone)
 
     @asynccontextmanager
@@ -203,7 +210,8 @@ def create_app(
 
     @app.get("/v1/events")
     async def list_events(
-        after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1)] = 100
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+        limit: Annotated[int, Query(ge=1)] = 100,
     ) -> Response:
         events = await store.events(after, min(limit, 1000))
         return Response(codec.dumps({"events": events}), media_type="application/json")
@@ -267,8 +275,10 @@ async def _stream(
                 ):
                     yield frame
                 last_seq, last_view = ev.seq, doc
-        while not sub.dropped:
+        while True:
             ev = await sub.queue.get()
+            if ev is None or sub.dropped:
+                return  # dropped (slow, or the store was reset): the client reconnects
             if ev.seq <= last_seq:
                 continue
             doc, frame = ev.view(scope, hub.scope_view)
@@ -287,8 +297,8 @@ async def _stream(
 
 async def _replay(hub: Hub, store: Store, resume: str | None) -> list[Event] | None:
     """Events after ``resume`` from the log; None when a snapshot (or resync) is due."""
-    if resume is None or not resume.strip().isdigit():
-        return None
+    if resume is None or not resume.strip().isdigit() or len(resume.strip()) > MAX_SEQ_DIGITS:
+        return None  # not a seq we could have sent: resync
     try:
         payloads = await store.replay(int(resume))
     except RECONNECT_ERRORS:

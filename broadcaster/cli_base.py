@@ -66,11 +66,11 @@ def clock_or_fail(start: str | None, speed: float) -> Clock:
         fail(exc.message)
 
 
-def store_for(settings: Settings, redis: Any) -> Store:
+def store_for(settings: Settings, redis: Any, clock: Clock | None = None) -> Store:
     """The store for ``settings`` over ``redis`` (the caller closes ``redis``)."""
     from broadcaster.app import make_store
 
-    return make_store(settings, redis)
+    return make_store(settings, redis, clock_speed=clock.speed if clock else 1.0)
 
 
 async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]:

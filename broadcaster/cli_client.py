@@ -135,6 +135,8 @@ def watch(service: str | None = None, method: str | None = None) -> None:
             ) as source,
         ):
             for ev in source.iter_sse():
+                if not ev.data:  # the opening `retry:` block carries no data
+                    continue
                 d = codec.loads(ev.data)
                 cause = d["cause"] or {}
                 typer.echo(

@@ -67,6 +67,8 @@ def serve(
 
     @contextlib.asynccontextmanager
     async def imported(store: Store, clk: Clock) -> AsyncIterator[None]:
+        if isinstance(clk, RehearsalClock):
+            clk.restart()
         if schedule is not None:
             docs = await import_file(store, schedule, clk)
             log.info("imported %s: %d event(s)", schedule, len(docs))
@@ -151,7 +153,7 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with running_worker(store_for(settings, redis), the_clock):
+            async with running_worker(store_for(settings, redis, the_clock), the_clock):
                 log.info("worker running")
                 await stop.wait()
         finally:

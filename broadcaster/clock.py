@@ -55,6 +55,11 @@ class RehearsalClock:
     def speed(self) -> float:
         return self._speed
 
+    def restart(self) -> None:
+        """Read ``start`` again from this real moment on (``serve`` calls it once the store
+        is ready, so a fast rehearsal does not spend its first seconds on start-up)."""
+        self._real_start = time.time()
+
     def now(self) -> datetime:
         elapsed = (time.time() - self._real_start) * self._speed
         return self._start + timedelta(seconds=elapsed)

@@ -8,6 +8,7 @@ reconnects to a fresh snapshot (as mercure's subscriber does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -59,7 +60,7 @@ class Subscription:
     __slots__ = ("dropped", "queue")
 
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)  # None: stream ends
         self.dropped = False
 
 
@@ -120,26 +121,52 @@ class Hub:
         return self.current
 
     def _deliver(self, event: Event) -> None:
-        if self.current is not None and event.seq <= self.current.seq:
-            return  # a resync may re-read what pub/sub already delivered
+        current = self.current
+        if current is not None and event.seq <= current.seq:
+            if event.seq == current.seq or (event.seq == 0 and current.seq == 0):
+                if event.seq == 0:
+                    self.current = event  # before any publish: refresh the computed snapshot
+                return  # a resync re-read what pub/sub already delivered
+            self._reset(event)
+            return
         self.current = event
         for sub in tuple(self._subs):
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:
-                sub.dropped = True
-                self._subs.discard(sub)
+                self._drop(sub)
                 SLOW_CLIENTS_DROPPED.inc()
                 log.warning("dropped a slow SSE client at seq=%s", event.seq)
+
+    def _reset(self, event: Event) -> None:
+        """The store's seq went back (Redis restarted empty, or was flushed): adopt the new
+        status and end every stream, so clients reconnect with a Last-Event-ID above the
+        new seq and get a ``resync`` (CONTRACT.md "SSE")."""
+        assert self.current is not None
+        log.warning(
+            "store seq went back from %s to %s (store reset); resyncing %d client(s)",
+            self.current.seq,
+            event.seq,
+            len(self._subs),
+        )
+        self.current = event
+        for sub in tuple(self._subs):
+            self._drop(sub)
+
+    def _drop(self, sub: Subscription) -> None:
+        sub.dropped = True
+        self._subs.discard(sub)
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait(None)  # wake a stream waiting on an empty queue
 
     async def _resync(self) -> None:
         """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some."""
         self.catalog = await self.store.catalog()
         doc = await self.store.status(self.clock.now())
+        if self.stale:
+            log.info("redis reachable again; status seq=%s", doc["seq"])
         self.stale = False
         self._deliver(Event(doc))
-        if self.current is not None and doc["seq"] == 0 and self.current.seq == 0:
-            self.current = Event(doc)  # before any publish, refresh the computed snapshot
 
     # -- the listener --------------------------------------------------------------------
 

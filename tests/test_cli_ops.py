@@ -437,3 +437,31 @@ def test_status_scoped(server: Server) -> None:
     assert doc["state"] == "normal"
     assert doc["components"] == {"atobarai": {"bank_transfer": "operational"}}
     assert doc["until"] is None and doc["error_code"] is None
+
+
+@pytest.mark.slow
+def test_watch_prints_one_line_per_status(server: Server) -> None:
+    """`maintcast watch` skips the opening retry block and prints the current status."""
+    proc = subprocess.Popen(
+        [MAINTCAST, "watch"],
+        env=_env(MAINTCAST_URL=server.url),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the first status line (bounded below)
+        assert first.startswith("seq "), first
+        assert "normal" in first or "maintenance" in first
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err
+
+
+def test_bad_redis_url_is_one_line() -> None:
+    r = run_cli("worker", env=_env(MAINTCAST_REDIS_URL="garbage"))
+    one_line_error(r, "MAINTCAST_REDIS_URL")

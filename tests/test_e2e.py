@@ -528,3 +528,29 @@ async def test_serve_embedded_rehearsal(tmp_path: Path) -> None:
         "bank_transfer": "operational",
     }, info
     assert started["until"] == "2021-08-09T06:00:00+09:00", info
+
+
+@pytest.mark.slow
+def test_worker_stops_on_sigterm_while_redis_is_down(tmp_path: Path) -> None:
+    """The worker starts and stops promptly even when Redis never answers."""
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [MAINTCAST, "worker"],
+            env=_env(MAINTCAST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while b"worker running" not in log.read_bytes():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            proc.terminate()
+            assert proc.wait(timeout=10) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert b"Traceback" not in log.read_bytes()

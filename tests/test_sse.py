@@ -61,3 +61,21 @@ async def test_snapshot_then_live_then_replay(
                 got = await _events(client, f"{base}/v1/stream", 1, **{"Last-Event-ID": bad})
             doc = orjson.loads(got[0].data)
             assert doc["cause"]["type"] == "resync" and doc["seq"] == 2
+
+
+async def test_absurd_resume_points_resync_and_events_reject_huge_after(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        for bad in ("9" * 5000, "-1", "1.5", "99999999999999999999"):
+            async with asyncio.timeout(5):
+                got = await _events(client, f"{base}/v1/stream", 1, **{"Last-Event-ID": bad})
+            assert orjson.loads(got[0].data)["cause"]["type"] == "resync", bad
+        r = await client.get(f"{base}/v1/events", params={"after": "9" * 30})
+        assert r.status_code == 422
+        assert r.json()["error"]["field"] == "after"

@@ -96,7 +96,10 @@ async def test_late_boundary_job_still_runs(real_redis: Any, key_prefix: str) ->
     store = await imported(real_redis, key_prefix, clock.now())
     async with a_worker(store, clock) as w:
         assert (await store.status(clock.now()))["state"] == "normal"
-        assert any(j.id.startswith("boundary:") for j in w.scheduler.get_jobs())
+        # start() returns at once; the listener plans on its first subscription
+        async with asyncio.timeout(3):
+            while not any(j.id.startswith("boundary:") for j in w.scheduler.get_jobs()):
+                await asyncio.sleep(0.01)
         # Deliberately block the event loop (not asyncio.sleep): it simulates a process that
         # wakes up late (GC pause, overloaded host), so the 01:00 job, due in ~1 s, is only
         # seen ~1.5 s after its run time, past APScheduler's default misfire_grace_time of 1 s.
@@ -151,7 +154,9 @@ async def test_heartbeat_while_running(fake_redis: Any, key_prefix: str) -> None
     store = await imported(fake_redis, key_prefix, jst(2021, 7, 1, 12, 0))
     assert not await store.worker_alive()
     async with a_worker(store, RehearsalClock(jst(2021, 7, 1, 12, 0))):
-        assert await store.worker_alive()
+        async with asyncio.timeout(3):  # the first heartbeat is a job run at once
+            while not await store.worker_alive():
+                await asyncio.sleep(0.01)
         raw = await fake_redis.get(store.keys.worker_heartbeat)
         worker_id, at = raw.decode().split(" ")
         assert ":" in worker_id and at.startswith("2021-07-01T03:00")

@@ -39,9 +39,14 @@ async def reconcile_until_done(
             return await reconcile(store, clock, boundary)
         except RECONNECT_ERRORS as exc:
             if waited >= deadline_s:
-                log.error("reconcile gave up after %.0f s: %s", waited, exc)
+                log.error(
+                    "reconcile gave up after %.0f s (the safety tick retries): %s", waited, exc
+                )
                 return 0
-            log.warning("reconcile failed (%s); retrying in %.1f s", exc, delay)
+            # the first failure is news; the retries are not
+            (log.warning if waited == 0 else log.debug)(
+                "reconcile failed (%s); retrying in %.1f s", exc, delay
+            )
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, 5.0)

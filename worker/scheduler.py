@@ -19,7 +19,7 @@ from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.status import boundaries_after
 from broadcaster.store import RECONNECT_ERRORS, Store
-from worker.jobs import reconcile_until_done
+from worker.jobs import reconcile, reconcile_until_done
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,24 @@ class Worker:
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start the scheduler, reconcile at once, plan, and listen for changes."""
+        """Start the scheduler and the listener; returns at once, also while Redis is down.
+
+        On every (re)subscription the listener plans and then reconciles: a boundary that
+        passed while the worker was away (or disconnected) is published then, typed
+        ``reconciled`` when later than the misfire grace.
+        """
         self.scheduler.start()
         common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         self.scheduler.add_job(
             self._tick, IntervalTrigger(seconds=self.tick_s), id="tick", **common
         )
         self.scheduler.add_job(
-            self._heartbeat, IntervalTrigger(seconds=HEARTBEAT_S), id="heartbeat", **common
+            self._heartbeat,
+            IntervalTrigger(seconds=HEARTBEAT_S),
+            id="heartbeat",
+            next_run_time=datetime.now(UTC),
+            **common,
         )
-        await self._heartbeat()
-        await reconcile_until_done(self.store, self.clock)
-        await self.plan()
         self._listener = asyncio.create_task(self._listen(), name="maintcast-worker-listen")
 
     async def stop(self) -> None:
@@ -96,8 +102,11 @@ class Worker:
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        if set(ids) != self._planned:
+            log.info(
+                "planned %d boundary jobs; next at %s", len(ids), wanted[0] if wanted else None
+            )
         self._planned = set(ids)
-        log.info("planned %d boundary jobs; next at %s", len(ids), wanted[0] if wanted else None)
 
     async def _boundary(self, boundary: datetime) -> None:
         self._planned.discard(f"{BOUNDARY_PREFIX}{boundary.isoformat()}")
@@ -119,8 +128,10 @@ class Worker:
     async def _listen(self) -> None:
         """Re-plan on every published change and after every (re)subscription."""
 
-        async def replan(_: bytes | None) -> None:
+        async def replan(payload: bytes | None) -> None:
             await self.plan()
+            if payload is None:  # (re)subscribed: whatever passed meanwhile is due now
+                await reconcile(self.store, self.clock)
 
         def lost(exc: BaseException) -> None:
             log.warning("worker subscription lost (%s); retrying", exc)
