@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +23,7 @@ from broadcaster.auth import Forbidden, Tokens, Unauthorized
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.gate import MaintenanceGate, Rule
-from broadcaster.hub import Event, Hub
+from broadcaster.hub import Event, Hub, Subscription
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
 from broadcaster.metrics import bind_gauges, exposition
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 Background = Callable[[Store, Clock], AbstractAsyncContextManager[Any]]
 """A companion run for the app's lifetime (e.g. the in-process worker of ``serve``)."""
 
+SEND_TIMEOUT_S = 10.0
+"""A client that does not take a frame within this many seconds is disconnected."""
 MAX_SEQ = 10**18 - 1
 """The largest seq accepted on input (a Redis stream id part is a 64-bit integer)."""
 MAX_SEQ_DIGITS = 18
@@ -170,8 +172,12 @@ def create_app(
         return EventSourceResponse(
             _stream(hub, store, sub, (service, method), resume, settings.retry_ms),
             ping=settings.ping_s,
-            send_timeout=10.0,
+            send_timeout=SEND_TIMEOUT_S,
             headers={"Cache-Control": "no-cache"},
+            # on server shutdown sse-starlette calls .set(): end this stream cleanly (final
+            # chunk sent) so the browser reconnects, to another replica, at once
+            shutdown_event=cast(Any, _EndOnShutdown(hub, sub)),
+            shutdown_grace_period=2.0,
         )
 
     @app.get("/v1/windows")
@@ -238,10 +244,22 @@ def create_app(
     return app
 
 
+class _EndOnShutdown:
+    """Quacks like the ``anyio.Event`` sse-starlette sets on shutdown: ends one stream."""
+
+    __slots__ = ("hub", "sub")
+
+    def __init__(self, hub: Hub, sub: Subscription) -> None:
+        self.hub, self.sub = hub, sub
+
+    def set(self) -> None:
+        self.hub.end(self.sub)
+
+
 async def _stream(
     hub: Hub,
     store: Store,
-    sub: Any,
+    sub: Subscription,
     scope: tuple[str | None, str | None],
     resume: str | None,
     retry_ms: int,
@@ -276,13 +294,13 @@ async def _stream(
                     yield frame
                 last_seq, last_view = ev.seq, doc
         while True:
-            ev = await sub.queue.get()
-            if ev is None or sub.dropped:
-                return  # dropped (slow, or the store was reset): the client reconnects
-            if ev.seq <= last_seq:
+            live = await sub.queue.get()
+            if live is None or sub.dropped:
+                return  # dropped (slow, reset store, shutdown): the client reconnects
+            if live.seq <= last_seq:
                 continue
-            doc, frame = ev.view(scope, hub.scope_view)
-            last_seq = ev.seq
+            doc, frame = live.view(scope, hub.scope_view)
+            last_seq = live.seq
             if (
                 scope != (None, None)
                 and last_view is not None

@@ -153,6 +153,10 @@ class Hub:
         for sub in tuple(self._subs):
             self._drop(sub)
 
+    def end(self, sub: Subscription) -> None:
+        """End one client's stream (server shutdown); it reconnects elsewhere."""
+        self._drop(sub)
+
     def _drop(self, sub: Subscription) -> None:
         sub.dropped = True
         self._subs.discard(sub)

@@ -64,6 +64,11 @@ class Keys:
         return self._k("worker:heartbeat")
 
     @property
+    def worker_leader(self) -> str:
+        """String with TTL: the id of the worker that may publish time-driven changes."""
+        return self._k("worker:leader")
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         """The keys a status computation reads; WATCHed by every publish."""
         return (self.windows, self.catalog, self.override, self.status, self.seq)

@@ -272,18 +272,25 @@ class Store:
             plan.events.append((cause, base))
         return base
 
-    async def transact(self, now: datetime, build: Callable[[State], Plan]) -> list[codec.Doc]:
+    async def transact(
+        self, now: datetime, build: Callable[[State], Plan], *, fence: str | None = None
+    ) -> list[codec.Doc]:
         """Run ``build`` on a fresh read and apply its plan atomically; retry on conflict.
 
         Returns the published status objects, in seq order (empty if nothing changed).
-        ``build`` may raise to abort: nothing is written.
+        ``build`` may raise to abort: nothing is written. With ``fence`` (a worker id) the
+        leader lock is WATCHed too and nothing is published unless it is held by ``fence``:
+        a worker that lost its lock (paused, partitioned) cannot publish late.
         """
         k = self.keys
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(*k.inputs, k.contact)
-                    k = self.keys
+                    await pipe.watch(*k.inputs, k.contact, *([k.worker_leader] if fence else []))
+                    if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
+                        await pipe.reset()
+                        log.info("not the leader (%s): publishing nothing", fence)
+                        return []
                     st = self._parse(
                         [
                             await pipe.hgetall(k.windows),
@@ -365,10 +372,11 @@ class Store:
             pipe.set(k.seq, seq)
         return docs
 
-    async def reconcile(self, now: datetime) -> list[codec.Doc]:
+    async def reconcile(self, now: datetime, *, fence: str | None = None) -> list[codec.Doc]:
         """Publish the time-driven change due at ``now``, if any (the worker's job).
 
-        Two processes reconciling the same boundary publish one event between them.
+        Two processes reconciling the same boundary publish one event between them. With
+        ``fence`` only the holder of the leader lock publishes (see :meth:`transact`).
         """
 
         def build(st: State) -> Plan:
@@ -376,7 +384,39 @@ class Store:
             self.add_due_event(st, now, plan)
             return plan
 
-        return await self.transact(now, build)
+        return await self.transact(now, build, fence=fence)
+
+    async def lead(self, worker_id: str, ttl_s: float) -> bool:
+        """Take or renew the leader lock for ``ttl_s`` seconds; False if another holds it."""
+        k = self.keys.worker_leader
+        for _ in range(MAX_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(k)
+                    holder = await pipe.get(k)
+                    if holder is not None and holder != worker_id.encode():
+                        await pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.set(k, worker_id, px=int(ttl_s * 1000))
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+        return False
+
+    async def resign(self, worker_id: str) -> None:
+        """Give the leader lock up if ``worker_id`` holds it (clean shutdown: no TTL wait)."""
+        k = self.keys.worker_leader
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(k)
+                if await pipe.get(k) == worker_id.encode():
+                    pipe.multi()
+                    pipe.delete(k)
+                    await pipe.execute()
+            except WatchError:
+                pass  # someone else changed it: then it is not ours to delete
 
     async def apply(self, now: datetime, change: Callable[[State], Change]) -> list[codec.Doc]:
         """Apply one ops write atomically and publish its event (always: an accepted write

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -28,7 +29,11 @@ MAX_PLANNED = 1000
 """Boundary jobs kept at once; later ones are planned as earlier ones fire (re-plan)."""
 TICK_S = 30.0
 """Real seconds between safety reconciles (a missed job or lost message is caught here)."""
-HEARTBEAT_S = 5.0
+KEEPALIVE_S = 1.0
+"""Real seconds between heartbeats and leader-lock renewals."""
+LEADER_TTL_S = 3.0
+"""The leader lock's TTL: a crashed leader is replaced within about this long (plus one
+keepalive), inside the 5 s misfire grace, so its boundary is still typed as on time."""
 
 
 class Worker:
@@ -44,9 +49,10 @@ class Worker:
         self.store = store
         self.clock = clock
         self.tick_s = tick_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._planned: set[str] = set()
+        self.leader = False
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -62,17 +68,24 @@ class Worker:
             self._tick, IntervalTrigger(seconds=self.tick_s), id="tick", **common
         )
         self.scheduler.add_job(
-            self._heartbeat,
-            IntervalTrigger(seconds=HEARTBEAT_S),
-            id="heartbeat",
+            self._keepalive,
+            IntervalTrigger(seconds=KEEPALIVE_S),
+            id="keepalive",
             next_run_time=datetime.now(UTC),
             **common,
         )
         self._listener = asyncio.create_task(self._listen(), name="maintcast-worker-listen")
 
     async def stop(self) -> None:
-        """Stop listening and shut the scheduler down (running jobs are cancelled, not awaited)."""
+        """Stop listening, give the lead up, and shut the scheduler down (running jobs are
+        cancelled, not awaited)."""
         await stop_task(self._listener, "worker listener")
+        if self.leader:
+            try:
+                await asyncio.wait_for(self.store.resign(self.worker_id), 2.0)
+            except (*RECONNECT_ERRORS, TimeoutError):
+                log.warning("could not give the lead up; it expires in %.0f s", LEADER_TTL_S)
+            self.leader = False
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             # AsyncIOScheduler.shutdown only queues the real shutdown (call_soon_threadsafe,
@@ -110,20 +123,32 @@ class Worker:
 
     async def _boundary(self, boundary: datetime) -> None:
         self._planned.discard(f"{BOUNDARY_PREFIX}{boundary.isoformat()}")
-        await reconcile_until_done(self.store, self.clock, boundary)
+        await reconcile_until_done(self.store, self.clock, boundary, fence=self.worker_id)
 
     async def _tick(self) -> None:
-        await reconcile_until_done(self.store, self.clock, deadline_s=self.tick_s)
+        await reconcile_until_done(
+            self.store, self.clock, deadline_s=self.tick_s, fence=self.worker_id
+        )
         try:
             await self.plan()
         except RECONNECT_ERRORS as exc:
             log.warning("re-plan failed: %s", exc)
 
-    async def _heartbeat(self) -> None:
+    async def _keepalive(self) -> None:
+        """Heartbeat, and take or renew the leader lock; a new leader reconciles at once."""
         try:
             await self.store.heartbeat(self.clock.now(), self.worker_id)
+            leads = await self.store.lead(self.worker_id, LEADER_TTL_S)
         except RECONNECT_ERRORS as exc:
-            log.warning("heartbeat failed: %s", exc)
+            log.debug("keepalive failed: %s", exc)
+            return
+        if leads != self.leader:
+            log.info("worker %s %s", self.worker_id, "leads" if leads else "lost the lead")
+            self.leader = leads
+            if leads:
+                await reconcile_until_done(
+                    self.store, self.clock, deadline_s=LEADER_TTL_S, fence=self.worker_id
+                )
 
     async def _listen(self) -> None:
         """Re-plan on every published change and after every (re)subscription."""
@@ -131,7 +156,7 @@ class Worker:
         async def replan(payload: bytes | None) -> None:
             await self.plan()
             if payload is None:  # (re)subscribed: whatever passed meanwhile is due now
-                await reconcile(self.store, self.clock)
+                await reconcile(self.store, self.clock, fence=self.worker_id)
 
         def lost(exc: BaseException) -> None:
             log.warning("worker subscription lost (%s); retrying", exc)
