@@ -8,15 +8,11 @@ killed in a ``finally`` block.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,11 +25,11 @@ import redis
 import yaml
 from httpx_sse import aconnect_sse
 
-from tests.conftest import EXAMPLE, ROOT, free_port, start_redis
+from tests.conftest import EXAMPLE, free_port, start_redis
+from tests.procs import MAINTCAST, Proc, env_for, processes, run_cli, tails
 
 pytestmark = pytest.mark.slow
 
-MAINTCAST = str(Path(sys.executable).parent / "maintcast")
 
 CATALOG: dict[str, Any] = {
     "services": {
@@ -55,88 +51,8 @@ CATALOG: dict[str, Any] = {
 }
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"<{path.name}: unreadable>"
-    return f"--- {path.name} (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-class Proc:
-    """A ``maintcast`` subprocess with stdout+stderr in one log file under ``tmp_path``."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp_path: Path) -> None:
-        self.name = name
-        self.log = tmp_path / f"{name}.log"
-        self._out = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [MAINTCAST, *args],
-            env=env,
-            cwd=ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self) -> str:
-        return _tail(self.log)
-
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-        finally:
-            self._out.close()
-
-
-@contextlib.contextmanager
-def processes() -> Iterator[list[Proc]]:
-    """Collects started processes; stops every one of them on exit."""
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            with contextlib.suppress(Exception):
-                p.stop()
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """The test's environment without any ``MAINTCAST_*`` setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTCAST_")}
-    env.update(extra)
-    return env
-
-
-def _run(
-    args: list[str], env: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MAINTCAST, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _tails(procs: list[Proc]) -> str:
-    return "\n".join(p.tail() for p in procs)
 
 
 async def _wait_ready(
@@ -201,7 +117,7 @@ def _under_maintenance(doc: dict[str, Any]) -> set[str]:
 async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> None:
     server = start_redis()
     try:
-        env = _env(
+        env = env_for(
             MAINTCAST_REDIS_URL=server.url,
             MAINTCAST_KEY_PREFIX=f"e2e{uuid.uuid4().hex[:10]}",
         )
@@ -230,7 +146,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
             yaml.safe_dump({"catalog": CATALOG, "windows": [window]}, allow_unicode=True),
             encoding="utf-8",
         )
-        imported = await asyncio.to_thread(_run, ["windows", "import", str(schedule)], env)
+        imported = await asyncio.to_thread(run_cli, ["windows", "import", str(schedule)], env)
         assert imported.returncode == 0, imported.stdout + imported.stderr
         assert "maintenance.scheduled e2e-window" in imported.stdout
 
@@ -268,12 +184,12 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                     # the worker's heartbeat is fresh while it runs
                     check_deadline = time.monotonic() + 10
                     while True:
-                        check = await asyncio.to_thread(_run, ["worker", "check"], env, 15)
+                        check = await asyncio.to_thread(run_cli, ["worker", "check"], env, 15)
                         if check.returncode == 0 or time.monotonic() > check_deadline:
                             break
                         await asyncio.sleep(0.2)
                     assert check.returncode == 0, (
-                        f"worker check: {check.stdout}{check.stderr}\n{_tails(procs)}"
+                        f"worker check: {check.stdout}{check.stderr}\n{tails(procs)}"
                     )
 
                     try:
@@ -282,7 +198,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                     except TimeoutError:
                         pytest.fail(
                             f"no maintenance.ended within 20 s; seen {[_types(s) for s in seen]}"
-                            f"\n{_tails(procs)}"
+                            f"\n{tails(procs)}"
                         )
                 finally:
                     for t in tasks:
@@ -291,7 +207,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
             for p in procs:
                 assert p.alive(), f"{p.name} died\n{p.tail()}"
 
-        info = f"seen {[_types(s) for s in seen]}\n{_tails(procs)}"
+        info = f"seen {[_types(s) for s in seen]}\n{tails(procs)}"
         assert connected_at < starts, f"clients connected after the window started; {info}"
         for events in seen:
             seqs = [e["seq"] for e in events]
@@ -406,7 +322,7 @@ def test_import_bad_file_is_one_line_and_nothing_imported(tmp_path: Path) -> Non
     client = redis.Redis.from_url(server.url)
     try:
         prefix = f"e2e{uuid.uuid4().hex[:10]}"
-        env = _env(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
+        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
         paths = {}
         for name, (text, _) in BAD_FILES.items():
             paths[name] = tmp_path / f"{name}.yaml"
@@ -414,7 +330,7 @@ def test_import_bad_file_is_one_line_and_nothing_imported(tmp_path: Path) -> Non
 
         def check_bad(name: str) -> None:
             path, words = paths[name], BAD_FILES[name][1]
-            res = _run(["windows", "import", str(path)], env)
+            res = run_cli(["windows", "import", str(path)], env)
             info = f"{name}: exit {res.returncode}\nstdout: {res.stdout!r}\nstderr: {res.stderr!r}"
             assert res.returncode != 0, info
             lines = res.stderr.strip().splitlines()
@@ -437,7 +353,7 @@ def test_import_bad_file_is_one_line_and_nothing_imported(tmp_path: Path) -> Non
         # over a store that holds a window: the store is unchanged
         good = tmp_path / "good.yaml"
         good.write_text(_yaml(_window("good-baseline")), encoding="utf-8")
-        res = _run(["windows", "import", str(good)], env)
+        res = run_cli(["windows", "import", str(good)], env)
         assert res.returncode == 0, res.stdout + res.stderr
         before = _snapshot(client, prefix)
         assert list(client.hkeys(f"{{{prefix}}}:windows")) == [b"good-baseline"]
@@ -445,13 +361,13 @@ def test_import_bad_file_is_one_line_and_nothing_imported(tmp_path: Path) -> Non
         assert _snapshot(client, prefix) == before, "a bad file changed the store"
 
         # idempotent: the same good file again publishes nothing
-        again = _run(["windows", "import", str(good)], env)
+        again = run_cli(["windows", "import", str(good)], env)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "0 event(s)" in again.stdout, again.stdout
         assert _snapshot(client, prefix) == before
 
         # an unreachable Redis is one line too, not a traceback
-        down = _run(
+        down = run_cli(
             ["windows", "import", str(good)],
             {**env, "MAINTCAST_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
         )
@@ -473,7 +389,7 @@ AS_OF_BOUNDARY = re.compile(r"^2021-08-09T01:00:00(\.\d+)?\+09:00$")
 async def test_serve_embedded_rehearsal(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _env()
+    env = env_for()
     assert "MAINTCAST_REDIS_URL" not in env
     with processes() as procs:
         serve = Proc(
@@ -537,7 +453,7 @@ def test_worker_stops_on_sigterm_while_redis_is_down(tmp_path: Path) -> None:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [MAINTCAST, "worker"],
-            env=_env(MAINTCAST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
+            env=env_for(MAINTCAST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

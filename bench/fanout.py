@@ -1,0 +1,935 @@
+"""SSE fan-out benchmark: Maintcast side by side with a naive baseline and nginx + nchan.
+
+For each server under test, in one run, on the same machine state and with the same events:
+
+1. start it in its own processes on a loopback port (real uvicorn / real nginx), on a
+   private ``redis-server`` (``--save '' --appendonly no``) the bench starts on a free port;
+2. open N SSE subscribers from separate load processes (raw asyncio protocol per socket,
+   uvloop when installed, at most ``--per-proc`` sockets per process), and wait until every
+   one has received the initial status;
+3. trigger K changes ``--spacing`` seconds apart, taking ``time.time()`` just before each
+   trigger; every load process timestamps the arrival of each change (the ``"seq":N`` of
+   its frame) on every socket;
+4. report per change and pooled: trigger -> arrival p50 / p99 / max over all subscribers,
+   connect rate, server RSS per subscriber (VmRSS summed over the server's process tree,
+   after minus before connecting), server CPU per delivery (utime+stime of that tree over
+   the trigger phase / deliveries), and full-GC pauses inside a broadcast (Python servers).
+
+Servers:
+  maintcast    ``maintcast api --port P`` (1 uvicorn worker); changes are alternating
+               ``PUT /v1/override`` (maintenance) / ``DELETE /v1/override`` with an ops token.
+  maintcast-w2 the same with ``--workers 2`` (``--workers2``).
+  naive        ``bench/naive_server.py``: sse-starlette, one Redis pub/sub connection per
+               subscriber, changes are ``PUBLISH`` of the same status payloads Maintcast sent.
+               Bounded to ``--naive-max`` subscribers (default 2000: each is a Redis client).
+  nchan        nginx + nchan (Debian ``nginx``, ``libnginx-mod-nchan``), own config under a
+               temp prefix, ``daemon off``; changes are POSTs to an ``nchan_publisher``.
+               Skipped, with the reason printed, when the module cannot be loaded.
+
+Run (from the repository root, in the venv)::
+
+    python bench/fanout.py                       # N=1000, K=5, all servers
+    python bench/fanout.py --subscribers 5000 --json /tmp/fanout-5k.json
+    python bench/fanout.py --subscribers 10000 --only maintcast,nchan
+    python bench/fanout.py --only maintcast --profile /tmp/prof   # py-spy during the broadcasts
+
+Every wait is bounded in time and every loop in count; everything listens on 127.0.0.1;
+every process the bench starts is stopped (process group) on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+SEQ_RE = re.compile(rb'"seq":\s*(\d+)')
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+
+# -- small utilities ------------------------------------------------------------------------
+
+
+def raise_nofile() -> int:
+    """Raise RLIMIT_NOFILE to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def http_ok(port: int, path: str) -> bool:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        c.request("GET", path)
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except OSError:
+        return False
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc/*/stat ppid)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    for _ in range(10_000):  # bounded walk
+        if not todo:
+            break
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def cpu_s(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def pct(sorted_vals: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return math.nan
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+# -- the load processes ---------------------------------------------------------------------
+
+
+class _Stats:
+    __slots__ = ("arrivals", "failed", "lost", "ready")
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, array] = {}
+        self.ready = 0
+        self.failed = 0
+        self.lost = 0
+
+
+class _Sub(asyncio.Protocol):
+    """One SSE subscriber socket: send the GET, skip the headers, timestamp each new seq."""
+
+    __slots__ = ("buf", "head", "last", "request", "st", "started", "transport")
+
+    def __init__(self, st: _Stats, request: bytes, started: asyncio.Future[None]) -> None:
+        self.st, self.request, self.started = st, request, started
+        self.buf = b""
+        self.head = False
+        self.last = -1
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf + data
+        if not self.head:
+            i = buf.find(b"\r\n\r\n")
+            if i < 0:
+                self.buf = buf[-65536:]
+                return
+            if b" 200 " not in buf[: buf.find(b"\r\n")]:
+                if not self.started.done():
+                    self.started.set_exception(RuntimeError(buf[:80].decode("latin1")))
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self.head = True
+            buf = buf[i + 4 :]
+        j = buf.rfind(b"\n\n")
+        if j < 0:
+            self.buf = buf[-65536:]
+            return
+        self.buf = buf[j + 2 :]
+        for m in SEQ_RE.finditer(buf, 0, j):
+            seq = int(m.group(1))
+            if seq <= self.last:
+                continue
+            self.last = seq
+            got = self.st.arrivals.get(seq)
+            if got is None:
+                got = self.st.arrivals[seq] = array("d")
+            got.append(now)
+            if not self.started.done():
+                self.started.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.st.lost += 1
+        if not self.started.done():
+            self.started.set_exception(ConnectionError("closed before the first event"))
+
+
+def load_main(conn: Any, port: int, path: str, count: int, concurrency: int) -> None:
+    """Entry of one load process: commands arrive on ``conn`` (go, progress, collect, close)."""
+    raise_nofile()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_load(conn, port, path, count, concurrency))
+
+
+async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -> None:
+    loop = asyncio.get_running_loop()
+    cmds: asyncio.Queue[Any] = asyncio.Queue()
+
+    def on_cmd() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll():
+                cmds.put_nowait(conn.recv())
+
+    loop.add_reader(conn.fileno(), on_cmd)
+    st = _Stats()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\n\r\n"
+    ).encode()
+    transports: list[asyncio.BaseTransport] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            for _attempt in range(3):  # bounded retries
+                started: asyncio.Future[None] = loop.create_future()
+                try:
+                    tr, _ = await asyncio.wait_for(
+                        loop.create_connection(lambda: _Sub(st, request, started), "127.0.0.1", port),
+                        10,
+                    )
+                except (OSError, TimeoutError):
+                    await asyncio.sleep(0.2)
+                    continue
+                try:
+                    await asyncio.wait_for(started, 20)
+                except (OSError, TimeoutError, RuntimeError, ConnectionError):
+                    tr.close()
+                    await asyncio.sleep(0.2)
+                    continue
+                transports.append(tr)
+                st.ready += 1
+                return
+            st.failed += 1
+
+    conn.send(("up", os.getpid()))
+    cmd = await asyncio.wait_for(cmds.get(), 120)
+    assert cmd == "go", cmd
+    t0 = time.time()
+    await asyncio.gather(*(one() for _ in range(count)))
+    conn.send(("ready", st.ready, st.failed, t0, time.time()))
+    for _ in range(100_000):  # bounded command loop
+        try:
+            cmd = await asyncio.wait_for(cmds.get(), 300)
+        except TimeoutError:
+            break
+        if cmd == "progress":
+            conn.send({s: len(a) for s, a in st.arrivals.items()})
+        elif cmd == "collect":
+            conn.send(({s: a.tolist() for s, a in st.arrivals.items()}, st.lost))
+        elif cmd == "close":
+            break
+    for tr in transports:
+        tr.close()
+    await asyncio.sleep(0.2)
+    loop.remove_reader(conn.fileno())
+    conn.send("closed")
+
+
+class LoadFleet:
+    """N subscribers over ``procs`` load processes."""
+
+    def __init__(self, port: int, path: str, n: int, per_proc: int, concurrency: int) -> None:
+        procs = max(2, math.ceil(n / per_proc)) if n >= 2 else 1
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = [], []
+        base, extra = divmod(n, procs)
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            count = base + (1 if i < extra else 0)
+            p = ctx.Process(
+                target=load_main, args=(child, port, path, count, concurrency), daemon=True
+            )
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+        for c in self.conns:
+            if not c.poll(60):
+                raise RuntimeError("a load process did not start")
+            c.recv()
+
+    def connect(self, timeout: float) -> tuple[int, int, float]:
+        """Open every subscriber; return (ready, failed, seconds from go to all ready)."""
+        t_go = time.time()
+        for c in self.conns:
+            c.send("go")
+        ready = failed = 0
+        t_end = t_go
+        for c in self.conns:
+            if not c.poll(max(0.1, timeout - (time.time() - t_go))):
+                raise RuntimeError("subscribers did not connect in time")
+            _, r, f, _t0, t1 = c.recv()
+            ready, failed, t_end = ready + r, failed + f, max(t_end, t1)
+        return ready, failed, t_end - t_go
+
+    def progress(self) -> dict[int, int]:
+        total: dict[int, int] = {}
+        for c in self.conns:
+            c.send("progress")
+        for c in self.conns:
+            if c.poll(10):
+                for s, k in c.recv().items():
+                    total[s] = total.get(s, 0) + k
+        return total
+
+    def collect(self) -> tuple[dict[int, list[float]], int]:
+        out: dict[int, list[float]] = {}
+        lost = 0
+        for c in self.conns:
+            c.send("collect")
+        for c in self.conns:
+            if c.poll(60):
+                arrivals, lo = c.recv()
+                lost += lo
+                for s, a in arrivals.items():
+                    out.setdefault(s, []).extend(a)
+        return out, lost
+
+    def close(self) -> None:
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.send("close")
+        for c in self.conns:
+            with contextlib.suppress(OSError, EOFError):
+                if c.poll(15):
+                    c.recv()
+        for p in self.procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+# -- servers under test ---------------------------------------------------------------------
+
+
+class Proc:
+    """A process group the bench started; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.p = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=raise_nofile,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.p.pid, signal.SIGKILL)  # leftovers of the group
+
+    def tail(self, n: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+class Redis:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.proc = Proc(
+            [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--maxclients", "20000",
+                "--dir", str(tmp),
+            ],
+            tmp / "redis.log",
+        )
+        if not wait_until(self._ping, 10):
+            raise RuntimeError("redis-server did not start:\n" + self.proc.tail())
+        import redis
+
+        self.client = redis.Redis(port=self.port)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self.proc.stop()
+
+
+@dataclass
+class Server:
+    """What the bench needs from a server under test."""
+
+    name: str
+    port: int
+    path: str
+    proc: Proc
+    trigger: Callable[[int], int]  # k -> the seq this change carries
+    python: bool = True
+    note: str = ""
+    redis_cpu: bool = False  # does the fan-out itself run in redis (naive)?
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        closer = self.extra.get("close")
+        if closer:
+            with contextlib.suppress(Exception):
+                closer()
+        self.proc.stop()
+
+
+def _server_env(tmp: Path, name: str, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(BENCH / "_gcprobe"), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env["MAINTCAST_BENCH_GCLOG"] = str(tmp / f"gc-{name}.log")
+    return env
+
+
+class Payloads:
+    """The status payloads every server sends: Maintcast's own, re-numbered for the others."""
+
+    def __init__(self) -> None:
+        self.docs: list[bytes] = []
+
+    def for_seq(self, k: int, seq: int) -> bytes:
+        if not self.docs:  # Maintcast not run: a status-like document of similar size
+            self.docs = [_synthetic(mode) for mode in ("maintenance", "normal")]
+        doc = self.docs[k % len(self.docs)]
+        return SEQ_RE.sub(b'"seq":%d' % seq, doc, count=1)
+
+
+def _synthetic(mode: str) -> bytes:
+    svc = {"service": "webcollect", "method": "credit_card", "state": mode}
+    doc = {
+        "seq": 0, "state": mode, "as_of": "2025-01-01T01:00:00.000+09:00", "stale": False,
+        "cause": {"type": "override.set", "window_id": None, "actor": "bench", "reason": "b"},
+        "message": {"ja": "ただいまメンテナンス中です", "en": "Under maintenance"},
+        "error_code": "Z010000000", "affected": [svc], "until": None, "next": None,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def start_maintcast(tmp: Path, redis: Redis, payloads: Payloads, workers: int) -> Server:
+    from broadcaster.auth import entry_line, new_token
+
+    token = new_token()
+    name = "maintcast" if workers == 1 else f"maintcast-w{workers}"
+    port = free_port()
+    redis.client.flushall()
+    env = _server_env(
+        tmp,
+        name,
+        {
+            "MAINTCAST_REDIS_URL": redis.url,
+            "MAINTCAST_TOKENS": entry_line("bench", "operator", token),
+            "MAINTCAST_CLIENT_QUEUE": "64",
+        },
+    )
+    exe = shutil.which("maintcast", path=str(VENV_BIN)) or "maintcast"
+    proc = Proc(
+        [exe, "api", "--port", str(port), "--workers", str(workers)], tmp / f"{name}.log", env
+    )
+    if not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30) or not proc.alive():
+        proc.stop()
+        raise RuntimeError(f"{name} did not start:\n" + proc.tail())
+    wait_until(lambda: http_ok(port, "/readyz"), 10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def trigger(k: int) -> int:
+        if k % 2 == 0:
+            body = json.dumps({"mode": "maintenance", "reason": f"bench change {k}"})
+            conn.request("PUT", "/v1/override", body=body, headers=auth)
+        else:
+            conn.request("DELETE", "/v1/override", headers=auth)
+        r = conn.getresponse()
+        raw = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"trigger {k}: HTTP {r.status} {raw[:200]!r}")
+        if len(payloads.docs) < 2:
+            payloads.docs.append(raw)
+        return int(json.loads(raw)["seq"])
+
+    return Server(name, port, "/v1/stream", proc, trigger, extra={"close": conn.close})
+
+
+def start_naive(tmp: Path, redis: Redis, payloads: Payloads) -> Server:
+    port = free_port()
+    redis.client.flushall()
+    seq0 = 1_000_000
+    redis.client.set("naive:status", payloads.for_seq(1, seq0))
+    env = _server_env(tmp, "naive", {})
+    proc = Proc(
+        [sys.executable, str(BENCH / "naive_server.py"), "--port", str(port), "--redis", redis.url],
+        tmp / "naive.log",
+        env,
+    )
+    if not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30) or not proc.alive():
+        proc.stop()
+        raise RuntimeError("naive server did not start:\n" + proc.tail())
+
+    def trigger(k: int) -> int:
+        seq = seq0 + 1 + k
+        redis.client.publish("naive:status", payloads.for_seq(k, seq))
+        return seq
+
+    return Server(
+        "naive", port, "/stream", proc, trigger, redis_cpu=True,
+        note="sse-starlette + 1 Redis pub/sub connection per subscriber",
+    )
+
+
+NGINX_CONF = """
+load_module {module};
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+worker_rlimit_nofile 40000;
+events {{ worker_connections 40000; multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  keepalive_timeout 600s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /sub {{
+      nchan_subscriber eventsource;
+      nchan_channel_id maintcast;
+      nchan_subscriber_first_message newest;
+      nchan_eventsource_event status;
+      nchan_subscriber_timeout 0;
+    }}
+    location = /pub {{
+      nchan_publisher;
+      nchan_channel_id maintcast;
+      nchan_message_buffer_length 16;
+      nchan_message_timeout 1h;
+    }}
+  }}
+}}
+"""
+
+
+def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SkipServer("nginx is not installed (apt-get install nginx libnginx-mod-nchan)")
+    if not Path(NCHAN_MODULE).exists():
+        raise SkipServer(f"{NCHAN_MODULE} missing (apt-get install libnginx-mod-nchan)")
+    port = free_port()
+    d = tmp / f"nginx-{port}"
+    d.mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(module=NCHAN_MODULE, workers=workers, tmp=d, port=port))
+    test = subprocess.run(
+        [nginx, "-t", "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")],
+        capture_output=True, text=True, timeout=30,
+    )
+    if test.returncode != 0:
+        raise SkipServer("nginx -t failed: " + (test.stderr or test.stdout).strip()[-300:])
+    proc = Proc([nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")],
+                tmp / "nginx.log")
+    conn_box: list[http.client.HTTPConnection] = []
+
+    def publish(body: bytes) -> None:
+        if not conn_box:
+            conn_box.append(http.client.HTTPConnection("127.0.0.1", port, timeout=30))
+        c = conn_box[0]
+        c.request("POST", "/pub", body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        if r.status not in (200, 201, 202):
+            raise RuntimeError(f"nchan publish: HTTP {r.status}")
+
+    def up() -> bool:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/pub")
+            c.getresponse().read()
+            return True
+        except OSError:
+            return False
+
+    if not wait_until(lambda: up() or not proc.alive(), 15) or not proc.alive():
+        proc.stop()
+        raise SkipServer("nginx with nchan did not start: " + proc.tail(5))
+    seq0 = 2_000_000
+    publish(payloads.for_seq(1, seq0))  # the "initial status" (nchan_subscriber_first_message)
+
+    def trigger(k: int) -> int:
+        seq = seq0 + 1 + k
+        publish(payloads.for_seq(k, seq))
+        return seq
+
+    name = "nchan" if workers == 1 else f"nchan-w{workers}"
+    return Server(name, port, "/sub", proc, trigger, python=False,
+                  extra={"close": lambda: [c.close() for c in conn_box]})
+
+
+class SkipServer(Exception):
+    pass
+
+
+# -- one trial ------------------------------------------------------------------------------
+
+
+def gc_pauses(tmp: Path, name: str) -> list[tuple[int, float, float, int]]:
+    path = tmp / f"gc-{name}.log"
+    out = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            pid, start, dur, gen = line.split()
+            out.append((int(pid), float(start), float(dur), int(gen)))
+    return out
+
+
+def run_trial(
+    srv: Server, redis: Redis, args: argparse.Namespace, n: int, tmp: Path
+) -> dict[str, Any]:
+    pids = tree_pids(srv.proc.pid)
+    time.sleep(0.5)
+    rss0 = rss_kb(pids)
+    redis_rss0 = rss_kb([redis.proc.pid])
+    fleet = LoadFleet(srv.port, srv.path, n, args.per_proc, args.concurrency)
+    try:
+        ready, failed, connect_s = fleet.connect(args.connect_timeout)
+        time.sleep(1.0)  # let the server settle (and allocate) after the burst
+        pids = tree_pids(srv.proc.pid)
+        rss1 = rss_kb(pids)
+        redis_rss1 = rss_kb([redis.proc.pid])
+        profiler = None
+        if args.profile and srv.python:
+            profiler = start_profiler(srv, args, tmp)
+        cpu0, rcpu0 = cpu_s(pids), cpu_s([redis.proc.pid])
+        triggers: dict[int, float] = {}
+        t_start = time.time()
+        for k in range(args.changes):
+            target = t_start + k * args.spacing
+            time.sleep(max(0.0, target - time.time()))
+            t0 = time.time()
+            seq = srv.trigger(k)
+            triggers[seq] = t0
+        last = max(triggers)
+        for _ in range(int(args.drain_timeout / 0.2) + 1):  # until all got the last change
+            if fleet.progress().get(last, 0) >= ready:
+                break
+            time.sleep(0.2)
+        cpu1, rcpu1 = cpu_s(pids), cpu_s([redis.proc.pid])
+        t_end = time.time()
+        arrivals, lost = fleet.collect()
+        rss2 = rss_kb(pids)
+        if profiler is not None:
+            stop_profiler(profiler)
+    finally:
+        fleet.close()
+    per_change = []
+    pooled: list[float] = []
+    delivered = 0
+    windows = []
+    for seq, t0 in sorted(triggers.items()):
+        got = sorted((a - t0) * 1000 for a in arrivals.get(seq, []))
+        delivered += len(got)
+        pooled.extend(got)
+        windows.append((t0, t0 + (got[-1] / 1000 if got else 0)))
+        per_change.append(
+            {
+                "seq": seq, "received": len(got), "missing": ready - len(got),
+                "p50_ms": pct(got, 0.5), "p99_ms": pct(got, 0.99),
+                "max_ms": got[-1] if got else math.nan,
+            }
+        )
+    pooled.sort()
+    gcs = gc_pauses(tmp, srv.name) if srv.python else []
+    in_broadcast = [
+        (p, s, d, g) for p, s, d, g in gcs
+        if any(s < w1 and s + d > w0 for w0, w1 in windows)
+    ]
+    sub_n = max(1, ready)
+    res = {
+        "server": srv.name, "note": srv.note, "subscribers": n, "ready": ready,
+        "failed": failed, "connect_s": connect_s, "connect_rate": ready / connect_s if connect_s else 0,
+        "changes": len(triggers), "delivered": delivered, "missing": ready * len(triggers) - delivered,
+        "lost_connections": lost,
+        "p50_ms": pct(pooled, 0.5), "p99_ms": pct(pooled, 0.99),
+        "max_ms": pooled[-1] if pooled else math.nan,
+        "per_change": per_change,
+        "rss_kb_before": rss0, "rss_kb_connected": rss1, "rss_kb_after_events": rss2,
+        "rss_kb_per_sub": (rss1 - rss0) / sub_n,
+        "rss_kb_per_sub_after_events": (rss2 - rss0) / sub_n,
+        "redis_rss_kb_per_sub": (redis_rss1 - redis_rss0) / sub_n,
+        "cpu_s": cpu1 - cpu0, "redis_cpu_s": rcpu1 - rcpu0,
+        "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / max(1, delivered),
+        "redis_cpu_us_per_delivery": (rcpu1 - rcpu0) * 1e6 / max(1, delivered),
+        "trigger_phase_s": t_end - t_start,
+        "gc_full_collections": sum(1 for g in gcs if g[3] == 2),
+        "gc_max_pause_ms": max((g[2] for g in gcs), default=0.0) * 1000,
+        "gc_pauses_in_broadcast_ms": [round(g[2] * 1000, 1) for g in in_broadcast],
+        "server_pids": len(pids),
+    }
+    return res
+
+
+def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | None:
+    spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
+    if not spy:
+        print("  (py-spy not found: no profile)")
+        return None
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    duration = int(args.changes * args.spacing + 3)
+    cmd = [
+        spy, "record", "--pid", str(srv.proc.pid), "--subprocesses", "--rate", "1000",
+        "--nonblocking", "--duration", str(duration), "--format", args.profile_format,
+        "-o", str(out / f"{srv.name}-{args.subscribers}.{args.profile_format}"),
+    ]
+    p = Proc(cmd, tmp / f"py-spy-{srv.name}.log")
+    time.sleep(1.5)  # attach
+    return p
+
+
+def stop_profiler(p: Proc) -> None:
+    try:
+        p.p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.stop()
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def fmt(v: float, nd: int = 0) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.{nd}f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    ref = {r["subscribers"]: r for r in results if r["server"] == "nchan"}
+    head = (
+        f"{'server':<13} {'N':>6} {'ready':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'conn/s':>7} {'RSS/sub KB':>10} {'CPU µs/del':>10} {'redis µs':>8} "
+        f"{'p99×nchan':>9} {'CPU×nchan':>9} {'RSS×nchan':>9} {'miss':>5} {'GC>50ms':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        n = r["subscribers"]
+        base = ref.get(n)
+
+        def ratio(key: str, r: dict[str, Any] = r, base: dict[str, Any] | None = base) -> str:
+            if base is None or not base.get(key):
+                return "-"
+            return f"{r[key] / base[key]:.1f}×"
+
+        big_gc = [p for p in r["gc_pauses_in_broadcast_ms"] if p > 50]
+        lines.append(
+            f"{r['server']:<13} {n:>6} {r['ready']:>6} {fmt(r['p50_ms'], 1):>7} "
+            f"{fmt(r['p99_ms'], 1):>7} {fmt(r['max_ms'], 1):>7} {fmt(r['connect_rate']):>7} "
+            f"{fmt(r['rss_kb_per_sub'], 1):>10} {fmt(r['cpu_us_per_delivery'], 1):>10} "
+            f"{fmt(r['redis_cpu_us_per_delivery'], 1):>8} {ratio('p99_ms'):>9} "
+            f"{ratio('cpu_us_per_delivery'):>9} {ratio('rss_kb_per_sub'):>9} "
+            f"{r['missing']:>5} {('-' if r['server'].startswith('nchan') else len(big_gc)):>7}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="SSE fan-out: Maintcast vs naive sse-starlette+Redis vs nginx+nchan.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--subscribers", "-n", type=int, default=1000)
+    p.add_argument("--changes", "-k", type=int, default=5)
+    p.add_argument("--spacing", type=float, default=1.0, help="seconds between changes")
+    p.add_argument("--only", default="", help="comma list of maintcast, maintcast-w2, naive, nchan")
+    p.add_argument("--workers2", action="store_true", help="also run maintcast --workers 2")
+    p.add_argument("--nchan-workers2", action="store_true", help="also run nchan with 2 workers")
+    p.add_argument("--naive-max", type=int, default=2000,
+                   help="skip the naive baseline above this N (one Redis connection each)")
+    p.add_argument("--per-proc", type=int, default=15000, help="subscribers per load process")
+    p.add_argument("--concurrency", type=int, default=200, help="connects in flight per process")
+    p.add_argument("--connect-timeout", type=float, default=180)
+    p.add_argument("--drain-timeout", type=float, default=20)
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--profile", help="py-spy the Python servers during the broadcasts into DIR")
+    p.add_argument("--profile-format", default="raw", choices=["raw", "flamegraph", "speedscope"])
+    p.add_argument("--keep-tmp", action="store_true")
+    a = p.parse_args(argv)
+    if a.subscribers < 1 or a.changes < 1:
+        p.error("--subscribers and --changes must be >= 1")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    nofile = raise_nofile()
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()] or (
+        ["maintcast"] + (["maintcast-w2"] if args.workers2 else []) + ["naive", "nchan"]
+        + (["nchan-w2"] if args.nchan_workers2 else [])
+    )
+    unknown = set(wanted) - {"maintcast", "maintcast-w2", "naive", "nchan", "nchan-w2"}
+    if unknown:
+        print(f"unknown server(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    n = args.subscribers
+    need = n + 200
+    if need > nofile * max(2, math.ceil(n / args.per_proc)):
+        print(f"warning: RLIMIT_NOFILE {nofile} may be too low for {n} subscribers")
+    tmp = Path(tempfile.mkdtemp(prefix="maintcast-fanout-"))
+    print(f"fan-out bench: N={n} K={args.changes} spacing={args.spacing}s "
+          f"nproc={os.cpu_count()} nofile={nofile} tmp={tmp}")
+    results: list[dict[str, Any]] = []
+    payloads = Payloads()
+    redis = Redis(tmp)
+    try:
+        for name in wanted:
+            if name == "naive" and n > args.naive_max:
+                print(f"- naive: skipped at N={n} (> --naive-max {args.naive_max}: "
+                      "one Redis connection per subscriber)")
+                continue
+            try:
+                if name.startswith("maintcast"):
+                    srv = start_maintcast(tmp, redis, payloads, 2 if name.endswith("w2") else 1)
+                elif name == "naive":
+                    srv = start_naive(tmp, redis, payloads)
+                else:
+                    srv = start_nchan(tmp, payloads, 2 if name.endswith("w2") else 1)
+            except SkipServer as exc:
+                print(f"- {name}: skipped: {exc}")
+                continue
+            print(f"- {srv.name}: pid {srv.proc.pid} port {srv.port}; connecting {n} ...", flush=True)
+            try:
+                r = run_trial(srv, redis, args, n, tmp)
+            except Exception as exc:
+                print(f"- {srv.name}: FAILED: {exc}\n{srv.proc.tail()}")
+                continue
+            finally:
+                srv.stop()
+            results.append(r)
+            print(
+                f"  ready {r['ready']}/{n} in {r['connect_s']:.1f}s; per change p99 ms: "
+                + ", ".join(fmt(c["p99_ms"], 1) for c in r["per_change"])
+                + (f"; GC pauses in broadcast: {r['gc_pauses_in_broadcast_ms']}"
+                   if r["gc_pauses_in_broadcast_ms"] else ""),
+                flush=True,
+            )
+            time.sleep(1.0)
+    finally:
+        redis.stop()
+        if not args.keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": {"nproc": os.cpu_count(), "time": time.time()},
+             "args": vars(args), "results": results}, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

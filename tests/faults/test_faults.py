@@ -1,0 +1,243 @@
+"""Fault scenarios with real processes: workers killed, Redis killed and frozen.
+
+Each scenario starts its own redis-server on an ephemeral port, real ``maintcast worker`` and
+``maintcast api`` processes, and one SSE client; it is bounded in time and asserts the exact
+sequence of statuses the client saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+import yaml
+from httpx_sse import aconnect_sse
+
+from tests.conftest import free_port, start_redis
+from tests.procs import Proc, env_for, processes, run_cli, tails
+
+pytestmark = pytest.mark.slow
+
+CATALOG = {
+    "services": {
+        "webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}},
+        "atobarai": {"methods": {"bank_transfer": {}}},
+    }
+}
+
+
+def write_schedule(path: Path, starts_in_s: float, lasts_s: float) -> datetime:
+    """A schedule with one window for webcollect starting ``starts_in_s`` from now."""
+    starts = datetime.now(UTC) + timedelta(seconds=starts_in_s)
+    window = {
+        "id": "fault-window",
+        "title": {"en": "fault drill"},
+        "starts_at": starts.isoformat(timespec="milliseconds"),
+        "ends_at": (starts + timedelta(seconds=lasts_s)).isoformat(timespec="milliseconds"),
+        "affected": {"webcollect": ["*"]},
+    }
+    path.write_text(yaml.safe_dump({"catalog": CATALOG, "windows": [window]}), encoding="utf-8")
+    return starts
+
+
+class Client:
+    """One SSE client that records every status it receives (seq, cause type, state)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.seen: list[dict[str, Any]] = []
+        self.connections = 0
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(5, read=None)
+        async with (
+            httpx.AsyncClient(timeout=timeout) as http,
+            aconnect_sse(http, "GET", f"{self.base}/v1/stream") as source,
+        ):
+            self.connections += 1
+            async for ev in source.aiter_sse():
+                if ev.data:
+                    self.seen.append(orjson.loads(ev.data))
+
+    def summary(self) -> list[tuple[int, str | None, str]]:
+        return [(d["seq"], (d["cause"] or {}).get("type"), d["state"]) for d in self.seen]
+
+    async def wait_for(self, predicate: Any, timeout: float, what: str, logs: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(predicate(d) for d in self.seen):
+            assert time.monotonic() < deadline, (
+                f"no {what} within {timeout} s: {self.summary()}\n{logs}"
+            )
+            await asyncio.sleep(0.05)
+
+
+async def wait_ready(base: str, procs: list[Proc], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while True:
+            try:
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{base} not ready\n{tails(procs)}"
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def client_of(base: str) -> AsyncIterator[Client]:
+    client = Client(base)
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def assert_clean_sequence(client: Client) -> None:
+    """Seqs strictly increase by one (nothing lost, nothing twice) after the first status."""
+    seqs = [d["seq"] for d in client.seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), client.summary()
+
+
+async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
+    """SIGKILL the leading worker: the other takes the lock over within its TTL and publishes
+    the start and the end exactly once each, on time (typed started/ended, not reconciled)."""
+    server = start_redis()
+    try:
+        prefix = f"f{os.getpid()}a"
+        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
+        schedule = tmp_path / "s.yaml"
+        write_schedule(schedule, starts_in_s=9, lasts_s=4)
+        assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+        port = free_port()
+        with processes() as procs:
+            workers = [Proc(f"worker{i}", ["worker"], env, tmp_path) for i in (1, 2)]
+            procs += workers
+            procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
+            base = f"http://127.0.0.1:{port}"
+            await wait_ready(base, procs)
+            r = redis.Redis.from_url(server.url)
+            deadline = time.monotonic() + 10
+            while (holder := r.get(f"{{{prefix}}}:worker:leader")) is None:
+                assert time.monotonic() < deadline, tails(procs)
+                await asyncio.sleep(0.05)
+            leader_pid = int(holder.decode().split(":")[1])
+            leader = next(w for w in workers if w.proc.pid == leader_pid)
+            other = next(w for w in workers if w is not leader)
+            async with client_of(base) as client:
+                await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
+                os.kill(leader_pid, signal.SIGKILL)
+                await client.wait_for(
+                    lambda d: (d["cause"] or {}).get("type") == "maintenance.ended",
+                    25,
+                    "maintenance.ended",
+                    tails(procs),
+                )
+            assert client.summary() == [
+                (1, "maintenance.scheduled", "normal"),
+                (2, "maintenance.started", "maintenance"),
+                (3, "maintenance.ended", "normal"),
+            ], tails(procs)
+            assert client.connections == 1
+            new_holder = r.get(f"{{{prefix}}}:worker:leader")
+            assert new_holder is not None and f":{other.proc.pid}:" in new_holder.decode()
+            assert r.xlen(f"{{{prefix}}}:events") == 3
+    finally:
+        server.kill()
+
+
+async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
+    """Redis is SIGKILLed before a boundary and restarted (AOF) after it: the API serves
+    ``stale`` and answers /readyz 503 meanwhile, the open stream stays open, and after the
+    restart the client gets the missed start once (no transition lost, none invented)."""
+    server = start_redis(appendonly=True)
+    try:
+        prefix = f"f{os.getpid()}b"
+        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
+        schedule = tmp_path / "s.yaml"
+        write_schedule(schedule, starts_in_s=7, lasts_s=60)
+        assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+        time.sleep(1.2)  # let the AOF fsync (appendfsync everysec) cover the import
+        port = free_port()
+        with processes() as procs:
+            procs.append(Proc("worker", ["worker"], env, tmp_path))
+            procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
+            base = f"http://127.0.0.1:{port}"
+            await wait_ready(base, procs)
+            async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
+                await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
+                server.kill()
+                deadline = time.monotonic() + 15
+                while (await http.get(f"{base}/readyz")).status_code != 503:
+                    assert time.monotonic() < deadline, tails(procs)
+                    await asyncio.sleep(0.1)
+                while not (await http.get(f"{base}/v1/status")).json()["stale"]:
+                    assert time.monotonic() < deadline, tails(procs)
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(7)  # the boundary passes while Redis is down
+                server.start()
+                await client.wait_for(
+                    lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
+                )
+                status = (await http.get(f"{base}/v1/status")).json()
+                assert status["stale"] is False and status["state"] == "maintenance"
+                assert (await http.get(f"{base}/readyz")).status_code == 200
+            summary = client.summary()
+            assert summary[0] == (1, "maintenance.scheduled", "normal"), summary
+            assert summary[-1][0] == 2 and summary[-1][2] == "maintenance", summary
+            assert summary[-1][1] in ("maintenance.started", "reconciled"), summary
+            assert_clean_sequence(client)
+            assert client.connections == 1, "the stream should have stayed open"
+    finally:
+        server.kill()
+
+
+async def test_redis_frozen_then_resumed(tmp_path: Path) -> None:
+    """SIGSTOP leaves the subscription half-open (no error, no data): the hub notices by its
+    PING deadline, serves stale, and after SIGCONT a new change reaches the client."""
+    server = start_redis()
+    try:
+        prefix = f"f{os.getpid()}c"
+        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
+        schedule = tmp_path / "s.yaml"
+        write_schedule(schedule, starts_in_s=3600, lasts_s=60)
+        assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+        port = free_port()
+        with processes() as procs:
+            procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
+            base = f"http://127.0.0.1:{port}"
+            await wait_ready(base, procs)
+            assert server.proc is not None
+            async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
+                await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
+                os.kill(server.proc.pid, signal.SIGSTOP)
+                try:
+                    deadline = time.monotonic() + 25
+                    while not (await http.get(f"{base}/v1/status")).json()["stale"]:
+                        assert time.monotonic() < deadline, "stale not detected\n" + tails(procs)
+                        await asyncio.sleep(0.2)
+                finally:
+                    os.kill(server.proc.pid, signal.SIGCONT)
+                # a change after the freeze reaches the client through the new subscription
+                write_schedule(schedule, starts_in_s=-1, lasts_s=60)
+                assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+                await client.wait_for(
+                    lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
+                )
+            assert_clean_sequence(client)
+            assert client.connections == 1
+    finally:
+        server.kill()
