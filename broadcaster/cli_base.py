@@ -55,15 +55,21 @@ def setup_logging() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def clock_or_fail(start: str | None, speed: float) -> Clock:
+def clock_or_fail(start: str | None, speed: float, wall: float | None = None) -> Clock:
+    """The process clock: the system clock, or a rehearsal clock reading ``start`` at the
+    real instant ``wall`` (Unix seconds; default: now) and running ``speed`` times faster.
+    Several processes given the same three values share one rehearsal clock."""
     if speed <= 0:
         fail(f"--speed must be > 0, got {speed}")
     if start is None:
+        if wall is not None:
+            fail("--clock-wall needs --clock")
         return SystemClock() if speed == 1 else RehearsalClock(SystemClock().now(), speed)
     try:
-        return RehearsalClock(parse_instant(start, field="--clock", zone=None), speed)
+        instant = parse_instant(start, field="--clock", zone=None)
     except InvalidTime as exc:
         fail(exc.message)
+    return RehearsalClock(instant, speed, real_start=wall)
 
 
 def store_for(settings: Settings, redis: Any, clock: Clock | None = None) -> Store:

@@ -134,6 +134,10 @@ def worker(
     ctx: typer.Context,
     clock: Annotated[str | None, typer.Option(help="Rehearsal: start the clock here.")] = None,
     speed: Annotated[float, typer.Option(help="Rehearsal: clock speed.")] = 1.0,
+    clock_wall: Annotated[
+        float | None,
+        typer.Option(help="Rehearsal: the Unix time at which the clock reads --clock."),
+    ] = None,
 ) -> None:
     """Run the scheduler worker on MAINTCAST_REDIS_URL until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -144,7 +148,7 @@ def worker(
     settings = settings_or_fail()
     if not settings.redis_url:
         fail("maintcast worker needs MAINTCAST_REDIS_URL")
-    the_clock = clock_or_fail(clock, speed)
+    the_clock = clock_or_fail(clock, speed, clock_wall)
 
     async def run() -> None:
         redis, _ = connect(settings.redis_url)
