@@ -50,3 +50,53 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_prefix: str) -> None:
+    """A subscription whose bounded queue fills is dropped (memory stays bounded) and counted;
+    the others keep receiving."""
+    from broadcaster.metrics import SLOW_CLIENTS_DROPPED
+
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    hub = Hub(store, clock, queue_size=3)
+    task = asyncio.create_task(hub.run())
+    try:
+        assert await hub.wait_ready(5)
+        stuck, reader = hub.subscribe(), hub.subscribe()
+        before = SLOW_CLIENTS_DROPPED._value.get()
+        got: list[int] = []
+        for i in range(6):  # overrides set and cleared: six events
+            now = jst(2021, 7, 1, 0, 0, i)
+            if i % 2 == 0:
+                await store.apply(now, _set_override)
+            else:
+                await store.apply(now, _clear_override)
+            async with asyncio.timeout(5):
+                ev = await reader.queue.get()
+            assert ev is not None
+            got.append(ev.seq)
+        assert got == [2, 3, 4, 5, 6, 7]
+        assert stuck.dropped and stuck.queue.qsize() <= 3
+        assert hub.clients == 1
+        assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _set_override(st: Any) -> Any:
+    from broadcaster.domain import Cause, Override
+    from broadcaster.store import Change
+
+    ov = Override(mode="maintenance", reason="drill", actor="t", set_at=jst(2021, 7, 1))
+    return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
+
+
+def _clear_override(st: Any) -> Any:
+    from broadcaster.domain import Cause
+    from broadcaster.store import Change
+
+    return Change(Cause("override.cleared", None, "t", None), override=None, set_override=True)

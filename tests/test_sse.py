@@ -79,3 +79,18 @@ async def test_absurd_resume_points_resync_and_events_reject_huge_after(
         r = await client.get(f"{base}/v1/events", params={"after": "9" * 30})
         assert r.status_code == 422
         assert r.json()["error"]["field"] == "after"
+
+
+async def test_a_client_disconnect_is_noticed(fake_redis: Any, key_prefix: str) -> None:
+    """Closing the client frees its subscription in the hub (no leak)."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    hub = app.state.hub
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        async with asyncio.timeout(5):
+            got = await _events(client, f"{base}/v1/stream", 1)
+        assert got and hub.clients <= 1
+        async with asyncio.timeout(5):
+            while hub.clients:
+                await asyncio.sleep(0.02)
+        assert hub.clients == 0
