@@ -585,8 +585,8 @@ daemon off;
 master_process on;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
-worker_rlimit_nofile 40000;
-events {{ worker_connections 40000; multi_accept on; }}
+worker_rlimit_nofile {nofile};
+events {{ worker_connections {nofile}; multi_accept on; }}
 http {{
   access_log off;
   client_body_temp_path {tmp}/body;
@@ -600,7 +600,7 @@ http {{
     location = /sub {{
       nchan_subscriber eventsource;
       nchan_channel_id maintcast;
-      nchan_subscriber_first_message newest;
+      nchan_subscriber_first_message -1;
       nchan_eventsource_event status;
       nchan_subscriber_timeout 0;
     }}
@@ -625,7 +625,10 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
     d = tmp / f"nginx-{port}"
     d.mkdir()
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(module=NCHAN_MODULE, workers=workers, tmp=d, port=port))
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    conf.write_text(
+        NGINX_CONF.format(module=NCHAN_MODULE, workers=workers, tmp=d, port=port, nofile=nofile)
+    )
     test = subprocess.run(
         [nginx, "-t", "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")],
         capture_output=True, text=True, timeout=30,
@@ -819,7 +822,7 @@ def table(results: list[dict[str, Any]]) -> str:
         base = ref.get(n)
 
         def ratio(key: str, r: dict[str, Any] = r, base: dict[str, Any] | None = base) -> str:
-            if base is None or not base.get(key):
+            if base is None or not base.get(key) or math.isnan(base[key]) or math.isnan(r[key]):
                 return "-"
             return f"{r[key] / base[key]:.1f}×"
 

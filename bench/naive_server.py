@@ -36,12 +36,12 @@ def make_app(redis_url: str) -> Starlette:
                 current = await r.get(KEY)
                 if current is not None:
                     text = current.decode()
-                    yield {"id": json.loads(text)["seq"], "event": "status", "data": text}
+                    yield {"id": str(json.loads(text)["seq"]), "event": "status", "data": text}
                 async for msg in pubsub.listen():
                     if msg["type"] != "message":
                         continue
                     text = msg["data"].decode()
-                    yield {"id": json.loads(text)["seq"], "event": "status", "data": text}
+                    yield {"id": str(json.loads(text)["seq"]), "event": "status", "data": text}
             finally:
                 await pubsub.aclose()
 

@@ -28,7 +28,7 @@ from broadcaster.domain import Catalog, Cause, Override, Window
 from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
-from broadcaster.status import compute_status, time_driven_cause
+from broadcaster.status import StatusCore, compute_status, time_driven_cause
 from broadcaster.validation import Contact, Defaults, Schedule
 
 log = logging.getLogger(__name__)
@@ -236,14 +236,17 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------
 
-    def _doc(self, st: State, seq: int, now: datetime, cause: Cause | None) -> codec.Doc:
-        core = compute_status(
+    def _core(self, st: State, now: datetime) -> StatusCore:
+        return compute_status(
             st.catalog,
             st.windows.values(),
             st.override,
             now,
             default_error_code=self.defaults.error_code,
         )
+
+    def _doc(self, st: State, seq: int, now: datetime, cause: Cause | None) -> codec.Doc:
+        core = self._core(st, now)
         return codec.status_doc(core, seq=seq, now=now, cause=cause, zone=self.defaults.timezone)
 
     def add_due_event(self, st: State, now: datetime, plan: Plan) -> State:
@@ -257,13 +260,7 @@ class Store:
             plan.override, plan.set_override = None, True
         if st.status is None:
             return base
-        core = compute_status(
-            st.catalog,
-            st.windows.values(),
-            st.override,
-            now,
-            default_error_code=self.defaults.error_code,
-        )
+        core = self._core(st, now)
         new = codec.status_doc(core, seq=0, now=now, cause=None, zone=self.defaults.timezone)
         if not codec.same_status(new, st.status):
             cause = time_driven_cause(

@@ -175,12 +175,13 @@ def settings_for(redis_url: str | None, prefix: str, **kw: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on an ephemeral loopback port; yields its base URL."""
+async def live_server(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port (default: ephemeral); yields its
+    base URL. A fixed ``port`` lets a test restart a server on the same address."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=3,

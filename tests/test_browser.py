@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from playwright.async_api import expect
 
@@ -91,32 +90,6 @@ def schedule_text(extra: list[dict[str, Any]] | None = None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serve_on(app: Any, port: int) -> AsyncIterator[str]:
-    """Like conftest's ``live_server`` but on a given port (to restart on the same one)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=3,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
-
-
-@contextlib.asynccontextmanager
 async def serving(
     redis: Any,
     redis_url: str,
@@ -143,7 +116,7 @@ async def serving(
         background=(running_worker,) if worker else (),
         tokens=Tokens.parse(entry_line("ops", "admin", token)),
     )
-    server = live_server(app) if port is None else serve_on(app, port)
+    server = live_server(app, port or 0)
     async with server as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
         yield Served(base, store, clock, token, http)
 
