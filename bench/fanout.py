@@ -203,11 +203,12 @@ class _Sub(asyncio.Protocol):
                 return
             self.head = True
             buf = buf[i + 4 :]
-        j = buf.rfind(b"\n\n")
+        a, b = buf.rfind(b"\n\n"), buf.rfind(b"\n\r\n")  # a frame ends on a blank line
+        j = max(a + 2 if a >= 0 else -1, b + 3 if b >= 0 else -1)
         if j < 0:
             self.buf = buf[-65536:]
             return
-        self.buf = buf[j + 2 :]
+        self.buf = buf[j:]
         for m in SEQ_RE.finditer(buf, 0, j):
             seq = int(m.group(1))
             if seq <= self.last:
@@ -246,6 +247,13 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
                 cmds.put_nowait(conn.recv())
 
     loop.add_reader(conn.fileno(), on_cmd)
+    send_raw = conn.send
+
+    def send(obj: Any) -> None:  # the event loop made the pipe non-blocking; results are big
+        os.set_blocking(conn.fileno(), True)
+        send_raw(obj)
+
+    conn.send = send
     st = _Stats()
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
@@ -786,7 +794,7 @@ def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | N
     out.mkdir(parents=True, exist_ok=True)
     duration = int(args.changes * args.spacing + 3)
     cmd = [
-        spy, "record", "--pid", str(srv.proc.pid), "--subprocesses", "--rate", "1000",
+        spy, "record", "--pid", str(srv.proc.pid), "--subprocesses", "--rate", "250",
         "--nonblocking", "--duration", str(duration), "--format", args.profile_format,
         "-o", str(out / f"{srv.name}-{args.subscribers}.{args.profile_format}"),
     ]
@@ -911,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             finally:
                 srv.stop()
+            r["payload_bytes"] = [len(d) for d in payloads.docs]
             results.append(r)
             print(
                 f"  ready {r['ready']}/{n} in {r['connect_s']:.1f}s; per change p99 ms: "

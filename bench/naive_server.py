@@ -25,7 +25,7 @@ KEY = "naive:status"
 
 
 def make_app(redis_url: str) -> Starlette:
-    pool = aioredis.ConnectionPool.from_url(redis_url, max_connections=None)
+    pool = aioredis.ConnectionPool.from_url(redis_url, max_connections=100_000)
     r = aioredis.Redis(connection_pool=pool)
 
     async def stream(request: Request) -> EventSourceResponse:

@@ -147,7 +147,7 @@ def create_app(
         doc = ev.view((service, method), hub.scope_view)[0]
         return {**doc, "stale": hub.stale} if hub.stale else doc
 
-    @app.get("/v1/status")
+    @app.api_route("/v1/status", methods=["GET", "HEAD"])
     async def get_status(
         request: Request, service: str | None = None, method: str | None = None
     ) -> Response:
@@ -198,7 +198,7 @@ def create_app(
         ]
         return Response(codec.dumps({"windows": docs}), media_type="application/json")
 
-    @app.get("/v1/windows.ics")
+    @app.api_route("/v1/windows.ics", methods=["GET", "HEAD"])
     async def windows_ics() -> Response:
         now = clock.now()
         windows = [w for w in (await store.windows()).values() if is_public(w, now)]

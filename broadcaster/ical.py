@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
@@ -27,8 +27,8 @@ def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
         ev = Event()
         ev.add("uid", f"{w.id}@maintcast")
         ev.add("dtstamp", now)
-        ev.add("dtstart", w.starts_at.astimezone(zone))
-        ev.add("dtend", w.ends_at.astimezone(zone))
+        ev.add("dtstart", _local(w.starts_at, zone))
+        ev.add("dtend", _local(w.ends_at, zone))
         ev.add("summary", " / ".join(t for t in (w.title.ja, w.title.en) if t))
         description = "\n\n".join(t for t in (w.description.ja, w.description.en) if t)
         if description:
@@ -39,3 +39,12 @@ def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
         cal.add_component(ev)
     cal.add_missing_timezones()
     return bytes(cal.to_ical())
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> datetime:
+    """``instant`` in ``zone``, or in UTC when it is the second occurrence of a repeated
+    local time (fall-back): RFC 5545 3.3.5 reads an ambiguous TZID time as the first."""
+    local = instant.astimezone(zone)
+    if local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
+        return instant.astimezone(UTC)
+    return local

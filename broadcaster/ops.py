@@ -143,6 +143,8 @@ def patch_window(
         raise InvalidInput("ends_at", "ends_at: the window would already be over")
     frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
     to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
+    if new == old.model_copy(update={"history": new.history}):
+        raise InvalidInput("body", "body: changes nothing (send the fields to change)")
     if ends_early:
         entry, kind = (
             _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}),
@@ -193,7 +195,7 @@ class OverrideIn(BaseModel):
     affected: dict[str, list[str]] | None = None
     reason: str = Field(min_length=1, max_length=2000)
     expires_at: str | None = None
-    ttl_s: float | None = Field(None, gt=0)
+    ttl_s: float | None = Field(None, gt=0, strict=True)
 
 
 def set_override(
@@ -209,6 +211,8 @@ def set_override(
         body = OverrideIn.model_validate(raw)
     except ValidationError as exc:
         raise from_validation_error(exc) from exc
+    if not body.reason.strip():
+        raise InvalidInput("reason", "reason: must not be blank (it is shown to merchants)")
     if body.mode not in ("maintenance", "normal"):
         raise InvalidInput("mode", f"mode: must be maintenance or normal (got {body.mode!r})")
     if body.expires_at is not None and body.ttl_s is not None:
@@ -222,6 +226,8 @@ def set_override(
         except InvalidTime as exc:
             raise InvalidInput(exc.field, exc.message) from exc
     elif body.ttl_s is not None:
+        if body.ttl_s > max_s:  # before timedelta, which overflows on absurd values
+            raise InvalidInput("ttl_s", f"ttl_s: further than {max_s} s away")
         expires = now + timedelta(seconds=body.ttl_s)
     if expires is not None:
         field = "expires_at" if body.expires_at is not None else "ttl_s"

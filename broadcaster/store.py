@@ -216,10 +216,10 @@ class Store:
                     last_seen, pinged = now, False
                     kind = msg["type"]
                     if kind in (b"subscribe", "subscribe"):
-                        await handle(None)
+                        await self._safely(handle, None)
                         backoff = 0.1
                     elif kind in (b"message", "message"):
-                        await handle(msg["data"])
+                        await self._safely(handle, msg["data"])
             except RECONNECT_ERRORS as exc:
                 on_lost(exc)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -229,6 +229,19 @@ class Store:
                     await pubsub.aclose()
                 except Exception:  # closing a broken connection may fail too; nothing to do
                     log.debug("pubsub close failed", exc_info=True)
+
+    @staticmethod
+    async def _safely(
+        handle: Callable[[bytes | None], Awaitable[None]], payload: bytes | None
+    ) -> None:
+        """Run a follower's handler; a bug in it is logged, not fatal to the subscription
+        (connection errors still propagate, to reconnect)."""
+        try:
+            await handle(payload)
+        except RECONNECT_ERRORS:
+            raise
+        except Exception:
+            log.exception("handling a change failed; following on")
 
     async def ping(self) -> bool:
         """Whether Redis answers."""

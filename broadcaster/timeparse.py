@@ -207,9 +207,21 @@ def parse_instant(value: object, *, field: str, zone: str | None) -> datetime:
     ``None``, dates without a time of day, malformed text), for a local
     time without a ``zone``, and for a local time that is ambiguous or
     nonexistent in ``zone`` (the message names both candidate instants).
-    Sub-millisecond digits are dropped (the wire precision is milliseconds).
+    Sub-millisecond digits are dropped (the wire precision is milliseconds). Instants
+    outside years 1970-2199 are rejected: nothing schedules there, and the far end of
+    ``datetime`` overflows in arithmetic.
     """
-    return _to_millis(_parse_any(value, field=field, zone=zone))
+    try:
+        instant = _parse_any(value, field=field, zone=zone)
+    except OverflowError as exc:
+        raise InvalidTime(field, f"{field}: {_quote(value)} is out of range") from exc
+    if not EARLIEST <= instant < LATEST:
+        raise InvalidTime(field, f"{field}: {_quote(value)} is outside the years 1970 to 2199")
+    return _to_millis(instant)
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _to_millis(instant: datetime) -> datetime:

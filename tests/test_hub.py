@@ -100,3 +100,33 @@ def _clear_override(st: Any) -> Any:
     from broadcaster.store import Change
 
     return Change(Cause("override.cleared", None, "t", None), override=None, set_override=True)
+
+
+async def test_a_failing_handler_does_not_end_the_subscription(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """A bug in a follower's handler is logged; the next change is still handed over."""
+    store = make_store(fake_redis, key_prefix)
+    got: list[bytes] = []
+    subscribed = asyncio.Event()
+
+    async def handle(payload: bytes | None) -> None:
+        if payload is None:
+            subscribed.set()
+            return
+        got.append(payload)
+        if len(got) == 1:
+            raise ValueError("boom")
+
+    task = asyncio.create_task(store.follow(handle, lambda exc: None))
+    try:
+        async with asyncio.timeout(5):
+            await subscribed.wait()
+            await fake_redis.publish(store.keys.channel, b"one")
+            await fake_redis.publish(store.keys.channel, b"two")
+            while len(got) < 2:
+                await asyncio.sleep(0.01)
+        assert got == [b"one", b"two"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,19 +1,20 @@
 """A real nginx in front of the API, running the committed ``deploy/nginx/maintcast.conf``.
 
 The committed file is rendered with this test's ports by replacing only the lines between
-its ``@maintcast:`` markers (the same rendering ``deploy/compose.yaml`` does), wrapped in a
-minimal main config whose every path is under a private directory, and run by Debian's
-``/usr/sbin/nginx`` as ``nginx -p <dir> -c <conf> -g 'daemon off; pid …; error_log
-stderr;'`` on a free loopback port. Checks:
+its ``@maintcast:`` markers (tests/nginx_site.py; ``deploy/compose.yaml`` renders it the
+same way), wrapped in a minimal main config whose every path is under a private
+directory, and run by Debian's ``/usr/sbin/nginx`` as ``nginx -p <dir> -c <conf> -g
+'daemon off; pid …; error_log stderr;'`` on a free loopback port. Checks:
 
 - ``nginx -t`` accepts the committed file unchanged;
 - an SSE event arrives through nginx within 100 ms of the ops write that published it
-  (measured next to a direct connection to the replica), and a deliberately buffering
-  variant of the same file fails that bound, so the check can fail;
+  (measured beside a direct connection to the replica), while a buffering variant of the
+  same file misses that bound, so the check can fail;
 - a stream through nginx outlives 2 x the ping interval (``MAINTCAST_PING_S=1``, held 3 s):
   ``: ping`` comments arrive, the stream stays open and still carries the next event;
 - ``Last-Event-ID`` reaches the replica (replay through nginx);
-- the gate's 503 (``maintcast serve --demo``) passes through unchanged.
+- the gate's 503 (``maintcast serve --demo``, the only process that mounts the gate)
+  passes through unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -28,11 +30,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,79 +42,46 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import EXAMPLE, ROOT, free_port, need, start_redis
+from tests.conftest import EXAMPLE, free_port, need, start_redis
+from tests.nginx_site import SITE, render_site
+from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails
 
 pytestmark = pytest.mark.slow
 
 NGINX = "/usr/sbin/nginx"
-SITE = ROOT / "deploy" / "nginx" / "maintcast.conf"
-MAINTCAST = str(Path(sys.executable).parent / "maintcast")
 TOKEN = "nginx-test-" + secrets.token_hex(16)
 TOKENS = f"nginx-test:admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MODAL_JA = "メンテナンス中です。時間をおいて再度アクセスしてください。"
-
-# The contract's bound for one event, trigger to arrival on the subscriber's socket.
-BOUND_S = 0.100
+BOUND_S = 0.100  # trigger -> arrival of one event on the subscriber's socket
+TRIGGERS = 6
 
 
 def need_nginx() -> None:
     need(f"nginx at {NGINX} (apt-get install nginx)", os.access(NGINX, os.X_OK))
 
 
-# -- rendering the committed file --------------------------------------------------------
-
-
-def _replace_region(text: str, name: str, lines: list[str]) -> str:
-    """Replace what lies between ``# @maintcast:<name>-begin`` and ``-end`` with ``lines``
-    (indented like the begin marker); each marker must occur exactly once."""
-    begin, end = f"# @maintcast:{name}-begin", f"# @maintcast:{name}-end"
-    assert text.count(begin) == 1 and text.count(end) == 1, (
-        f"{SITE} must keep the markers {begin!r} and {end!r} exactly once each"
-    )
-    pattern = re.compile(
-        rf"^([ \t]*){re.escape(begin)}\n.*?^[ \t]*{re.escape(end)}\n", re.M | re.S
-    )
-    m = pattern.search(text)
-    assert m, f"{begin} must come before {end} in {SITE}"
-    indent = m.group(1)
-    body = "".join(f"{indent}{line}\n" for line in lines)
-    return text[: m.start()] + body + text[m.end() :]
-
-
-def render_site(
-    upstreams: list[str], listen: str, replace: dict[str, str] | None = None
-) -> str:
-    """The committed site file with this test's upstream servers and listen address;
-    ``replace`` swaps further exact snippets (each must occur exactly once)."""
-    text = SITE.read_text(encoding="utf-8")
-    text = _replace_region(text, "upstream", [f"server {u} max_fails=0;" for u in upstreams])
-    text = _replace_region(text, "listen", [f"listen {listen};"])
-    for old, new in (replace or {}).items():
-        assert text.count(old) == 1, f"{old!r} must occur exactly once in {SITE}"
-        text = text.replace(old, new)
-    return text
+# -- nginx on a private prefix -----------------------------------------------------------
 
 
 def main_conf(prefix: Path, site: Path) -> str:
     """A main nginx.conf around ``site`` whose every path is under ``prefix``."""
-    temp = "\n".join(
-        f"    {d}_temp_path {prefix / d};"
+    temp = "".join(
+        f"    {d}_temp_path {prefix / d};\n"
         for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return (
         "worker_processes 1;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
-        f"{temp}\n"
+        f"{temp}"
         f"    access_log {prefix / 'access.log'};\n"
         f"    include {site};\n"
         "}\n"
     )
 
 
-def nginx_args(prefix: Path, conf: Path) -> list[str]:
-    # -e: the error log nginx opens before it reads -g (else its compiled-in default path)
+def nginx_args(prefix: Path) -> list[str]:
+    # -e: the error log nginx opens before it reads -g (else its compiled-in /var/log path)
     return [
         NGINX,
         "-e",
@@ -121,31 +89,30 @@ def nginx_args(prefix: Path, conf: Path) -> list[str]:
         "-p",
         f"{prefix}/",
         "-c",
-        str(conf),
+        str(prefix / "nginx.conf"),
         "-g",
         f"daemon off; pid {prefix / 'nginx.pid'}; error_log stderr;",
     ]
 
 
 @contextlib.contextmanager
-def private_dir() -> Iterator[Path]:
-    """A fresh directory nginx's unprivileged worker can enter (when run as root, nginx
-    workers run as ``nobody``; pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="maintcast-nginx-"))
-    path.chmod(0o755)
+def nginx_prefix(site_text: str) -> Iterator[Path]:
+    """A fresh prefix holding nginx.conf around ``site_text``. World-enterable: run as root,
+    nginx's workers are ``nobody``, and pytest's tmp_path is private to root."""
+    prefix = Path(tempfile.mkdtemp(prefix="maintcast-nginx-"))
+    prefix.chmod(0o755)
     try:
-        yield path
+        site = prefix / "maintcast.conf"
+        site.write_text(site_text, encoding="utf-8")
+        (prefix / "nginx.conf").write_text(main_conf(prefix, site), encoding="utf-8")
+        yield prefix
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
-def nginx_t(prefix: Path, site_text: str) -> subprocess.CompletedProcess[str]:
-    site = prefix / "maintcast.conf"
-    site.write_text(site_text, encoding="utf-8")
-    conf = prefix / "nginx.conf"
-    conf.write_text(main_conf(prefix, site), encoding="utf-8")
+def nginx_t(prefix: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*nginx_args(prefix, conf), "-t"],
+        [*nginx_args(prefix), "-t"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -154,92 +121,39 @@ def nginx_t(prefix: Path, site_text: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def running_nginx(site_text: str) -> Iterator[tuple[str, Path]]:
-    """Run nginx with ``site_text``; yields (base URL, its log file). ``site_text`` must
-    listen on 127.0.0.1:<port>."""
-    port = int(re.search(r"listen 127\.0\.0\.1:(\d+);", site_text).group(1))  # type: ignore[union-attr]
-    with private_dir() as prefix:
-        checked = nginx_t(prefix, site_text)
+def running_nginx(site_text: str, log: Path) -> Iterator[str]:
+    """nginx serving ``site_text`` (which listens on 127.0.0.1:<port>), output in ``log``;
+    yields its base URL."""
+    listen = re.search(r"listen 127\.0\.0\.1:(\d+);", site_text)
+    assert listen, "the rendered site must listen on 127.0.0.1:<port>"
+    port = int(listen.group(1))
+    with nginx_prefix(site_text) as prefix, log.open("wb") as out:
+        checked = nginx_t(prefix)
         assert checked.returncode == 0, f"nginx -t failed:\n{checked.stderr}"
-        log = prefix / "nginx.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                nginx_args(prefix, prefix / "nginx.conf"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            try:
-                deadline = time.monotonic() + 10
-                while True:
-                    assert proc.poll() is None, f"nginx exited: {log.read_text()}"
-                    with contextlib.suppress(OSError):
-                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                        break
-                    assert time.monotonic() < deadline, f"nginx not listening: {log.read_text()}"
-                    time.sleep(0.05)
-                yield f"http://127.0.0.1:{port}", log
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(5)
-
-
-# -- maintcast processes -------------------------------------------------------------------
-
-
-class Proc:
-    """A ``maintcast`` subprocess with its output in ``<tmp_path>/<name>.log``."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp_path: Path) -> None:
-        self.name = name
-        self.log = tmp_path / f"{name}.log"
-        self._out = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [MAINTCAST, *args],
-            env=env,
-            cwd=ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(
+            nginx_args(prefix), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace")
-        return f"--- {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
         try:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+            deadline = time.monotonic() + 10
+            while True:
+                assert proc.poll() is None, f"nginx exited\n{tail_of(log)}"
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                assert time.monotonic() < deadline, f"nginx not listening\n{tail_of(log)}"
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
         finally:
-            self._out.close()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
 
-@contextlib.contextmanager
-def processes() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            with contextlib.suppress(Exception):
-                p.stop()
-
-
-def maintcast_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTCAST_")}
-    env.update(extra)
-    return env
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def distinct_ports(n: int) -> list[int]:
@@ -256,7 +170,7 @@ async def wait_ready(client: httpx.AsyncClient, base: str, procs: list[Proc]) ->
     last = "no answer"
     while time.monotonic() < deadline:
         for p in procs:
-            assert p.proc.poll() is None, f"{p.name} exited\n{p.tail()}"
+            assert p.alive(), f"{p.name} exited\n{p.tail()}"
         try:
             r = await client.get(f"{base}/readyz", timeout=1)
             if r.status_code == 200:
@@ -265,22 +179,24 @@ async def wait_ready(client: httpx.AsyncClient, base: str, procs: list[Proc]) ->
         except httpx.HTTPError as exc:
             last = repr(exc)
         await asyncio.sleep(0.1)
-    tails = "\n".join(p.tail() for p in procs)
-    pytest.fail(f"{base} not ready within 20 s ({last})\n{tails}")
+    pytest.fail(f"{base} not ready within 20 s ({last})\n{tails(procs)}")
 
 
-# -- a raw SSE reader that timestamps arrival ----------------------------------------------
+async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.002)
 
 
 @dataclass
 class Stream:
-    """What one SSE connection received, with ``time.perf_counter()`` arrival times."""
+    """What one SSE connection received, with ``time.perf_counter()`` arrival instants."""
 
-    name: str
     events: list[tuple[int, float, dict[str, Any]]] = field(default_factory=list)
     pings: list[float] = field(default_factory=list)
-    headers: httpx.Headers | None = None
-    status_code: int | None = None
+    response: httpx.Response | None = None
     ended: bool = False
 
     def arrival(self, seq: int) -> float | None:
@@ -291,11 +207,11 @@ class Stream:
 
 
 async def read_stream(
-    client: httpx.AsyncClient, url: str, out: Stream, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient, url: str, out: Stream, headers: dict[str, str] | None
 ) -> None:
-    """Read ``url`` as SSE into ``out`` until the server ends the stream."""
+    """Read ``url`` as SSE into ``out`` line by line (comments included) until it ends."""
     async with client.stream("GET", url, headers=headers) as r:
-        out.status_code, out.headers = r.status_code, r.headers
+        out.response = r
         event_id: str | None = None
         async for line in r.aiter_lines():
             now = time.perf_counter()
@@ -312,93 +228,78 @@ async def read_stream(
 
 @contextlib.asynccontextmanager
 async def streaming(
-    client: httpx.AsyncClient, url: str, name: str, headers: dict[str, str] | None = None
-) -> AsyncIterator[tuple[Stream, asyncio.Task[None]]]:
-    out = Stream(name)
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[Stream]:
+    out = Stream()
     task = asyncio.create_task(read_stream(client, url, out, headers))
     try:
-        yield out, task
+        yield out
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
-async def trigger(client: httpx.AsyncClient, base: str, i: int) -> tuple[int, float]:
-    """One ops write that publishes (override set / clear alternately); returns its seq
-    and the instant just before the request was sent."""
+async def ops_write(client: httpx.AsyncClient, base: str, i: int) -> tuple[int, float]:
+    """One ops write that publishes (override set, then cleared, alternately); returns the
+    seq it published and the instant just before the request was sent."""
     t0 = time.perf_counter()
     if i % 2 == 0:
-        r = await client.put(
-            f"{base}/v1/override",
-            headers=AUTH,
-            json={"mode": "maintenance", "reason": f"nginx test {i}", "ttl_s": 600},
-        )
+        body = {"mode": "maintenance", "reason": f"nginx test {i}", "ttl_s": 600}
+        r = await client.put(f"{base}/v1/override", headers=AUTH, json=body)
     else:
-        r = await client.request(
-            "DELETE", f"{base}/v1/override", headers=AUTH, json={"reason": f"nginx test {i}"}
-        )
+        body = {"reason": f"nginx test {i}"}
+        r = await client.request("DELETE", f"{base}/v1/override", headers=AUTH, json=body)
     assert r.status_code == 200, r.text
     return int(r.json()["seq"]), t0
 
 
-# -- the tests -----------------------------------------------------------------------------
+# -- the tests -------------------------------------------------------------------------------
 
 
 def test_committed_config_passes_nginx_t() -> None:
     need_nginx()
-    with private_dir() as prefix:
-        res = nginx_t(prefix, SITE.read_text(encoding="utf-8"))
+    with nginx_prefix(SITE.read_text(encoding="utf-8")) as prefix:
+        res = nginx_t(prefix)
     assert res.returncode == 0, res.stderr
     assert "test is successful" in res.stderr, res.stderr
 
 
-async def test_sse_through_nginx_unbuffered_long_lived_and_resumable(tmp_path: Path) -> None:
+async def test_sse_through_nginx(tmp_path: Path) -> None:
+    """Unbuffered (100 ms), long-lived (pings, 3 s at PING_S=1) and resumable
+    (Last-Event-ID) through nginx, with one worker and one API on a private Redis."""
     need_nginx()
     server = start_redis()
     try:
-        env = maintcast_env(
+        env = env_for(
             MAINTCAST_REDIS_URL=server.url,
             MAINTCAST_KEY_PREFIX=f"ngx{uuid.uuid4().hex[:10]}",
             MAINTCAST_TOKENS=TOKENS,
             MAINTCAST_PING_S="1",
         )
-        imported = await asyncio.to_thread(
-            subprocess.run,
-            [MAINTCAST, "windows", "import", str(EXAMPLE)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
+        imported = await asyncio.to_thread(run_cli, ["windows", "import", str(EXAMPLE)], env, 60)
         assert imported.returncode == 0, imported.stdout + imported.stderr
 
-        api_port, nginx_port, buffered_port = distinct_ports(3)
+        api_port, nginx_port, control_port = distinct_ports(3)
         api = f"http://127.0.0.1:{api_port}"
-        site = render_site([f"127.0.0.1:{api_port}"], f"127.0.0.1:{nginx_port}")
-        # The same file with the stream compressed (gzip buffers small frames), to show
-        # that the bound below can fail. (proxy_buffering on alone did not delay small
-        # frames in nginx 1.22 here: it still writes what it read while the client keeps up.)
-        buffering = render_site(
-            [f"127.0.0.1:{api_port}"],
-            f"127.0.0.1:{buffered_port}",
-            {"gzip off;": "gzip on; gzip_types text/event-stream;"},
+        upstream = [f"127.0.0.1:{api_port}"]
+        site = render_site(upstream, f"127.0.0.1:{nginx_port}")
+        # The control: the same file with buffering on and the stream gzipped. With nginx
+        # 1.22 neither change alone delayed these small frames (nginx still writes what it
+        # has read, flushed, while the client keeps up); together they hold every event
+        # for seconds. It shows that the 100 ms check can fail.
+        control = render_site(
+            upstream,
+            f"127.0.0.1:{control_port}",
+            {
+                "gzip off;": "gzip on; gzip_types text/event-stream;",
+                "proxy_buffering off;": "proxy_buffering on; "
+                "proxy_ignore_headers X-Accel-Buffering;",
+            },
         )
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
-            procs.append(
-                Proc("api", ["api", "--host", "127.0.0.1", "--port", str(api_port)], env, tmp_path)
-            )
-            tails = lambda: "\n".join(p.tail() for p in procs)  # noqa: E731
+            args = ["api", "--host", "127.0.0.1", "--port", str(api_port)]
+            procs.append(Proc("api", args, env, tmp_path))
             timeout = httpx.Timeout(5, read=None)
             async with (
                 httpx.AsyncClient(timeout=timeout) as client,
@@ -406,105 +307,100 @@ async def test_sse_through_nginx_unbuffered_long_lived_and_resumable(tmp_path: P
             ):
                 await wait_ready(client, api, procs)
                 with (
-                    running_nginx(site) as (proxy, nginx_log),
-                    running_nginx(buffering) as (buffered, _),
+                    running_nginx(site, tmp_path / "nginx.log") as proxy,
+                    running_nginx(control, tmp_path / "nginx-control.log") as buffered,
                 ):
                     await wait_ready(client, proxy, procs)
-                    assert (await client.get(f"{proxy}/healthz")).status_code == 200
-                    # metrics are per replica, not served through the proxy
-                    assert (await client.get(f"{proxy}/metrics")).status_code == 404
-                    assert (await client.get(f"{api}/metrics")).status_code == 200
-                    await ops.get(f"{api}/healthz")  # warm the ops connection
-
-                    async with (
-                        streaming(client, f"{api}/v1/stream", "direct") as (direct, _),
-                        streaming(client, f"{proxy}/v1/stream", "nginx") as (via, via_task),
-                        streaming(client, f"{buffered}/v1/stream", "buffered") as (buf, _),
-                    ):
-                        await until(
-                            lambda: direct.events and via.events and buf.events,
-                            10,
-                            "the initial status on all three streams",
-                        )
-                        opened = time.perf_counter()
-                        assert via.status_code == 200
-                        assert via.headers is not None
-                        assert via.headers["content-type"].startswith("text/event-stream")
-                        assert via.headers["cache-control"] in ("no-cache", "no-store")
-                        assert via.headers.get("transfer-encoding") == "chunked"
-                        assert via.events[0][2] == direct.events[0][2] or (
-                            via.events[0][0] == direct.events[0][0]
-                        )
-
-                        # 1. unbuffered: trigger -> arrival through nginx within 100 ms
-                        rows = []
-                        first_seq = 0
-                        for i in range(6):
-                            seq, t0 = await trigger(ops, api, i)
-                            first_seq = first_seq or seq
-                            await until(
-                                lambda s=seq: direct.arrival(s) and via.arrival(s),
-                                5,
-                                f"seq {seq} direct and through nginx\n{tails()}",
-                            )
-                            rows.append(
-                                (seq, direct.arrival(seq) - t0, via.arrival(seq) - t0)  # type: ignore[operator]
-                            )
-                            await asyncio.sleep(0.1)
-                        table = "\n".join(
-                            f"seq {s}: direct {d * 1000:.1f} ms, nginx {n * 1000:.1f} ms"
-                            for s, d, n in rows
-                        )
-                        print(f"trigger -> arrival\n{table}")
-                        for seq, _, n in rows:
-                            assert n < BOUND_S, f"seq {seq} took {n * 1000:.1f} ms\n{table}"
-
-                        # ... and the buffering variant does not meet it: the same events
-                        # are still held in nginx (frames are smaller than its buffers)
-                        late = [s for s, _, _ in rows if buf.arrival(s) is None]
-                        held = [
-                            s for s, _, _ in rows
-                            if s not in late and buf.arrival(s) - via.arrival(s) > BOUND_S  # type: ignore[operator]
-                        ]
-                        assert late or held, (
-                            "a buffering nginx delivered as fast as the committed config: "
-                            f"the check cannot tell them apart ({buf.types()})"
-                        )
-
-                        # 2. the stream outlives 2 x the ping interval (PING_S=1, 3 s quiet)
-                        hold_from = time.perf_counter()
-                        await asyncio.sleep(3.0)
-                        assert not via_task.done() and not via.ended, (
-                            f"the stream through nginx ended\n{nginx_log.read_text()}"
-                        )
-                        pings = [t for t in via.pings if t > hold_from]
-                        assert len(pings) >= 2, f"pings through nginx during 3 s: {len(pings)}"
-                        seq, t0 = await trigger(ops, api, 6)
-                        await until(lambda: via.arrival(seq), 1, "an event after the quiet spell")
-                        assert time.perf_counter() - opened > 3.0
-
-                        # 3. Last-Event-ID reaches the replica: replay through nginx
-                        replay = Stream("replay")
-                        resume = {"Last-Event-ID": str(first_seq - 1)}
-                        replayer = asyncio.create_task(
-                            read_stream(client, f"{proxy}/v1/stream", replay, resume)
-                        )
-                        try:
-                            await until(
-                                lambda: len(replay.events) >= 7, 5, "the replayed events"
-                            )
-                        finally:
-                            replayer.cancel()
-                            await asyncio.gather(replayer, return_exceptions=True)
-                        want = [(s, d["cause"]["type"]) for s, _, d in via.events if s >= first_seq]
-                        assert replay.types()[:7] == want[:7], (replay.types(), want)
-                        assert replay.types()[0] == (first_seq, "override.set")
-
+                    await _check_routes(client, api, proxy)
+                    await ops.get(f"{api}/healthz")  # the ops connection is open before t0
+                    await _check_streams(client, ops, api, proxy, buffered, procs, tmp_path)
             for p in procs:
-                assert p.proc.poll() is None, f"{p.name} died\n{p.tail()}"
+                assert p.alive(), f"{p.name} died\n{p.tail()}"
     finally:
         server.kill()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+async def _check_routes(client: httpx.AsyncClient, api: str, proxy: str) -> None:
+    assert (await client.get(f"{proxy}/healthz")).status_code == 200
+    status = await client.get(f"{proxy}/v1/status")
+    assert status.status_code == 200 and status.headers["etag"], status.text
+    # metrics are per replica: scraped from each, not served through the proxy
+    assert (await client.get(f"{proxy}/metrics")).status_code == 404
+    assert (await client.get(f"{api}/metrics")).status_code == 200
+
+
+async def _check_streams(
+    client: httpx.AsyncClient,
+    ops: httpx.AsyncClient,
+    api: str,
+    proxy: str,
+    buffered: str,
+    procs: list[Proc],
+    tmp_path: Path,
+) -> None:
+    async with (
+        streaming(client, f"{api}/v1/stream") as direct,
+        streaming(client, f"{proxy}/v1/stream") as via,
+        streaming(client, f"{buffered}/v1/stream") as held,
+    ):
+        await until(lambda: direct.events and via.events, 10, "the initial status")
+        opened = time.perf_counter()
+        assert via.response is not None and via.response.status_code == 200
+        headers = via.response.headers
+        assert headers["content-type"].startswith("text/event-stream"), headers
+        assert headers["cache-control"] in ("no-cache", "no-store"), headers
+        assert headers.get("transfer-encoding") == "chunked", headers
+        assert via.events[0][0] == direct.events[0][0]
+
+        # 1. unbuffered: trigger -> arrival through nginx within 100 ms, beside direct
+        rows: list[tuple[int, float]] = []  # (seq, trigger instant)
+        for i in range(TRIGGERS):
+            seq, t0 = await ops_write(ops, api, i)
+            await until(
+                lambda s=seq: direct.arrival(s) and via.arrival(s),  # type: ignore[misc]
+                5,
+                f"seq {seq}, direct and through nginx\n{tails(procs)}",
+            )
+            rows.append((seq, t0))
+            await asyncio.sleep(0.1)
+
+        def after(stream: Stream, seq: int, t0: float) -> float:
+            t = stream.arrival(seq)
+            return math.inf if t is None else t - t0
+
+        def ms(stream: Stream, seq: int, t0: float) -> str:
+            dt = after(stream, seq, t0)
+            return "not arrived" if dt == math.inf else f"{dt * 1000:.1f} ms"
+
+        table = "\n".join(
+            f"seq {s}: direct {ms(direct, s, t0)}, nginx {ms(via, s, t0)}, "
+            f"buffering control {ms(held, s, t0)}"
+            for s, t0 in rows
+        )
+        print(f"trigger -> arrival\n{table}")
+        for seq, t0 in rows:
+            assert after(via, seq, t0) < BOUND_S, f"seq {seq} too late through nginx\n{table}"
+        missed = [s for s, t0 in rows if after(held, s, t0) >= BOUND_S]
+        assert missed, f"the buffering control met the bound too: not a test\n{table}"
+
+        # 2. the stream outlives 2 x the ping interval: 3 s quiet at PING_S=1
+        quiet_from = time.perf_counter()
+        await asyncio.sleep(3.0)
+        assert not via.ended, f"the stream through nginx ended\n{tail_of(tmp_path / 'nginx.log')}"
+        pings = [t for t in via.pings if t > quiet_from]
+        assert len(pings) >= 2, f"{len(pings)} pings through nginx in 3 s at PING_S=1"
+        seq, _ = await ops_write(ops, api, TRIGGERS)
+        await until(lambda: via.arrival(seq), 1, "the next event on the same stream")
+        assert time.perf_counter() - opened > 3.0
+        live = [(s, d["cause"]["type"]) for s, _, d in via.events[1:]]
+
+    # 3. Last-Event-ID reaches the replica: the events after it are replayed
+    first = rows[0][0]
+    async with streaming(client, f"{proxy}/v1/stream", {"Last-Event-ID": str(first - 1)}) as r:
+        await until(lambda: len(r.events) >= len(live), 5, f"replay of {live}")
+    assert r.types()[: len(live)] == live
+    assert live[0] == (first, "override.set")
 
 
 async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
@@ -513,35 +409,28 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     serve_port, nginx_port = distinct_ports(2)
     direct = f"http://127.0.0.1:{serve_port}"
     site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}")
-    env = maintcast_env(MAINTCAST_TOKENS=TOKENS)
+    env = env_for(MAINTCAST_TOKENS=TOKENS)  # embedded store: serve needs no Redis
     with processes() as procs:
         args = ["serve", "--demo", "--schedule", str(EXAMPLE), "--port", str(serve_port)]
         procs.append(Proc("serve", args, env, tmp_path))
         async with httpx.AsyncClient(timeout=5) as client:
             await wait_ready(client, direct, procs)
-            with running_nginx(site) as (proxy, _):
+            with running_nginx(site, tmp_path / "nginx.log") as proxy:
                 ok = await client.post(f"{proxy}/demo/api/token", json={})
                 assert ok.status_code == 200 and ok.json()["processed"] is True, ok.text
 
-                r = await client.put(
-                    f"{proxy}/v1/override",
-                    headers=AUTH,
-                    json={"mode": "maintenance", "reason": "nginx gate test", "ttl_s": 600},
-                )
+                body = {"mode": "maintenance", "reason": "nginx gate test", "ttl_s": 600}
+                r = await client.put(f"{proxy}/v1/override", headers=AUTH, json=body)
                 assert r.status_code == 200, r.text
 
-                async def refused() -> httpx.Response:
-                    deadline = time.monotonic() + 5
-                    while True:
-                        got = await client.post(f"{proxy}/demo/api/token", json={})
-                        if got.status_code != 200 or time.monotonic() > deadline:
-                            return got
-                        await asyncio.sleep(0.05)
-
-                via = await refused()
+                deadline = time.monotonic() + 5
+                while True:
+                    via = await client.post(f"{proxy}/demo/api/token", json={})
+                    if via.status_code != 200 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
                 plain = await client.post(f"{direct}/demo/api/token", json={})
-
-        assert procs[0].proc.poll() is None, procs[0].tail()
+        assert procs[0].alive(), procs[0].tail()
 
     assert via.status_code == 503, via.text
     assert plain.status_code == 503, plain.text
@@ -550,9 +439,9 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     retry_after = int(via.headers["retry-after"])
     assert 590 <= retry_after <= 600, retry_after
     assert abs(retry_after - int(plain.headers["retry-after"])) <= 1
-    body = via.json()
-    assert body["errorCode"] == "Z010000000"
-    assert body["processed"] is False
-    assert body["message"] == MODAL_JA or body["message"], body
-    assert body["until"] is not None
-    assert body == plain.json(), "nginx changed the gate's body"
+    doc = via.json()
+    assert doc["errorCode"] == "Z010000000"
+    assert doc["processed"] is False
+    assert "メンテナンス中です" in doc["message"], doc  # ja: no Accept-Language sent
+    assert doc["until"] is not None
+    assert doc == plain.json(), "nginx changed the gate's body"

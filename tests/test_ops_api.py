@@ -1308,3 +1308,62 @@ async def test_due_boundary_is_published_before_the_write(
             ("override.set", "normal", "ops"),
         ]
         assert events[0]["window_id"] == WID
+
+
+# -- found by the fresh-user review ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "POST",
+            "/v1/windows",
+            _with(
+                id="far", starts_at="9999-12-31T20:00:00+09:00", ends_at="9999-12-31T21:00:00+09:00"
+            ),
+            "starts_at",
+        ),
+        (
+            "POST",
+            "/v1/windows",
+            _with(
+                id="far2",
+                starts_at="9999-12-31T23:00:00-09:00",
+                ends_at="9999-12-31T23:30:00-09:00",
+            ),
+            "starts_at",
+        ),
+        ("PUT", "/v1/override", {"mode": "maintenance", "reason": "r", "ttl_s": 1e30}, "ttl_s"),
+        ("PUT", "/v1/override", {"mode": "maintenance", "reason": "r", "ttl_s": True}, "ttl_s"),
+        ("PUT", "/v1/override", {"mode": "maintenance", "reason": "r", "ttl_s": "60"}, "ttl_s"),
+        ("PUT", "/v1/override", {"mode": "maintenance", "reason": "   "}, "reason"),
+        ("PATCH", f"/v1/windows/{WID}", {"reason": "only a reason"}, "body"),
+        ("PATCH", f"/v1/windows/{WID}", {}, "body"),
+    ],
+)
+async def test_review_inputs_are_422_and_change_nothing(
+    fake_redis: Any, key_prefix: str, method: str, path: str, body: Any, field: str
+) -> None:
+    async with ops_app(fake_redis, key_prefix) as ctx:
+        seq = await ctx.seq()
+        r = await ctx.client.request(method, path, json=body, headers=ADMIN)
+        assert_error(r, 422, "invalid", field)
+        assert await ctx.seq() == seq
+
+
+async def test_ical_second_occurrence_of_a_repeated_hour_is_utc(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """2021-11-07 01:30 happens twice in New York; the second (-05:00) is written in UTC,
+    since RFC 5545 reads a TZID time in the repeated hour as the first occurrence."""
+    async with ops_app(fake_redis, key_prefix) as ctx:
+        body = _with(
+            id="ny-2021", starts_at="2021-11-07T01:30:00-05:00", ends_at="2021-11-07T03:00:00-05:00"
+        )
+        body["timezone"] = "America/New_York"
+        body["affected"] = {"atobarai": ["au_easy"]}
+        r = await ctx.client.post("/v1/windows", json=body, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        ev = _vevents((await ctx.client.get("/v1/windows.ics")).content)["ny-2021@maintcast"]
+        assert ev.decoded("DTSTART").isoformat() == "2021-11-07T06:30:00+00:00"

@@ -106,9 +106,14 @@ class Worker:
         for job_id, b in ids.items():
             if job_id in self._planned:
                 continue
+            try:
+                run_date = self.clock.wall_time_of(b)
+            except (OverflowError, ValueError):
+                log.warning("boundary %s cannot be scheduled (out of range); skipped", b)
+                continue
             self.scheduler.add_job(
                 self._boundary,
-                DateTrigger(run_date=self.clock.wall_time_of(b)),
+                DateTrigger(run_date=run_date),
                 args=[b],
                 id=job_id,
                 replace_existing=True,

@@ -42,6 +42,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "upcoming": "メンテナンス予定",
         "none": "予定はありません",
         "postponed": "延期",
+        "moved": "変更",
+        "ended_early": "早期終了",
         "was": "変更前",
         "ical": "カレンダー (iCal) で購読",
         "when": "日時",
@@ -58,6 +60,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "clear_override": "解除",
         "windows": "メンテナンス一覧",
         "events": "イベント",
+        "scheduled_notice": (
+            "メンテナンスを予定しています。下記の時間帯はお支払い手続きができません。"
+        ),
+        "no_maintenance": "現在メンテナンスは行っていません。",
         "checkout": "お支払い (デモ)",
         "scheduled_banner": "メンテナンス予定",
     },
@@ -74,6 +80,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "upcoming": "Scheduled maintenance",
         "none": "Nothing scheduled",
         "postponed": "Postponed",
+        "moved": "Changed",
+        "ended_early": "Ended early",
         "was": "was",
         "ical": "Subscribe (iCal)",
         "when": "When",
@@ -90,6 +98,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "clear_override": "Clear",
         "windows": "Windows",
         "events": "Events",
+        "scheduled_notice": (
+            "Maintenance is scheduled: payment is unavailable during the time below."
+        ),
+        "no_maintenance": "No maintenance is in progress.",
         "checkout": "Checkout (demo)",
         "scheduled_banner": "Scheduled",
     },
@@ -183,6 +195,7 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
             text=lambda texts: _pick(texts, lang),
             fmt=format_wire,
             span=span,
+            zone=hub.zone,
             **extra,
         )
         return HTMLResponse(
@@ -195,7 +208,7 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
             },
         )
 
-    @router.get("/status", response_class=HTMLResponse)
+    @router.api_route("/status", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def status_page(request: Request) -> HTMLResponse:
         now = hub.clock.now()
         windows = sorted(
@@ -209,16 +222,16 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
         docs = [codec.window_doc(w, now) for w in windows]
         return await render(request, "status.html", "status", "link", windows=docs)
 
-    @router.get("/maintenance", response_class=HTMLResponse)
+    @router.api_route("/maintenance", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def maintenance_page(
         request: Request, service: str | None = None, method: str | None = None
     ) -> HTMLResponse:
         lang = choose_lang(request)
         doc = (await hub.snapshot()).view((service, method), hub.scope_view)[0]
         window = (doc["active"] or doc["upcoming"] or [None])[0]
-        back = request.query_params.get("return", "/")
+        back = request.query_params.get("return", "/status")
         if not back.startswith("/") or back.startswith("//"):
-            back = "/"  # only same-site paths: no open redirect
+            back = "/status"  # only same-site paths: no open redirect
         return await render(
             request,
             "maintenance.html",
@@ -232,13 +245,13 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
             back=back,
         )
 
-    @router.get("/admin", response_class=HTMLResponse)
+    @router.api_route("/admin", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def admin_page(request: Request) -> HTMLResponse:
         return await render(request, "admin.html", "admin", "admin")
 
     if demo:
 
-        @router.get("/demo/checkout", response_class=HTMLResponse)
+        @router.api_route("/demo/checkout", methods=["GET", "HEAD"], response_class=HTMLResponse)
         async def checkout(request: Request) -> HTMLResponse:
             return await render(
                 request, "checkout.html", "checkout", "token_modal", "webcollect", "credit_card"

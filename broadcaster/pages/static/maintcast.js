@@ -67,9 +67,13 @@
     return text(DEFAULT_MESSAGES[channel], lang) || TEXT[lang].now;
   }
 
+  var statusZone = "";
+
+  /** The zone `until` is written in: the first active window's, else the server's
+   *  MAINTCAST_TIMEZONE (opts.zone, or data-zone on <body> on Maintcast's own pages). */
   function zoneOfUntil(status) {
     var active = (status && status.active) || [];
-    return active.length ? active[0].timezone : "";
+    return active.length ? active[0].timezone : statusZone;
   }
 
   function bannerElement(doc) {
@@ -134,11 +138,13 @@
 
   /** Connect to a Maintcast server. Returns {state, status, lang, close()}.
    *  opts: url (default: this origin), service, method, channel (default "link"),
-   *  lang ("ja"|"en"; default from navigator), onChange(status, conn), banner (false to skip). */
+   *  lang ("ja"|"en"; default from navigator), onChange(status, conn), banner (false to skip),
+ *  zone (the server's MAINTCAST_TIMEZONE, named next to override times). */
   function connect(opts) {
     opts = opts || {};
     var doc = global.document;
     var base = (opts.url || "").replace(/\/$/, "");
+    statusZone = opts.zone || (doc.body && doc.body.getAttribute("data-zone")) || "";
     var conn = {
       state: "unknown",
       status: null,

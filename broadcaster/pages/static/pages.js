@@ -11,13 +11,19 @@
   var L = {
     ja: {
       operational: "稼働中", under_maintenance: "メンテナンス中", none: "予定はありません",
-      postponed: "延期", from: "変更前", ended: "メンテナンスは終了しました。",
+      postponed: "延期", moved: "変更", endedEarly: "早期終了", from: "変更前",
+      ended: "メンテナンスは終了しました。",
+      scheduled: "メンテナンスを予定しています。下記の時間帯はお支払い手続きができません。",
+      noMaintenance: "現在メンテナンスは行っていません。",
       back: "お支払い手続きに戻る", token: "トークンを発行しました", set: "設定しました",
       cleared: "解除しました", error: "エラー",
     },
     en: {
       operational: "Operational", under_maintenance: "Under maintenance", none: "Nothing scheduled",
-      postponed: "Postponed", from: "was", ended: "Maintenance has ended.",
+      postponed: "Postponed", moved: "Changed", endedEarly: "Ended early", from: "was",
+      ended: "Maintenance has ended.",
+      scheduled: "Maintenance is scheduled: payment is unavailable during the time below.",
+      noMaintenance: "No maintenance is in progress.",
       back: "Back to payment", token: "Token issued", set: "Set", cleared: "Cleared",
       error: "Error",
     },
@@ -59,9 +65,11 @@
       li.appendChild(el("strong", txt(w.title, lang)));
       li.appendChild(el("span", " " + span(w), "when"));
       (w.history || []).forEach(function (h) {
-        if (h.change === "rescheduled" && h.from) {
+        if ((h.change === "rescheduled" || h.change === "ended_early") && h.from) {
+          var label = h.change === "ended_early" ? L.endedEarly
+            : (h.to && h.to.starts_at > h.from.starts_at ? L.postponed : L.moved);
           li.appendChild(
-            el("div", L.postponed + " (" + L.from + " " + span({
+            el("div", label + " (" + L.from + " " + span({
               starts_at: h.from.starts_at, ends_at: h.from.ends_at, timezone: w.timezone,
             }) + ")" + (h.reason ? ": " + h.reason : ""), "history")
           );
@@ -106,15 +114,21 @@
     var when = document.getElementById("mt-when");
     var msg = document.getElementById("mt-message");
     var done = document.getElementById("mt-ended");
+    var whenLine = document.getElementById("mt-when-line");
+    var sawMaintenance = false;
     opts.onChange = function (status) {
       var w = (status.active || [])[0] || (status.upcoming || [])[0];
+      title.textContent = w ? txt(w.title, lang) : "";
+      when.textContent = w ? span(w) : "";
+      whenLine.hidden = !w;
       if (status.state === "maintenance") {
+        sawMaintenance = true;
         done.hidden = true;
         msg.textContent = Maintcast.messageFor(status, "link", lang);
-        if (w) { title.textContent = txt(w.title, lang); when.textContent = span(w); }
       } else {
         done.hidden = false;
-        msg.textContent = L.ended;
+        // "ended" only once this page saw the maintenance; else say what is scheduled
+        msg.textContent = sawMaintenance ? L.ended : (w ? L.scheduled : L.noMaintenance);
       }
     };
     Maintcast.connect(opts);

@@ -1,0 +1,965 @@
+"""Soak: a fast rehearsal of a long random schedule while workers and Redis are killed.
+
+What it does, in one run (everything on 127.0.0.1, every process its own, all stopped on exit):
+
+1. generates a seeded random schedule (``--windows``, default 220): random lengths, gaps,
+   overlaps, windows that share a start, back-to-back windows that meet at one instant,
+   several services and methods, every window announced (at import or at a random lead
+   before its start, so announcements are boundaries too). Times sit on a grid of 5-minute
+   ticks, so two distinct boundaries are at least ``--tick-real`` real seconds apart;
+2. starts a private ``redis-server --appendonly yes`` on a free port and imports the file
+   with ``maintcast windows import``;
+3. starts two ``maintcast worker`` processes with the same ``--clock/--speed/--clock-wall``
+   (one shared rehearsal clock) and one ``maintcast api`` (the API relays stored statuses and
+   needs no clock), an SSE client that records every status with its real arrival time
+   (reconnecting with ``Last-Event-ID`` like a browser), and a poller of ``/v1/status`` and
+   ``/readyz`` (stale / not-ready periods);
+4. injects faults at seeded random moments, bounded in count and spaced apart: SIGKILL of
+   the leading worker and of the other worker (each restarted after a short random delay),
+   SIGKILL of Redis (restarted on the same port and AOF directory after a short delay), and
+   SIGSTOP/SIGCONT of Redis;
+5. compares the event log (XRANGE) and what the client saw with the ground truth computed by
+   the pure domain function (``compute_status`` at every instant of ``boundaries_after``
+   over the windows read back from the store), collapsing boundaries that change nothing.
+
+Counts (all must be 0):
+  MISSED        an expected change never published, although it held for at least
+                ``--settle`` real seconds outside every fault's effect window (changes that
+                came and went entirely inside an outage cannot be published by anyone and
+                are counted as ``superseded``, not missed: the next publish carries the state
+                that holds then, typed ``reconciled`` when later than the misfire grace)
+  DUPLICATE     one expected change published by two events (or the same status twice)
+  OUT-OF-ORDER  a published change older than one published before it (or ``as_of`` going
+                back, or a seq going back on the client's stream)
+  INVENTED      a published time-driven status that is no state of the schedule
+
+Time-to-correct, per fault: from the fault to the end of the last period (longer than
+``--attr-min`` s) in which the client's view differed from the ground truth, or in which
+``/v1/status`` answered ``stale: true``, that overlaps the fault (until 15 s after it was
+undone); 0 when the view never went wrong (no boundary passed while the fault lasted).
+
+Run (from the repository root, in the venv)::
+
+    python bench/soak.py                                  # seed 1, 220 windows, ~4 min
+    python bench/soak.py --seed 7 --json /tmp/soak.json
+    python bench/soak.py --windows 60 --tick-real 0.3 --quick   # a 1-minute smoke run
+
+Exit status 0 when every count is 0 and the final state converged, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import redis
+import yaml
+from httpx_sse import aconnect_sse
+
+from broadcaster import codec
+from broadcaster.domain import Catalog
+from broadcaster.status import boundaries_after, compute_status
+from worker.scheduler import KEEPALIVE_S, LEADER_TTL_S
+
+ROOT = Path(__file__).resolve().parent.parent
+MAINTCAST = str(Path(sys.executable).parent / "maintcast")
+TICK = timedelta(minutes=5)
+"""The schedule's grid: every instant is T0 + n ticks."""
+ZONE = "Asia/Tokyo"
+PREFIX = "soak"
+TIME_DRIVEN = {
+    "maintenance.started",
+    "maintenance.ended",
+    "maintenance.announced",
+    "override.expired",
+    "reconciled",
+}
+CATALOG = {
+    "services": {
+        "webcollect": {
+            "name": {"ja": "クロネコwebコレクト", "en": "Kuroneko Web Collect"},
+            "methods": {
+                m: {"name": {"en": m}}
+                for m in ("credit_card", "cvs_online", "carrier", "kuroneko_pay", "au_easy")
+            },
+        },
+        "atobarai": {
+            "name": {"ja": "クロネコ代金後払いサービス", "en": "Kuroneko Deferred Payment"},
+            "methods": {
+                m: {"name": {"en": m}}
+                for m in ("credit_card", "cvs_online", "kuroneko_pay", "bank_transfer")
+            },
+        },
+    }
+}
+EARLY_ANNOUNCE = datetime(2020, 1, 1, tzinfo=UTC)
+"""``announce_at`` of windows public from the start: before both the real import time and
+the rehearsal's T0, so the import's status and the status at T0 agree."""
+
+
+# -- the schedule --------------------------------------------------------------------------
+
+
+def make_schedule(rng: random.Random, n: int, t0: datetime) -> tuple[dict[str, Any], int]:
+    """A schedule file (as a dict) of ``n`` windows on the tick grid after ``t0``.
+
+    Returns ``(schedule, last_tick)``. Shapes: a gap after the latest start, back-to-back
+    (starts where an earlier window ends: one instant where one ends and the other starts),
+    overlapping (starts inside an earlier window), same start as an earlier window.
+    """
+    services = {s: list(d["methods"]) for s, d in CATALOG["services"].items()}
+    windows: list[dict[str, Any]] = []
+    spans: list[tuple[int, int]] = []
+    cursor, last = 4, 0
+    for i in range(n):
+        shape = rng.choices(["gap", "back_to_back", "overlap", "same_start"], [5, 3, 3, 1])[0]
+        recent = spans[-4:]
+        if shape == "back_to_back" and recent:
+            start = rng.choice(recent)[1]
+        elif shape == "overlap" and recent:
+            s, e = rng.choice(recent)
+            start = rng.randint(s, e - 1) if e - s > 1 else s
+        elif shape == "same_start" and recent:
+            start = rng.choice(recent)[0]
+        else:
+            start = cursor + rng.randint(1, 4)
+        length = rng.randint(1, 8) if rng.random() < 0.7 else rng.randint(9, 36)
+        start = max(start, 4)
+        cursor = max(cursor, start)
+        spans.append((start, start + length))
+        last = max(last, start + length)
+        picked = rng.sample(sorted(services), rng.choice([1, 1, 1, 2]))
+        affected: dict[str, list[str]] = {}
+        for s in picked:
+            if rng.random() < 0.35:
+                affected[s] = ["*"]
+            else:
+                affected[s] = sorted(rng.sample(services[s], rng.randint(1, len(services[s]))))
+        lead = rng.randint(1, 30)
+        announce = (
+            EARLY_ANNOUNCE
+            if start - lead <= 0 or rng.random() < 0.15
+            else t0 + (start - lead) * TICK
+        )
+        windows.append(
+            {
+                "id": f"soak-{i:04d}",
+                "title": {"en": f"soak window {i}"},
+                "starts_at": (t0 + start * TICK).isoformat(),
+                "ends_at": (t0 + (start + length) * TICK).isoformat(),
+                "timezone": ZONE,
+                "announce_at": announce.isoformat(),
+                "affected": affected,
+                "error_code": f"Z01{i:07d}",
+            }
+        )
+    return {"catalog": CATALOG, "windows": windows}, last
+
+
+@dataclass
+class Expected:
+    """One distinct status of the ground truth: holds from ``at`` (clock) / ``wall`` (real)."""
+
+    index: int
+    at: datetime
+    wall: float
+    key: bytes
+    state: str
+    components: dict[str, dict[str, str]]
+    boundaries: int = 1
+    """How many boundary instants collapse into this change (meeting/no-op boundaries)."""
+
+
+def status_key(doc: dict[str, Any]) -> bytes:
+    """A status without ``seq``, ``as_of``, ``cause``, ``stale`` (what makes it a change)."""
+    core = {k: v for k, v in doc.items() if k not in ("seq", "as_of", "cause", "stale")}
+    return orjson.dumps(core, option=orjson.OPT_SORT_KEYS)
+
+
+def ground_truth(
+    catalog: Catalog, windows: list[Any], t0: datetime, wall0: float, speed: float, error: str
+) -> tuple[list[Expected], int]:
+    """The distinct statuses, in order, from ``t0`` on, by the pure domain function.
+
+    Returns ``(changes, boundaries)``: ``changes[0]`` is the status at ``t0``; each later one
+    is a boundary (from ``boundaries_after``) whose status differs from the one before.
+    """
+
+    def doc_at(now: datetime) -> dict[str, Any]:
+        core = compute_status(catalog, windows, None, now, default_error_code=error)
+        return codec.status_doc(core, seq=0, now=now, cause=None, zone=ZONE)
+
+    first = doc_at(t0)
+    out = [Expected(0, t0, wall0, status_key(first), first["state"], first["components"])]
+    instants = boundaries_after(windows, None, t0)
+    for b in instants:
+        d = doc_at(b)
+        key = status_key(d)
+        if key == out[-1].key:
+            out[-1].boundaries += 1
+            continue
+        wall = wall0 + (b - t0).total_seconds() / speed
+        out.append(Expected(len(out), b, wall, key, d["state"], d["components"]))
+    return out, len(instants)
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server (AOF on) that the soak kills, stops and restarts."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir / "redis"
+        self.dir.mkdir()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopped = False
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20) -> None:
+        self.starts += 1
+        log = (self.dir / f"redis.{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--dir", str(self.dir), "--daemonize", "no",
+             "--loglevel", "notice"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if self.stopped:
+                os.kill(self.proc.pid, signal.SIGCONT)
+                self.stopped = False
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop_signal(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def cont_signal(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.stopped = False
+
+
+class Proc:
+    """A ``maintcast`` subprocess; output in ``<workdir>/<name>.<n>.log``."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name, self.args, self.env, self.workdir = name, args, env, workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = (self.workdir / f"{self.name}.{self.runs}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [MAINTCAST, *self.args], env=self.env, cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(8)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def env_for(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTCAST_")}
+    env.update(extra)
+    return env
+
+
+# -- the client and the poller -------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    t: float
+    conn: int
+    seq: int
+    as_of: str
+    cause: str | None
+    state: str
+    stale: bool
+    key: bytes
+    components: dict[str, dict[str, str]]
+
+
+@dataclass
+class Client:
+    """An SSE client that records every status and reconnects with ``Last-Event-ID``."""
+
+    base: str
+    seen: list[Seen] = field(default_factory=list)
+    connections: int = 0
+    errors: list[str] = field(default_factory=list)
+    max_connections: int = 500
+
+    async def run(self, until: float) -> None:
+        last_id: str | None = None
+        timeout = httpx.Timeout(5, read=None)
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            while time.time() < until and self.connections < self.max_connections:
+                headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+                try:
+                    async with aconnect_sse(
+                        http, "GET", f"{self.base}/v1/stream", headers=headers
+                    ) as source:
+                        self.connections += 1
+                        async for ev in source.aiter_sse():
+                            if not ev.data:
+                                continue
+                            d = orjson.loads(ev.data)
+                            self.seen.append(
+                                Seen(time.time(), self.connections, d["seq"], d["as_of"],
+                                     (d.get("cause") or {}).get("type"), d["state"],
+                                     bool(d.get("stale")), status_key(d), d["components"])
+                            )  # fmt: skip
+                            if ev.id:
+                                last_id = ev.id
+                except (httpx.HTTPError, OSError) as exc:
+                    self.errors.append(f"{time.time():.3f} {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.2 + random.random() * 0.3)  # the SSE retry, jittered
+
+
+@dataclass
+class Poller:
+    """Polls ``/v1/status`` (stale) and ``/readyz`` every ``every`` seconds."""
+
+    base: str
+    every: float = 0.25
+    samples: list[tuple[float, bool | None, int | None]] = field(default_factory=list)
+    """(time, stale or None if no answer, /readyz code or None)."""
+
+    async def run(self, until: float) -> None:
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            for _ in range(int((until - time.time()) / self.every) + 10):
+                if time.time() >= until:
+                    return
+                stale: bool | None = None
+                ready: int | None = None
+                try:
+                    r = await http.get(f"{self.base}/v1/status")
+                    stale = bool(r.json().get("stale")) if r.status_code == 200 else None
+                    ready = (await http.get(f"{self.base}/readyz")).status_code
+                except (httpx.HTTPError, OSError, ValueError):
+                    pass
+                self.samples.append((time.time(), stale, ready))
+                await asyncio.sleep(self.every)
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    kind: str  # worker_kill_leader | worker_kill_other | redis_kill | redis_freeze
+    at: float  # planned real time
+    hold: float  # seconds until restart / SIGCONT
+    started: float = 0.0
+    undone: float = 0.0
+    detail: str = ""
+    takeover_s: float | None = None
+    ttc_s: float = 0.0
+    wrong_s: float = 0.0
+    stale_s: float = 0.0
+    superseded: int = 0
+
+
+def plan_faults(
+    rng: random.Random, begin: float, end: float, counts: dict[str, int], spacing: float
+) -> list[Fault]:
+    """Seeded fault moments in ``[begin, end]``, at least ``spacing`` seconds apart."""
+    kinds = [k for k, n in counts.items() for _ in range(n)]
+    rng.shuffle(kinds)
+    if not kinds:
+        return []
+    slot = (end - begin) / len(kinds)
+    if slot < spacing:
+        raise SystemExit(f"{len(kinds)} faults do not fit {end - begin:.0f} s {spacing} s apart")
+    out = []
+    for i, kind in enumerate(kinds):
+        at = begin + i * slot + rng.uniform(0, slot - spacing * 0.8)
+        hold = rng.uniform(0.5, 4.0) if kind.startswith("worker") else rng.uniform(1.0, 5.0)
+        out.append(Fault(kind, at, hold))
+    return out
+
+
+async def leader_pid(url: str) -> int | None:
+    r = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        holder = await asyncio.wait_for(r.get(f"{{{PREFIX}}}:worker:leader"), 2)
+        return int(holder.decode().split(":")[1]) if holder else None
+    except (redis.RedisError, OSError, TimeoutError, ValueError, IndexError):
+        return None
+    finally:
+        await r.aclose()
+
+
+async def inject(
+    faults: list[Fault], server: RedisServer, workers: list[Proc], log: list[str]
+) -> None:
+    """Run the planned faults at their moments (sequentially, each undone before the next)."""
+    for f in faults:
+        await asyncio.sleep(max(0.0, f.at - time.time()))
+        if f.kind.startswith("worker"):
+            lead = await leader_pid(server.url)
+            leader = next((w for w in workers if w.pid == lead), None)
+            target = leader if f.kind == "worker_kill_leader" else None
+            if target is None:
+                target = next((w for w in workers if w.pid != lead), workers[0])
+                if f.kind == "worker_kill_leader":
+                    f.kind = "worker_kill_other"  # nobody held the lock at that moment
+            f.detail = f"{target.name} pid {target.pid}" + (" (leader)" if target is leader else "")
+            f.started = time.time()
+            await asyncio.to_thread(target.kill)
+            if target is leader:
+                for _ in range(200):  # the other worker takes the lock over: how fast
+                    pid = await leader_pid(server.url)
+                    if pid is not None and pid != lead:
+                        f.takeover_s = time.time() - f.started
+                        break
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+            target.start()
+            f.undone = time.time()
+        elif f.kind == "redis_kill":
+            f.started = time.time()
+            await asyncio.to_thread(server.kill)
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(server.start)
+            f.undone = time.time()
+            f.detail = f"down {f.undone - f.started:.1f} s (AOF reload)"
+        elif f.kind == "redis_freeze":
+            f.started = time.time()
+            server.stop_signal()
+            await asyncio.sleep(f.hold)
+            server.cont_signal()
+            f.undone = time.time()
+            f.detail = f"SIGSTOP {f.undone - f.started:.1f} s"
+        log.append(f"{f.started:.3f} {f.kind} {f.detail} hold {f.hold:.1f}s")
+
+
+# -- analysis ------------------------------------------------------------------------------
+
+
+def effect_window(f: Fault) -> tuple[float, float]:
+    """Real time during which this fault may keep anyone from publishing (plus recovery)."""
+    if f.kind == "worker_kill_other":
+        return (f.started, f.started)
+    if f.kind == "worker_kill_leader":
+        return (f.started, f.started + LEADER_TTL_S + 2 * KEEPALIVE_S + 1.0)
+    return (f.started, f.undone + 7.0)  # reconnect backoff (5 s) + re-subscribe + reconcile
+
+
+def outside(a: float, b: float, windows: list[tuple[float, float]]) -> float:
+    """Length of ``[a, b)`` not covered by ``windows``."""
+    covered = 0.0
+    for s, e in sorted(windows):
+        lo, hi = max(a, s), min(b, e)
+        if hi > lo:
+            covered += hi - lo
+    return max(0.0, (b - a) - covered)
+
+
+def intervals_where(flags: list[tuple[float, bool]], end: float) -> list[tuple[float, float]]:
+    out, start = [], None
+    for t, on in flags:
+        if on and start is None:
+            start = t
+        elif not on and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None:
+        out.append((start, end))
+    return out
+
+
+def analyse(
+    exp: list[Expected],
+    log_events: list[dict[str, Any]],
+    import_seq: int,
+    client: Client,
+    poller: Poller,
+    faults: list[Fault],
+    end: float,
+    settle: float,
+    attr_min: float,
+    origin: float,
+) -> dict[str, Any]:
+    key_index = {e.key: e.index for e in exp}
+    assert len(key_index) == len(exp), "ground-truth statuses must be distinct"
+    effects = [effect_window(f) for f in faults]
+
+    # -- the event log ------------------------------------------------------------------
+    after_import = [e for e in log_events if e["seq"] > import_seq]
+    seqs = [e["seq"] for e in log_events]
+    log_gaps = sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1)
+    invented, duplicate, out_of_order, not_time_driven = [], [], [], []
+    published: dict[int, dict[str, Any]] = {}
+    highest, last_as_of, last_key = 0, None, None
+    by_type: dict[str, int] = {}
+    for e in after_import:
+        by_type[e["type"]] = by_type.get(e["type"], 0) + 1
+        if e["type"] not in TIME_DRIVEN:
+            not_time_driven.append(e["seq"])
+        idx = key_index.get(e["key"])
+        as_of = codec.parse_wire_instant(e["as_of"])
+        if last_as_of is not None and as_of < last_as_of:
+            out_of_order.append({"seq": e["seq"], "why": "as_of went back"})
+        last_as_of = as_of
+        if e["key"] == last_key:
+            duplicate.append({"seq": e["seq"], "why": "same status as the event before"})
+        last_key = e["key"]
+        if idx is None:
+            invented.append({"seq": e["seq"], "type": e["type"], "as_of": e["as_of"]})
+            continue
+        if idx in published:
+            duplicate.append(
+                {"seq": e["seq"], "index": idx, "first_seq": published[idx]["seq"]}
+            )
+            continue
+        if idx < highest:
+            out_of_order.append({"seq": e["seq"], "index": idx, "after_index": highest})
+        highest = max(highest, idx)
+        published[idx] = {**e, "wall_lag_s": None}
+    missed, superseded, optional = [], [], []
+    for i, x in enumerate(exp[1:], start=1):
+        if i in published:
+            continue
+        hold_end = exp[i + 1].wall if i + 1 < len(exp) else end
+        free = outside(x.wall, hold_end, effects)
+        info = {"index": i, "at": x.at.isoformat(), "held_s": round(hold_end - x.wall, 3),
+                "outside_faults_s": round(free, 3)}  # fmt: skip
+        if free >= settle:
+            missed.append(info)
+        elif free <= 0:
+            superseded.append(info)
+        else:
+            optional.append(info)
+    for f, (s, e) in zip(faults, effects, strict=True):
+        f.superseded = sum(1 for x in superseded if s <= exp[x["index"]].wall <= e)
+
+    # -- the client -----------------------------------------------------------------------
+    dedup: list[Seen] = []
+    seen_seqs: set[int] = set()
+    redelivered = client_back = 0
+    for s in client.seen:
+        if s.seq in seen_seqs:
+            redelivered += 1
+            continue
+        if dedup and s.seq < dedup[-1].seq:
+            client_back += 1
+        seen_seqs.add(s.seq)
+        dedup.append(s)
+    first_client_seq = dedup[0].seq if dedup else 0
+    client_missing = sorted(set(range(first_client_seq, seqs[-1] + 1)) - seen_seqs)
+    client_idx = [(s.t, key_index.get(s.key)) for s in dedup if s.seq >= import_seq]
+    client_invented = sum(1 for _, i in client_idx if i is None)
+
+    # lag: first arrival of a status at or past change i, minus the change's wall time
+    lags: list[tuple[int, float]] = []
+    arrivals = [(t, i) for t, i in client_idx if i is not None]
+    j, best = 0, -1
+    for x in exp[1:]:
+        while best < x.index and j < len(arrivals):
+            best = max(best, arrivals[j][1])
+            j += 1
+        if best < x.index:
+            break
+        lags.append((x.index, arrivals[j - 1][0] - x.wall))
+    for idx, lag in lags:
+        if idx in published:
+            published[idx]["wall_lag_s"] = lag
+    calm_pairs = [
+        (idx, lag) for idx, lag in lags
+        if not any(f.started <= exp[idx].wall <= (f.undone or f.started) + 15.0 for f in faults)
+    ]  # fmt: skip
+    calm = sorted(lag for _, lag in calm_pairs)
+    lag_outliers = [
+        {"index": idx, "at_s": round(exp[idx].wall - origin, 2), "lag_s": round(lag, 3)}
+        for idx, lag in calm_pairs if lag > attr_min
+    ]  # fmt: skip
+    expected_component_changes = sum(
+        1 for a, b in zip(exp, exp[1:], strict=False) if a.components != b.components
+    )
+    client_component_changes = sum(
+        1 for a, b in zip(dedup, dedup[1:], strict=False) if a.components != b.components
+    )
+
+    # wrong periods: the client's view (latest change received) differs from the truth
+    points: list[tuple[float, int, int]] = [(x.wall, 0, x.index) for x in exp]
+    points += [(t, 1, i) for t, i in arrivals]
+    points.sort()
+    truth = view = -1
+    flags: list[tuple[float, bool]] = []
+    for t, what, i in points:
+        if what == 0:
+            truth = i
+        else:
+            view = max(view, i)
+        flags.append((t, truth != view and truth >= 0))
+    wrong = [w for w in intervals_where(flags, end) if w[1] - w[0] > attr_min]
+    stale = intervals_where([(t, bool(st)) for t, st, _ in poller.samples], end)
+    unready = intervals_where([(t, rd != 200) for t, _, rd in poller.samples], end)
+    for f in faults:
+        lo, hi = f.started, (f.undone or f.started) + 15.0
+        mine = [w for w in wrong if w[1] > lo and w[0] < hi]
+        mine_stale = [w for w in stale if w[1] > lo and w[0] < hi]
+        ends = [w[1] for w in mine + mine_stale]
+        f.ttc_s = max(0.0, max(ends) - f.started) if ends else 0.0
+        f.wrong_s = sum(b - a for a, b in mine)
+        f.stale_s = sum(b - a for a, b in mine_stale)
+
+    final_truth = max(x.index for x in exp if x.wall <= end)
+    converged_log = bool(after_import) and key_index.get(after_import[-1]["key"]) == final_truth
+    converged_client = bool(arrivals) and arrivals[-1][1] == final_truth
+
+    def pct(xs: list[float], p: float) -> float | None:
+        return round(xs[min(len(xs) - 1, int(p * len(xs)))], 3) if xs else None
+
+    return {
+        "counts": {
+            "missed": len(missed),
+            "duplicate": len(duplicate),
+            "out_of_order": len(out_of_order) + client_back,
+            "invented": len(invented) + client_invented,
+        },
+        "log": {
+            "events_total": len(log_events),
+            "import_events": import_seq,
+            "time_driven_events": len(after_import),
+            "by_type": by_type,
+            "seq_gaps": log_gaps,
+            "not_time_driven_after_import": not_time_driven,
+        },
+        "client": {
+            "statuses_received": len(client.seen),
+            "distinct_seqs": len(dedup),
+            "redelivered_deduplicated": redelivered,
+            "seqs_missing": len(client_missing),
+            "seqs_missing_list": client_missing[:50],
+            "component_changes": client_component_changes,
+            "connections": client.connections,
+            "went_back": client_back,
+            "errors": client.errors[-5:],
+        },
+        "superseded_in_faults": len(superseded),
+        "optional_unpublished": len(optional),
+        "missed_detail": missed[:20],
+        "duplicate_detail": duplicate[:20],
+        "out_of_order_detail": out_of_order[:20],
+        "invented_detail": invented[:20],
+        "lag_calm_s": {"n": len(calm), "p50": pct(calm, 0.5), "p99": pct(calm, 0.99),
+                       "max": round(calm[-1], 3) if calm else None},  # fmt: skip
+        "expected_component_changes": expected_component_changes,
+        "lag_outliers": lag_outliers[:20],
+        "stale_periods": [{"at_s": round(a - origin, 2), "s": round(b - a, 2)} for a, b in stale],
+        "unready_periods": [
+            {"at_s": round(a - origin, 2), "s": round(b - a, 2)} for a, b in unready
+        ],
+        "converged": {"log": converged_log, "client": converged_client},
+    }
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def read_log(url: str) -> list[dict[str, Any]]:
+    r = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        rows = r.xrange(f"{{{PREFIX}}}:events")
+    finally:
+        r.close()
+    out = []
+    for _, fields in rows:
+        entry = orjson.loads(fields[b"e"])
+        status = orjson.loads(fields[b"s"])
+        out.append({"seq": entry["seq"], "type": entry["type"], "window_id": entry["window_id"],
+                    "as_of": status["as_of"], "state": status["state"],
+                    "key": status_key(status)})  # fmt: skip
+    return out
+
+
+def read_store(url: str) -> tuple[Catalog, list[Any], int]:
+    r = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        raw = r.hgetall(f"{{{PREFIX}}}:windows")
+        cat = r.get(f"{{{PREFIX}}}:catalog")
+        seq = int(r.get(f"{{{PREFIX}}}:seq") or 0)
+    finally:
+        r.close()
+    windows = [codec.window_from_doc(orjson.loads(v)) for v in raw.values()]
+    return Catalog.model_validate_json(cat), windows, seq
+
+
+async def wait_ready(base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{base} not ready after {timeout} s")
+
+
+async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    t0 = datetime(2030, 1, 7, 0, 0, tzinfo=UTC)  # after the real import time: all upcoming
+    speed = TICK.total_seconds() / args.tick_real
+    schedule, last_tick = make_schedule(rng, args.windows, t0)
+    path = workdir / "schedule.yaml"
+    path.write_text(yaml.safe_dump(schedule, allow_unicode=True, sort_keys=False), "utf-8")
+
+    server = RedisServer(workdir)
+    procs: list[Proc] = []
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        server.start()
+        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=PREFIX,
+                      MAINTCAST_TIMEZONE=ZONE)  # fmt: skip
+        done = subprocess.run([MAINTCAST, "windows", "import", str(path)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"import failed: {done.stdout}{done.stderr}")
+        catalog, windows, import_seq = read_store(server.url)
+        if {w.id for w in windows} != {w["id"] for w in schedule["windows"]}:
+            raise RuntimeError("the store does not hold the generated windows")
+        await asyncio.sleep(1.2)  # appendfsync everysec: let the AOF cover the import
+
+        wall0 = time.time() + args.lead
+        clock_args = ["--clock", t0.isoformat(), "--speed", repr(speed), "--clock-wall",
+                      repr(wall0)]  # fmt: skip
+        exp, n_boundaries = ground_truth(catalog, windows, t0, wall0, speed, "Z010000000")
+        end = wall0 + last_tick * args.tick_real + args.tail
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        workers = [Proc(f"worker{i}", ["worker", *clock_args], env, workdir) for i in (1, 2)]
+        api = Proc("api", ["api", "--port", str(port)], env, workdir)
+        procs += [*workers, api]
+        for p in procs:
+            p.start()
+        await wait_ready(base, 30)
+        client, poller = Client(base), Poller(base)
+        tasks.append(asyncio.create_task(client.run(end)))
+        tasks.append(asyncio.create_task(poller.run(end)))
+        counts = {"worker_kill_leader": args.leader_kills, "worker_kill_other": args.other_kills,
+                  "redis_kill": args.redis_kills, "redis_freeze": args.redis_freezes}  # fmt: skip
+        run_s = last_tick * args.tick_real
+        faults = plan_faults(rng, wall0 + 0.08 * run_s, wall0 + 0.88 * run_s, counts, 20.0)
+        fault_log: list[str] = []
+        print(f"soak: {len(schedule['windows'])} windows, {n_boundaries} boundaries, "
+              f"{len(exp) - 1} expected changes, speed x{speed:g}, "
+              f"{run_s:.0f} s of schedule, {len(faults)} faults; logs in {workdir}",
+              flush=True)  # fmt: skip
+        injector = asyncio.create_task(inject(faults, server, workers, fault_log))
+        tasks.append(injector)
+        for _ in range(int(end - time.time()) + 5):  # bounded wait, one line per ~30 s
+            if time.time() >= end:
+                break
+            if injector.done() and injector.exception():
+                raise injector.exception()  # type: ignore[misc]
+            await asyncio.sleep(1)
+            left = end - time.time()
+            if int(left) % 30 == 0:
+                print(f"  … {left:.0f} s left, client has {len(client.seen)} statuses",
+                      flush=True)
+        await asyncio.wait_for(injector, 30)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log_events = read_log(server.url)
+        report = analyse(exp, log_events, import_seq, client, poller, faults, end,
+                         args.settle, args.attr_min, wall0)  # fmt: skip
+        report["faults"] = [
+            {"kind": f.kind, "at_s": round(f.started - wall0, 2),
+             "clock_at": (t0 + timedelta(seconds=(f.started - wall0) * speed)).isoformat(),
+             "held_s": round((f.undone or f.started) - f.started, 2), "detail": f.detail,
+             "takeover_s": None if f.takeover_s is None else round(f.takeover_s, 2),
+             "superseded": f.superseded, "wrong_s": round(f.wrong_s, 2),
+             "stale_s": round(f.stale_s, 2), "time_to_correct_s": round(f.ttc_s, 2)}
+            for f in faults
+        ]  # fmt: skip
+        report["run"] = {
+            "command": " ".join(["python bench/soak.py", *sys.argv[1:]]),
+            "seed": args.seed, "windows": len(schedule["windows"]),
+            "boundaries": n_boundaries, "expected_changes": len(exp) - 1,
+            "meeting_or_noop_boundaries": n_boundaries - (len(exp) - 1),
+            "speed": speed, "tick_real_s": args.tick_real,
+            "schedule_span": f"{t0.isoformat()} .. {(t0 + last_tick * TICK).isoformat()}",
+            "real_s": round(end - wall0, 1), "faults": len(faults),
+        }  # fmt: skip
+        report["worst_time_to_correct_s"] = max((f.ttc_s for f in faults), default=0.0)
+        return report
+    finally:
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.stop()
+        with contextlib.suppress(Exception):
+            server.kill()
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    run, c, lg, cl = rep["run"], rep["counts"], rep["log"], rep["client"]
+    rows = [
+        ("seed", run["seed"]),
+        ("windows", run["windows"]),
+        ("boundaries in the schedule", run["boundaries"]),
+        ("expected changes (ground truth)", run["expected_changes"]),
+        ("  boundaries collapsed (meeting / no change)", run["meeting_or_noop_boundaries"]),
+        ("speed / real seconds", f"x{run['speed']:g} / {run['real_s']}"),
+        ("events in the log (XRANGE), after import", f"{lg['time_driven_events']} "
+         f"(+{lg['import_events']} import), seq gaps {lg['seq_gaps']}"),
+        ("  by type", ", ".join(f"{k} {v}" for k, v in sorted(lg["by_type"].items()))),
+        ("statuses seen by the client", f"{cl['statuses_received']} "
+         f"({cl['distinct_seqs']} distinct seqs, {cl['redelivered_deduplicated']} redelivered, "
+         f"{cl['seqs_missing']} missing, {cl['connections']} connection(s))"),
+        ("component-map changes expected / seen by the client",
+         f"{rep['expected_component_changes']} / {cl['component_changes']}"),
+        ("superseded inside a fault (not publishable)", rep["superseded_in_faults"]),
+        ("DELIVERY GAPS (in the log, never sent to the open stream)", cl["seqs_missing"]),
+        ("MISSED", c["missed"]),
+        ("DUPLICATE", c["duplicate"]),
+        ("OUT-OF-ORDER", c["out_of_order"]),
+        ("INVENTED", c["invented"]),
+        ("converged (log / client)", f"{rep['converged']['log']} / {rep['converged']['client']}"),
+        ("client lag outside faults p50/p99/max s", "{p50} / {p99} / {max}".format(
+            **rep["lag_calm_s"])),
+        ("worst time-to-correct after a fault (s)", round(rep["worst_time_to_correct_s"], 2)),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print()
+    print(f"{'fault':<20} {'at s':>6} {'held s':>6} {'takeover':>8} {'supersd':>7} "
+          f"{'wrong s':>7} {'stale s':>7} {'TTC s':>6}  detail")  # fmt: skip
+    for f in rep["faults"]:
+        tk = "" if f["takeover_s"] is None else f"{f['takeover_s']:.2f}"
+        print(f"{f['kind']:<20} {f['at_s']:>6.1f} {f['held_s']:>6.1f} {tk:>8} "
+              f"{f['superseded']:>7} {f['wrong_s']:>7.2f} {f['stale_s']:>7.2f} "
+              f"{f['time_to_correct_s']:>6.2f}  {f['detail']}")  # fmt: skip
+    if rep["client"]["seqs_missing_list"]:
+        print(f"seqs never delivered to the client: {rep['client']['seqs_missing_list']}")
+    if rep["lag_outliers"]:
+        print(f"lag outliers outside faults: {rep['lag_outliers']}")
+    for name in ("missed", "duplicate", "out_of_order", "invented"):
+        if rep[f"{name}_detail"]:
+            print(f"{name}: {rep[f'{name}_detail']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--windows", type=int, default=240)
+    ap.add_argument("--tick-real", type=float, default=0.35,
+                    help="real seconds per 5-minute tick of the schedule (sets --speed)")
+    ap.add_argument("--leader-kills", type=int, default=3)
+    ap.add_argument("--other-kills", type=int, default=2)
+    ap.add_argument("--redis-kills", type=int, default=2)
+    ap.add_argument("--redis-freezes", type=int, default=2)
+    ap.add_argument("--lead", type=float, default=6.0,
+                    help="real seconds between start-up and the clock reaching T0")
+    ap.add_argument("--tail", type=float, default=12.0,
+                    help="real seconds to keep watching after the last boundary")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="a change held this long outside faults must have been published")
+    ap.add_argument("--attr-min", type=float, default=0.5,
+                    help="wrong periods shorter than this are normal publish lag")
+    ap.add_argument("--json", type=Path, help="write the report here")
+    ap.add_argument("--keep", type=Path, help="keep the logs and schedule in this directory")
+    args = ap.parse_args()
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    workdir = Path(tempfile.mkdtemp(prefix="maintcast-soak-"))
+    ok = False
+    try:
+        rep = asyncio.run(soak(args, workdir))
+        print()
+        print_report(rep)
+        ok = all(v == 0 for v in rep["counts"].values()) and all(rep["converged"].values())
+        rep["ok"] = ok
+        if args.json:
+            args.json.write_text(json.dumps(rep, indent=2, default=str) + "\n", "utf-8")
+            print(f"\nreport written to {args.json}")
+    except KeyboardInterrupt:
+        print("interrupted; processes stopped", file=sys.stderr)
+    finally:
+        if args.keep:
+            shutil.copytree(workdir, args.keep, dirs_exist_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
