@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,7 +268,9 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
                 started: asyncio.Future[None] = loop.create_future()
                 try:
                     tr, _ = await asyncio.wait_for(
-                        loop.create_connection(lambda: _Sub(st, request, started), "127.0.0.1", port),
+                        loop.create_connection(
+                            lambda started=started: _Sub(st, request, started), "127.0.0.1", port
+                        ),
                         10,
                     )
                 except (OSError, TimeoutError):
@@ -433,9 +435,19 @@ class Redis:
         self.port = free_port()
         self.proc = Proc(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--maxclients", "20000",
-                "--dir", str(tmp),
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "20000",
+                "--dir",
+                str(tmp),
             ],
             tmp / "redis.log",
         )
@@ -508,10 +520,16 @@ class Payloads:
 def _synthetic(mode: str) -> bytes:
     svc = {"service": "webcollect", "method": "credit_card", "state": mode}
     doc = {
-        "seq": 0, "state": mode, "as_of": "2025-01-01T01:00:00.000+09:00", "stale": False,
+        "seq": 0,
+        "state": mode,
+        "as_of": "2025-01-01T01:00:00.000+09:00",
+        "stale": False,
         "cause": {"type": "override.set", "window_id": None, "actor": "bench", "reason": "b"},
         "message": {"ja": "ただいまメンテナンス中です", "en": "Under maintenance"},
-        "error_code": "Z010000000", "affected": [svc], "until": None, "next": None,
+        "error_code": "Z010000000",
+        "affected": [svc],
+        "until": None,
+        "next": None,
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -536,7 +554,10 @@ def start_maintcast(tmp: Path, redis: Redis, payloads: Payloads, workers: int) -
     proc = Proc(
         [exe, "api", "--port", str(port), "--workers", str(workers)], tmp / f"{name}.log", env
     )
-    if not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30) or not proc.alive():
+    if (
+        not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30)
+        or not proc.alive()
+    ):
         proc.stop()
         raise RuntimeError(f"{name} did not start:\n" + proc.tail())
     wait_until(lambda: http_ok(port, "/readyz"), 10)
@@ -571,7 +592,10 @@ def start_naive(tmp: Path, redis: Redis, payloads: Payloads) -> Server:
         tmp / "naive.log",
         env,
     )
-    if not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30) or not proc.alive():
+    if (
+        not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30)
+        or not proc.alive()
+    ):
         proc.stop()
         raise RuntimeError("naive server did not start:\n" + proc.tail())
 
@@ -581,7 +605,12 @@ def start_naive(tmp: Path, redis: Redis, payloads: Payloads) -> Server:
         return seq
 
     return Server(
-        "naive", port, "/stream", proc, trigger, redis_cpu=True,
+        "naive",
+        port,
+        "/stream",
+        proc,
+        trigger,
+        redis_cpu=True,
         note="sse-starlette + 1 Redis pub/sub connection per subscriber",
     )
 
@@ -639,12 +668,15 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
     )
     test = subprocess.run(
         [nginx, "-t", "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if test.returncode != 0:
         raise SkipServer("nginx -t failed: " + (test.stderr or test.stdout).strip()[-300:])
-    proc = Proc([nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")],
-                tmp / "nginx.log")
+    proc = Proc(
+        [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")], tmp / "nginx.log"
+    )
     conn_box: list[http.client.HTTPConnection] = []
 
     def publish(body: bytes) -> None:
@@ -678,8 +710,15 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
         return seq
 
     name = "nchan" if workers == 1 else f"nchan-w{workers}"
-    return Server(name, port, "/sub", proc, trigger, python=False,
-                  extra={"close": lambda: [c.close() for c in conn_box]})
+    return Server(
+        name,
+        port,
+        "/sub",
+        proc,
+        trigger,
+        python=False,
+        extra={"close": lambda: [c.close() for c in conn_box]},
+    )
 
 
 class SkipServer(Exception):
@@ -749,31 +788,44 @@ def run_trial(
         windows.append((t0, t0 + (got[-1] / 1000 if got else 0)))
         per_change.append(
             {
-                "seq": seq, "received": len(got), "missing": ready - len(got),
-                "p50_ms": pct(got, 0.5), "p99_ms": pct(got, 0.99),
+                "seq": seq,
+                "received": len(got),
+                "missing": ready - len(got),
+                "p50_ms": pct(got, 0.5),
+                "p99_ms": pct(got, 0.99),
                 "max_ms": got[-1] if got else math.nan,
             }
         )
     pooled.sort()
     gcs = gc_pauses(tmp, srv.name) if srv.python else []
     in_broadcast = [
-        (p, s, d, g) for p, s, d, g in gcs
-        if any(s < w1 and s + d > w0 for w0, w1 in windows)
+        (p, s, d, g) for p, s, d, g in gcs if any(s < w1 and s + d > w0 for w0, w1 in windows)
     ]
     sub_n = max(1, ready)
     res = {
-        "server": srv.name, "note": srv.note, "subscribers": n, "ready": ready,
-        "failed": failed, "connect_s": connect_s, "connect_rate": ready / connect_s if connect_s else 0,
-        "changes": len(triggers), "delivered": delivered, "missing": ready * len(triggers) - delivered,
+        "server": srv.name,
+        "note": srv.note,
+        "subscribers": n,
+        "ready": ready,
+        "failed": failed,
+        "connect_s": connect_s,
+        "connect_rate": ready / connect_s if connect_s else 0,
+        "changes": len(triggers),
+        "delivered": delivered,
+        "missing": ready * len(triggers) - delivered,
         "lost_connections": lost,
-        "p50_ms": pct(pooled, 0.5), "p99_ms": pct(pooled, 0.99),
+        "p50_ms": pct(pooled, 0.5),
+        "p99_ms": pct(pooled, 0.99),
         "max_ms": pooled[-1] if pooled else math.nan,
         "per_change": per_change,
-        "rss_kb_before": rss0, "rss_kb_connected": rss1, "rss_kb_after_events": rss2,
+        "rss_kb_before": rss0,
+        "rss_kb_connected": rss1,
+        "rss_kb_after_events": rss2,
         "rss_kb_per_sub": (rss1 - rss0) / sub_n,
         "rss_kb_per_sub_after_events": (rss2 - rss0) / sub_n,
         "redis_rss_kb_per_sub": (redis_rss1 - redis_rss0) / sub_n,
-        "cpu_s": cpu1 - cpu0, "redis_cpu_s": rcpu1 - rcpu0,
+        "cpu_s": cpu1 - cpu0,
+        "redis_cpu_s": rcpu1 - rcpu0,
         "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / max(1, delivered),
         "redis_cpu_us_per_delivery": (rcpu1 - rcpu0) * 1e6 / max(1, delivered),
         "trigger_phase_s": t_end - t_start,
@@ -794,9 +846,20 @@ def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | N
     out.mkdir(parents=True, exist_ok=True)
     duration = int(args.changes * args.spacing + 3)
     cmd = [
-        spy, "record", "--pid", str(srv.proc.pid), "--subprocesses", "--rate", "250",
-        "--nonblocking", "--duration", str(duration), "--format", args.profile_format,
-        "-o", str(out / f"{srv.name}-{args.subscribers}.{args.profile_format}"),
+        spy,
+        "record",
+        "--pid",
+        str(srv.proc.pid),
+        "--subprocesses",
+        "--rate",
+        "250",
+        "--nonblocking",
+        "--duration",
+        str(duration),
+        "--format",
+        args.profile_format,
+        "-o",
+        str(out / f"{srv.name}-{args.subscribers}.{args.profile_format}"),
     ]
     p = Proc(cmd, tmp / f"py-spy-{srv.name}.log")
     time.sleep(1.5)  # attach
@@ -822,7 +885,7 @@ def table(results: list[dict[str, Any]]) -> str:
     head = (
         f"{'server':<13} {'N':>6} {'ready':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
         f"{'conn/s':>7} {'RSS/sub KB':>10} {'CPU µs/del':>10} {'redis µs':>8} "
-        f"{'p99×nchan':>9} {'CPU×nchan':>9} {'RSS×nchan':>9} {'miss':>5} {'GC>50ms':>7}"
+        f"{'p99xnchan':>9} {'CPUxnchan':>9} {'RSSxnchan':>9} {'miss':>5} {'GC>50ms':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -832,7 +895,7 @@ def table(results: list[dict[str, Any]]) -> str:
         def ratio(key: str, r: dict[str, Any] = r, base: dict[str, Any] | None = base) -> str:
             if base is None or not base.get(key) or math.isnan(base[key]) or math.isnan(r[key]):
                 return "-"
-            return f"{r[key] / base[key]:.1f}×"
+            return f"{r[key] / base[key]:.1f}x"
 
         big_gc = [p for p in r["gc_pauses_in_broadcast_ms"] if p > 50]
         lines.append(
@@ -858,8 +921,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma list of maintcast, maintcast-w2, naive, nchan")
     p.add_argument("--workers2", action="store_true", help="also run maintcast --workers 2")
     p.add_argument("--nchan-workers2", action="store_true", help="also run nchan with 2 workers")
-    p.add_argument("--naive-max", type=int, default=2000,
-                   help="skip the naive baseline above this N (one Redis connection each)")
+    p.add_argument(
+        "--naive-max",
+        type=int,
+        default=2000,
+        help="skip the naive baseline above this N (one Redis connection each)",
+    )
     p.add_argument("--per-proc", type=int, default=15000, help="subscribers per load process")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=180)
@@ -878,7 +945,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     nofile = raise_nofile()
     wanted = [s.strip() for s in args.only.split(",") if s.strip()] or (
-        ["maintcast"] + (["maintcast-w2"] if args.workers2 else []) + ["naive", "nchan"]
+        ["maintcast"]
+        + (["maintcast-w2"] if args.workers2 else [])
+        + ["naive", "nchan"]
         + (["nchan-w2"] if args.nchan_workers2 else [])
     )
     unknown = set(wanted) - {"maintcast", "maintcast-w2", "naive", "nchan", "nchan-w2"}
@@ -890,16 +959,20 @@ def main(argv: list[str] | None = None) -> int:
     if need > nofile * max(2, math.ceil(n / args.per_proc)):
         print(f"warning: RLIMIT_NOFILE {nofile} may be too low for {n} subscribers")
     tmp = Path(tempfile.mkdtemp(prefix="maintcast-fanout-"))
-    print(f"fan-out bench: N={n} K={args.changes} spacing={args.spacing}s "
-          f"nproc={os.cpu_count()} nofile={nofile} tmp={tmp}")
+    print(
+        f"fan-out bench: N={n} K={args.changes} spacing={args.spacing}s "
+        f"nproc={os.cpu_count()} nofile={nofile} tmp={tmp}"
+    )
     results: list[dict[str, Any]] = []
     payloads = Payloads()
     redis = Redis(tmp)
     try:
         for name in wanted:
             if name == "naive" and n > args.naive_max:
-                print(f"- naive: skipped at N={n} (> --naive-max {args.naive_max}: "
-                      "one Redis connection per subscriber)")
+                print(
+                    f"- naive: skipped at N={n} (> --naive-max {args.naive_max}: "
+                    "one Redis connection per subscriber)"
+                )
                 continue
             try:
                 if name.startswith("maintcast"):
@@ -911,7 +984,9 @@ def main(argv: list[str] | None = None) -> int:
             except SkipServer as exc:
                 print(f"- {name}: skipped: {exc}")
                 continue
-            print(f"- {srv.name}: pid {srv.proc.pid} port {srv.port}; connecting {n} ...", flush=True)
+            print(
+                f"- {srv.name}: pid {srv.proc.pid} port {srv.port}; connecting {n} ...", flush=True
+            )
             try:
                 r = run_trial(srv, redis, args, n, tmp)
             except Exception as exc:
@@ -924,8 +999,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  ready {r['ready']}/{n} in {r['connect_s']:.1f}s; per change p99 ms: "
                 + ", ".join(fmt(c["p99_ms"], 1) for c in r["per_change"])
-                + (f"; GC pauses in broadcast: {r['gc_pauses_in_broadcast_ms']}"
-                   if r["gc_pauses_in_broadcast_ms"] else ""),
+                + (
+                    f"; GC pauses in broadcast: {r['gc_pauses_in_broadcast_ms']}"
+                    if r["gc_pauses_in_broadcast_ms"]
+                    else ""
+                ),
                 flush=True,
             )
             time.sleep(1.0)
@@ -936,9 +1014,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"machine": {"nproc": os.cpu_count(), "time": time.time()},
-             "args": vars(args), "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "machine": {"nproc": os.cpu_count(), "time": time.time()},
+                    "args": vars(args),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
         print(f"\nwrote {args.json}")
     return 0
 
