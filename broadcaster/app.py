@@ -23,7 +23,7 @@ from broadcaster.auth import Forbidden, Tokens, Unauthorized
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.gate import MaintenanceGate, Rule
-from broadcaster.hub import Event, Hub, Subscription
+from broadcaster.hub import Event, Hub, Subscription, freeze_heap
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
 from broadcaster.metrics import bind_gauges, exposition
@@ -100,6 +100,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         listener = asyncio.create_task(hub.run(), name="maintcast-hub")
         await hub.wait_ready(5.0)
+        freeze_heap(collect=True)  # start-up objects never need collecting
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for run in background:
