@@ -138,6 +138,10 @@ def worker(
         float | None,
         typer.Option(help="Rehearsal: the Unix time at which the clock reads --clock."),
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Run the scheduler worker on MAINTCAST_REDIS_URL until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -149,6 +153,13 @@ def worker(
     if not settings.redis_url:
         fail("maintcast worker needs MAINTCAST_REDIS_URL")
     the_clock = clock_or_fail(clock, speed, clock_wall)
+    if metrics_port is not None:
+        from broadcaster.metrics import serve_metrics
+
+        try:
+            serve_metrics(metrics_port, metrics_host)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: {exc.strerror}")
 
     async def run() -> None:
         redis, _ = connect(settings.redis_url)

@@ -15,6 +15,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -58,3 +59,9 @@ def bind_gauges(clients: Callable[[], int], redis_up: Callable[[], bool]) -> Non
 def exposition() -> tuple[bytes, str]:
     """The text exposition format body and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose ``/metrics`` on ``host:port`` from a background thread (the worker has no
+    HTTP server of its own)."""
+    start_http_server(port, addr=host, registry=REGISTRY)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 Redis = aioredis.Redis
 MAX_ATTEMPTS = 200
+MAX_REPLAY = 500
+"""Most events replayed to one reconnecting client; a longer gap gets a resync."""
 RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 """Errors that mean "Redis is unreachable right now": retry, serve last known state."""
 IDLE_PING_S = 5.0
@@ -170,15 +172,16 @@ class Store:
         """Status payloads published after seq ``after``, oldest first.
 
         Returns None when they cannot all be replayed (the gap is beyond the log's
-        retention, or ``after`` is above the current seq because the store was reset):
-        the caller then sends a ``resync``.
+        retention or longer than ``MAX_REPLAY``, or ``after`` is above the current seq
+        because the store was reset): the caller then sends a ``resync``, one status, which
+        is also cheaper than thousands of events to a client that was away that long.
         """
         seq = int(await self.redis.get(self.keys.seq) or 0)
-        if after > seq or after < 0:
+        if after > seq or after < 0 or seq - after > MAX_REPLAY:
             return None
         if after == seq:
             return []
-        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0")
+        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=MAX_REPLAY)
         if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
             return None
         return [fields[b"s"] for _, fields in rows]

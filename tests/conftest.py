@@ -166,7 +166,7 @@ def make_store(client: Any, prefix: str, *, grace_s: float = 5.0, retention: int
 
 def jst(*args: int) -> datetime:
     """A JST wall time as an aware UTC instant: ``jst(2021, 8, 9, 1)``."""
-    return datetime(*args, tzinfo=JST).astimezone(UTC)  # type: ignore[misc]
+    return datetime(*args).replace(tzinfo=JST).astimezone(UTC)  # type: ignore[arg-type]
 
 
 def settings_for(redis_url: str | None, prefix: str, **kw: Any) -> Settings:

@@ -407,3 +407,19 @@ async def test_sub_millisecond_instant_does_not_republish(any_redis: Any, key_pr
     assert await store.reconcile(now + timedelta(minutes=1)) == []
     expired = await store.reconcile(now + timedelta(minutes=30, seconds=1))
     assert [d["cause"]["type"] for d in expired] == ["override.expired"]
+
+
+async def test_a_long_gap_is_a_resync_not_a_flood(fake_redis: Any, key_prefix: str) -> None:
+    """A client away for more than MAX_REPLAY events gets one resync, not thousands."""
+    from broadcaster.domain import Cause
+    from broadcaster.store import MAX_REPLAY, Change
+
+    store = make_store(fake_redis, key_prefix)
+    now = jst(2021, 7, 1)
+    await store.import_schedule(example(now), now)
+    for _ in range(MAX_REPLAY + 1):
+        await store.apply(now, lambda st: Change(Cause("maintenance.updated", None, "t")))
+    assert await store.replay(0) is None
+    assert await store.replay(1) is None  # 501 behind
+    replayed = await store.replay(2)  # exactly MAX_REPLAY behind
+    assert replayed is not None and len(replayed) == MAX_REPLAY
