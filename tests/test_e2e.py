@@ -121,18 +121,6 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
             MAINTCAST_REDIS_URL=server.url,
             MAINTCAST_KEY_PREFIX=f"e2e{uuid.uuid4().hex[:10]}",
         )
-        now = datetime.now(UTC)
-        # Far enough ahead that three processes start and two clients connect before it
-        # starts (the CLI alone takes about a second to import), short enough to stay quick.
-        starts, ends = now + timedelta(seconds=6), now + timedelta(seconds=9)
-        window = {
-            "id": "e2e-window",
-            "title": {"ja": "テスト", "en": "e2e"},
-            "starts_at": _iso(starts),
-            "ends_at": _iso(ends),
-            "announce_at": _iso(now),
-            "affected": {"webcollect": ["*"], "atobarai": ["credit_card", "kuroneko_pay"]},
-        }
         expected = {
             "webcollect/credit_card",
             "webcollect/cvs_online",
@@ -142,13 +130,6 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
             "atobarai/kuroneko_pay",
         }
         schedule = tmp_path / "schedule.yaml"
-        schedule.write_text(
-            yaml.safe_dump({"catalog": CATALOG, "windows": [window]}, allow_unicode=True),
-            encoding="utf-8",
-        )
-        imported = await asyncio.to_thread(run_cli, ["windows", "import", str(schedule)], env)
-        assert imported.returncode == 0, imported.stdout + imported.stderr
-        assert "maintenance.scheduled e2e-window" in imported.stdout
 
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
@@ -181,6 +162,33 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                         await asyncio.gather(*(e.wait() for e in connected))
                     connected_at = datetime.now(UTC)
 
+                    # the import is the trigger, once everything runs and both clients listen,
+                    # so a slow start-up on a loaded machine cannot make the test miss the start
+                    now = datetime.now(UTC)
+                    starts, ends = now + timedelta(seconds=3), now + timedelta(seconds=6)
+                    window = {
+                        "id": "e2e-window",
+                        "title": {"ja": "テスト", "en": "e2e"},
+                        "starts_at": _iso(starts),
+                        "ends_at": _iso(ends),
+                        "announce_at": _iso(now),
+                        "affected": {
+                            "webcollect": ["*"],
+                            "atobarai": ["credit_card", "kuroneko_pay"],
+                        },
+                    }
+                    schedule.write_text(
+                        yaml.safe_dump(
+                            {"catalog": CATALOG, "windows": [window]}, allow_unicode=True
+                        ),
+                        encoding="utf-8",
+                    )
+                    imported = await asyncio.to_thread(
+                        run_cli, ["windows", "import", str(schedule)], env
+                    )
+                    assert imported.returncode == 0, imported.stdout + imported.stderr
+                    assert "maintenance.scheduled e2e-window" in imported.stdout
+
                     # the worker's heartbeat is fresh while it runs
                     check_deadline = time.monotonic() + 10
                     while True:
@@ -209,7 +217,9 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
 
         info = f"seen {[_types(s) for s in seen]}\n{tails(procs)}"
         assert connected_at < starts, f"clients connected after the window started; {info}"
-        for events in seen:
+        for i, events in enumerate(seen):
+            assert events[0]["seq"] == 0, info  # the empty store's snapshot on connect
+            events = seen[i] = events[1:]
             seqs = [e["seq"] for e in events]
             assert seqs == sorted(set(seqs)), f"not in seq order or duplicated; {info}"
             types = [t for _, t in _types(events)]

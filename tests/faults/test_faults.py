@@ -120,8 +120,6 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
         prefix = f"f{os.getpid()}a"
         env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
         schedule = tmp_path / "s.yaml"
-        write_schedule(schedule, starts_in_s=9, lasts_s=4)
-        assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
         port = free_port()
         with processes() as procs:
             workers = [Proc(f"worker{i}", ["worker"], env, tmp_path) for i in (1, 2)]
@@ -138,7 +136,11 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             leader = next(w for w in workers if w.proc.pid == leader_pid)
             other = next(w for w in workers if w is not leader)
             async with client_of(base) as client:
-                await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
+                await client.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
+                # the import is the trigger, once everything runs (robust to slow start-up)
+                write_schedule(schedule, starts_in_s=5, lasts_s=3)
+                assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+                await client.wait_for(lambda d: d["seq"] >= 1, 5, "scheduled", tails(procs))
                 os.kill(leader_pid, signal.SIGKILL)
                 await client.wait_for(
                     lambda d: (d["cause"] or {}).get("type") == "maintenance.ended",
@@ -147,6 +149,7 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
                     tails(procs),
                 )
             assert client.summary() == [
+                (0, None, "normal"),
                 (1, "maintenance.scheduled", "normal"),
                 (2, "maintenance.started", "maintenance"),
                 (3, "maintenance.ended", "normal"),
@@ -168,9 +171,6 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
         prefix = f"f{os.getpid()}b"
         env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
         schedule = tmp_path / "s.yaml"
-        write_schedule(schedule, starts_in_s=7, lasts_s=60)
-        assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
-        time.sleep(1.2)  # let the AOF fsync (appendfsync everysec) cover the import
         port = free_port()
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
@@ -178,7 +178,12 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
             base = f"http://127.0.0.1:{port}"
             await wait_ready(base, procs)
             async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
-                await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
+                await client.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
+                starts = write_schedule(schedule, starts_in_s=5, lasts_s=60)
+                assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
+                await client.wait_for(lambda d: d["seq"] >= 1, 5, "scheduled", tails(procs))
+                await asyncio.sleep(1.2)  # let the AOF fsync (appendfsync everysec) cover it
+                assert datetime.now(UTC) < starts, "too slow to kill Redis before the start"
                 server.kill()
                 deadline = time.monotonic() + 15
                 while (await http.get(f"{base}/readyz")).status_code != 503:
@@ -187,7 +192,8 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
                 while not (await http.get(f"{base}/v1/status")).json()["stale"]:
                     assert time.monotonic() < deadline, tails(procs)
                     await asyncio.sleep(0.1)
-                await asyncio.sleep(7)  # the boundary passes while Redis is down
+                while datetime.now(UTC) < starts + timedelta(seconds=1):
+                    await asyncio.sleep(0.1)  # the boundary passes while Redis is down
                 server.start()
                 await client.wait_for(
                     lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
@@ -196,7 +202,7 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
                 assert status["stale"] is False and status["state"] == "maintenance"
                 assert (await http.get(f"{base}/readyz")).status_code == 200
             summary = client.summary()
-            assert summary[0] == (1, "maintenance.scheduled", "normal"), summary
+            assert summary[:2] == [(0, None, "normal"), (1, "maintenance.scheduled", "normal")]
             assert summary[-1][0] == 2 and summary[-1][2] == "maintenance", summary
             assert summary[-1][1] in ("maintenance.started", "reconciled"), summary
             assert_clean_sequence(client)
