@@ -2,7 +2,7 @@
 
 What it does, in one run (everything on 127.0.0.1, every process its own, all stopped on exit):
 
-1. generates a seeded random schedule (``--windows``, default 220): random lengths, gaps,
+1. generates a seeded random schedule (``--windows``, default 240): random lengths, gaps,
    overlaps, windows that share a start, back-to-back windows that meet at one instant,
    several services and methods, every window announced (at import or at a random lead
    before its start, so announcements are boundaries too). Times sit on a grid of 5-minute
@@ -16,18 +16,20 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
    ``/readyz`` (stale / not-ready periods);
 4. injects faults at seeded random moments, bounded in count and spaced apart: SIGKILL of
    the leading worker and of the other worker (each restarted after a short random delay),
-   SIGKILL of Redis (restarted on the same port and AOF directory after a short delay), and
-   SIGSTOP/SIGCONT of Redis;
+   SIGKILL of Redis (restarted on the same port and AOF directory after a short delay),
+   SIGSTOP/SIGCONT of Redis, and SIGKILL of the API (restarted after a short delay; the
+   client resumes with ``Last-Event-ID``);
 5. compares the event log (XRANGE) and what the client saw with the ground truth computed by
    the pure domain function (``compute_status`` at every instant of ``boundaries_after``
    over the windows read back from the store), collapsing boundaries that change nothing.
 
 Counts (all must be 0):
-  MISSED        an expected change never published, although it held for at least
-                ``--settle`` real seconds outside every fault's effect window (changes that
-                came and went entirely inside an outage cannot be published by anyone and
-                are counted as ``superseded``, not missed: the next publish carries the state
-                that holds then, typed ``reconciled`` when later than the misfire grace)
+  MISSED        an expected change never published, although no fault touched the time it
+                held, or it held for at least ``--settle`` real seconds outside every fault's
+                effect window (changes that came and went entirely inside an outage cannot be
+                published by anyone and are counted as ``superseded``, not missed: the next
+                publish carries the state that holds then, typed ``reconciled`` when later
+                than the misfire grace)
   DUPLICATE     one expected change published by two events (or the same status twice)
   OUT-OF-ORDER  a published change older than one published before it (or ``as_of`` going
                 back, or a seq going back on the client's stream)
@@ -40,9 +42,10 @@ undone); 0 when the view never went wrong (no boundary passed while the fault la
 
 Run (from the repository root, in the venv)::
 
-    python bench/soak.py                                  # seed 1, 220 windows, ~4 min
+    python bench/soak.py                                  # seed 1, 240 windows, ~5 min
     python bench/soak.py --seed 7 --json /tmp/soak.json
-    python bench/soak.py --windows 60 --tick-real 0.3 --quick   # a 1-minute smoke run
+    python bench/soak.py --windows 60 --leader-kills 1 --other-kills 0 --redis-freezes 0 \
+        --api-kills 0                                     # a ~2-minute smoke run
 
 Exit status 0 when every count is 0 and the final state converged, else 1.
 """
@@ -52,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -91,7 +95,7 @@ TIME_DRIVEN = {
     "override.expired",
     "reconciled",
 }
-CATALOG = {
+CATALOG: dict[str, Any] = {
     "services": {
         "webcollect": {
             "name": {"ja": "クロネコwebコレクト", "en": "Kuroneko Web Collect"},
@@ -134,8 +138,8 @@ def make_schedule(rng: random.Random, n: int, t0: datetime) -> tuple[dict[str, A
         if shape == "back_to_back" and recent:
             start = rng.choice(recent)[1]
         elif shape == "overlap" and recent:
-            s, e = rng.choice(recent)
-            start = rng.randint(s, e - 1) if e - s > 1 else s
+            lo, hi = rng.choice(recent)
+            start = rng.randint(lo, hi - 1) if hi - lo > 1 else lo
         elif shape == "same_start" and recent:
             start = rng.choice(recent)[0]
         else:
@@ -147,11 +151,12 @@ def make_schedule(rng: random.Random, n: int, t0: datetime) -> tuple[dict[str, A
         last = max(last, start + length)
         picked = rng.sample(sorted(services), rng.choice([1, 1, 1, 2]))
         affected: dict[str, list[str]] = {}
-        for s in picked:
+        for svc in picked:
             if rng.random() < 0.35:
-                affected[s] = ["*"]
+                affected[svc] = ["*"]
             else:
-                affected[s] = sorted(rng.sample(services[s], rng.randint(1, len(services[s]))))
+                methods = services[svc]
+                affected[svc] = sorted(rng.sample(methods, rng.randint(1, len(methods))))
         lead = rng.randint(1, 30)
         announce = (
             EARLY_ANNOUNCE
@@ -248,12 +253,28 @@ class RedisServer:
         self.starts += 1
         log = (self.dir / f"redis.{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(self.dir), "--daemonize", "no",
-             "--loglevel", "notice"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "notice",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         log.close()
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
@@ -301,9 +322,14 @@ class Proc:
         self.runs += 1
         log = (self.workdir / f"{self.name}.{self.runs}.log").open("wb")
         self.proc = subprocess.Popen(
-            [MAINTCAST, *self.args], env=self.env, cwd=ROOT, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [MAINTCAST, *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
 
     @property
@@ -374,10 +400,18 @@ class Client:
                                 continue
                             d = orjson.loads(ev.data)
                             self.seen.append(
-                                Seen(time.time(), self.connections, d["seq"], d["as_of"],
-                                     (d.get("cause") or {}).get("type"), d["state"],
-                                     bool(d.get("stale")), status_key(d), d["components"])
-                            )  # fmt: skip
+                                Seen(
+                                    time.time(),
+                                    self.connections,
+                                    d["seq"],
+                                    d["as_of"],
+                                    (d.get("cause") or {}).get("type"),
+                                    d["state"],
+                                    bool(d.get("stale")),
+                                    status_key(d),
+                                    d["components"],
+                                )
+                            )
                             if ev.id:
                                 last_id = ev.id
                 except (httpx.HTTPError, OSError) as exc:
@@ -416,7 +450,7 @@ class Poller:
 
 @dataclass
 class Fault:
-    kind: str  # worker_kill_leader | worker_kill_other | redis_kill | redis_freeze
+    kind: str  # worker_kill_leader | worker_kill_other | redis_kill | redis_freeze | api_kill
     at: float  # planned real time
     hold: float  # seconds until restart / SIGCONT
     started: float = 0.0
@@ -449,7 +483,7 @@ def plan_faults(
 
 
 async def leader_pid(url: str) -> int | None:
-    r = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    r: Any = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         holder = await asyncio.wait_for(r.get(f"{{{PREFIX}}}:worker:leader"), 2)
         return int(holder.decode().split(":")[1]) if holder else None
@@ -460,7 +494,7 @@ async def leader_pid(url: str) -> int | None:
 
 
 async def inject(
-    faults: list[Fault], server: RedisServer, workers: list[Proc], log: list[str]
+    faults: list[Fault], server: RedisServer, workers: list[Proc], api: Proc, log: list[str]
 ) -> None:
     """Run the planned faults at their moments (sequentially, each undone before the next)."""
     for f in faults:
@@ -486,6 +520,13 @@ async def inject(
             await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
             target.start()
             f.undone = time.time()
+        elif f.kind == "api_kill":
+            f.started = time.time()
+            await asyncio.to_thread(api.kill)
+            await asyncio.sleep(f.hold)
+            api.start()
+            f.undone = time.time()
+            f.detail = f"api down {f.undone - f.started:.1f} s; client resumes (Last-Event-ID)"
         elif f.kind == "redis_kill":
             f.started = time.time()
             await asyncio.to_thread(server.kill)
@@ -508,7 +549,7 @@ async def inject(
 
 def effect_window(f: Fault) -> tuple[float, float]:
     """Real time during which this fault may keep anyone from publishing (plus recovery)."""
-    if f.kind == "worker_kill_other":
+    if f.kind in ("worker_kill_other", "api_kill"):
         return (f.started, f.started)
     if f.kind == "worker_kill_leader":
         return (f.started, f.started + LEADER_TTL_S + 2 * KEEPALIVE_S + 1.0)
@@ -557,7 +598,7 @@ def analyse(
     # -- the event log ------------------------------------------------------------------
     after_import = [e for e in log_events if e["seq"] > import_seq]
     seqs = [e["seq"] for e in log_events]
-    log_gaps = sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1)
+    log_gaps = sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
     invented, duplicate, out_of_order, not_time_driven = [], [], [], []
     published: dict[int, dict[str, Any]] = {}
     highest, last_as_of, last_key = 0, None, None
@@ -566,59 +607,69 @@ def analyse(
         by_type[e["type"]] = by_type.get(e["type"], 0) + 1
         if e["type"] not in TIME_DRIVEN:
             not_time_driven.append(e["seq"])
+        # each event is counted once, under the first rule it breaks
         idx = key_index.get(e["key"])
         as_of = codec.parse_wire_instant(e["as_of"])
-        if last_as_of is not None and as_of < last_as_of:
-            out_of_order.append({"seq": e["seq"], "why": "as_of went back"})
-        last_as_of = as_of
-        if e["key"] == last_key:
-            duplicate.append({"seq": e["seq"], "why": "same status as the event before"})
+        went_back = last_as_of is not None and as_of < last_as_of
+        last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
+        repeated = e["key"] == last_key
         last_key = e["key"]
-        if idx is None:
+        if repeated:
+            duplicate.append({"seq": e["seq"], "why": "same status as the event before"})
+        elif idx is None:
             invented.append({"seq": e["seq"], "type": e["type"], "as_of": e["as_of"]})
-            continue
-        if idx in published:
-            duplicate.append(
-                {"seq": e["seq"], "index": idx, "first_seq": published[idx]["seq"]}
+        elif idx in published:
+            duplicate.append({"seq": e["seq"], "index": idx, "first_seq": published[idx]["seq"]})
+        elif idx < highest or went_back:
+            out_of_order.append(
+                {"seq": e["seq"], "index": idx, "after_index": highest, "as_of": e["as_of"]}
             )
-            continue
-        if idx < highest:
-            out_of_order.append({"seq": e["seq"], "index": idx, "after_index": highest})
-        highest = max(highest, idx)
-        published[idx] = {**e, "wall_lag_s": None}
+            published[idx] = {**e, "wall_lag_s": None}
+        else:
+            highest = idx
+            published[idx] = {**e, "wall_lag_s": None}
     missed, superseded, optional = [], [], []
+    superseded_at: list[int] = []
     for i, x in enumerate(exp[1:], start=1):
         if i in published:
             continue
         hold_end = exp[i + 1].wall if i + 1 < len(exp) else end
         free = outside(x.wall, hold_end, effects)
-        info = {"index": i, "at": x.at.isoformat(), "held_s": round(hold_end - x.wall, 3),
-                "outside_faults_s": round(free, 3)}  # fmt: skip
-        if free >= settle:
+        info = {
+            "index": i,
+            "at": x.at.isoformat(),
+            "held_s": round(hold_end - x.wall, 3),
+            "outside_faults_s": round(free, 3),
+        }
+        if free >= settle or free >= hold_end - x.wall - 1e-6:  # or untouched by any fault
             missed.append(info)
         elif free <= 0:
             superseded.append(info)
+            superseded_at.append(i)
         else:
             optional.append(info)
-    for f, (s, e) in zip(faults, effects, strict=True):
-        f.superseded = sum(1 for x in superseded if s <= exp[x["index"]].wall <= e)
+    for f, (lo, hi) in zip(faults, effects, strict=True):
+        f.superseded = sum(1 for i in superseded_at if lo <= exp[i].wall <= hi)
 
     # -- the client -----------------------------------------------------------------------
     dedup: list[Seen] = []
     seen_seqs: set[int] = set()
     redelivered = client_back = 0
-    for s in client.seen:
-        if s.seq in seen_seqs:
+    for got in client.seen:
+        if got.seq in seen_seqs:
             redelivered += 1
             continue
-        if dedup and s.seq < dedup[-1].seq:
+        if dedup and got.seq < dedup[-1].seq:
             client_back += 1
-        seen_seqs.add(s.seq)
-        dedup.append(s)
+        seen_seqs.add(got.seq)
+        dedup.append(got)
     first_client_seq = dedup[0].seq if dedup else 0
     client_missing = sorted(set(range(first_client_seq, seqs[-1] + 1)) - seen_seqs)
-    client_idx = [(s.t, key_index.get(s.key)) for s in dedup if s.seq >= import_seq]
-    client_invented = sum(1 for _, i in client_idx if i is None)
+    client_idx = [(g.t, key_index.get(g.key)) for g in dedup if g.seq >= import_seq]
+    log_keys = {e["key"] for e in log_events}
+    client_invented = sum(
+        1 for g in dedup if g.seq >= import_seq and g.key not in key_index and g.key not in log_keys
+    )
 
     # lag: first arrival of a status at or past change i, minus the change's wall time
     lags: list[tuple[int, float]] = []
@@ -635,19 +686,23 @@ def analyse(
         if idx in published:
             published[idx]["wall_lag_s"] = lag
     calm_pairs = [
-        (idx, lag) for idx, lag in lags
-        if not any(f.started <= exp[idx].wall <= (f.undone or f.started) + 15.0 for f in faults)
-    ]  # fmt: skip
+        (idx, lag)
+        for idx, lag in lags
+        if not any(
+            f.started - 1.0 <= exp[idx].wall <= (f.undone or f.started) + 15.0 for f in faults
+        )
+    ]
     calm = sorted(lag for _, lag in calm_pairs)
     lag_outliers = [
         {"index": idx, "at_s": round(exp[idx].wall - origin, 2), "lag_s": round(lag, 3)}
-        for idx, lag in calm_pairs if lag > attr_min
-    ]  # fmt: skip
+        for idx, lag in calm_pairs
+        if lag > attr_min
+    ]
     expected_component_changes = sum(
-        1 for a, b in zip(exp, exp[1:], strict=False) if a.components != b.components
+        1 for a, b in itertools.pairwise(exp) if a.components != b.components
     )
     client_component_changes = sum(
-        1 for a, b in zip(dedup, dedup[1:], strict=False) if a.components != b.components
+        1 for a, b in itertools.pairwise(dedup) if a.components != b.components
     )
 
     # wrong periods: the client's view (latest change received) differs from the truth
@@ -709,12 +764,17 @@ def analyse(
         },
         "superseded_in_faults": len(superseded),
         "optional_unpublished": len(optional),
+        "optional_detail": optional[:20],
         "missed_detail": missed[:20],
         "duplicate_detail": duplicate[:20],
         "out_of_order_detail": out_of_order[:20],
         "invented_detail": invented[:20],
-        "lag_calm_s": {"n": len(calm), "p50": pct(calm, 0.5), "p99": pct(calm, 0.99),
-                       "max": round(calm[-1], 3) if calm else None},  # fmt: skip
+        "lag_calm_s": {
+            "n": len(calm),
+            "p50": pct(calm, 0.5),
+            "p99": pct(calm, 0.99),
+            "max": round(calm[-1], 3) if calm else None,
+        },
         "expected_component_changes": expected_component_changes,
         "lag_outliers": lag_outliers[:20],
         "stale_periods": [{"at_s": round(a - origin, 2), "s": round(b - a, 2)} for a, b in stale],
@@ -729,7 +789,7 @@ def analyse(
 
 
 def read_log(url: str) -> list[dict[str, Any]]:
-    r = redis.Redis.from_url(url, socket_timeout=10)
+    r: Any = redis.Redis.from_url(url, socket_timeout=10)
     try:
         rows = r.xrange(f"{{{PREFIX}}}:events")
     finally:
@@ -738,14 +798,21 @@ def read_log(url: str) -> list[dict[str, Any]]:
     for _, fields in rows:
         entry = orjson.loads(fields[b"e"])
         status = orjson.loads(fields[b"s"])
-        out.append({"seq": entry["seq"], "type": entry["type"], "window_id": entry["window_id"],
-                    "as_of": status["as_of"], "state": status["state"],
-                    "key": status_key(status)})  # fmt: skip
+        out.append(
+            {
+                "seq": entry["seq"],
+                "type": entry["type"],
+                "window_id": entry["window_id"],
+                "as_of": status["as_of"],
+                "state": status["state"],
+                "key": status_key(status),
+            }
+        )
     return out
 
 
 def read_store(url: str) -> tuple[Catalog, list[Any], int]:
-    r = redis.Redis.from_url(url, socket_timeout=10)
+    r: Any = redis.Redis.from_url(url, socket_timeout=10)
     try:
         raw = r.hgetall(f"{{{PREFIX}}}:windows")
         cat = r.get(f"{{{PREFIX}}}:catalog")
@@ -780,10 +847,17 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     tasks: list[asyncio.Task[Any]] = []
     try:
         server.start()
-        env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=PREFIX,
-                      MAINTCAST_TIMEZONE=ZONE)  # fmt: skip
-        done = subprocess.run([MAINTCAST, "windows", "import", str(path)], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        env = env_for(
+            MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=PREFIX, MAINTCAST_TIMEZONE=ZONE
+        )
+        done = subprocess.run(
+            [MAINTCAST, "windows", "import", str(path)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"import failed: {done.stdout}{done.stderr}")
         catalog, windows, import_seq = read_store(server.url)
@@ -792,8 +866,14 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await asyncio.sleep(1.2)  # appendfsync everysec: let the AOF cover the import
 
         wall0 = time.time() + args.lead
-        clock_args = ["--clock", t0.isoformat(), "--speed", repr(speed), "--clock-wall",
-                      repr(wall0)]  # fmt: skip
+        clock_args = [
+            "--clock",
+            t0.isoformat(),
+            "--speed",
+            repr(speed),
+            "--clock-wall",
+            repr(wall0),
+        ]
         exp, n_boundaries = ground_truth(catalog, windows, t0, wall0, speed, "Z010000000")
         end = wall0 + last_tick * args.tick_real + args.tail
         port = free_port()
@@ -807,52 +887,86 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         client, poller = Client(base), Poller(base)
         tasks.append(asyncio.create_task(client.run(end)))
         tasks.append(asyncio.create_task(poller.run(end)))
-        counts = {"worker_kill_leader": args.leader_kills, "worker_kill_other": args.other_kills,
-                  "redis_kill": args.redis_kills, "redis_freeze": args.redis_freezes}  # fmt: skip
+        counts = {
+            "worker_kill_leader": args.leader_kills,
+            "worker_kill_other": args.other_kills,
+            "redis_kill": args.redis_kills,
+            "redis_freeze": args.redis_freezes,
+            "api_kill": args.api_kills,
+        }
         run_s = last_tick * args.tick_real
         faults = plan_faults(rng, wall0 + 0.08 * run_s, wall0 + 0.88 * run_s, counts, 20.0)
         fault_log: list[str] = []
-        print(f"soak: {len(schedule['windows'])} windows, {n_boundaries} boundaries, "
-              f"{len(exp) - 1} expected changes, speed x{speed:g}, "
-              f"{run_s:.0f} s of schedule, {len(faults)} faults; logs in {workdir}",
-              flush=True)  # fmt: skip
-        injector = asyncio.create_task(inject(faults, server, workers, fault_log))
+        print(
+            f"soak: {len(schedule['windows'])} windows, {n_boundaries} boundaries, "
+            f"{len(exp) - 1} expected changes, speed x{speed:g}, "
+            f"{run_s:.0f} s of schedule, {len(faults)} faults; logs in {workdir}",
+            flush=True,
+        )
+        injector = asyncio.create_task(inject(faults, server, workers, api, fault_log))
         tasks.append(injector)
-        for _ in range(int(end - time.time()) + 5):  # bounded wait, one line per ~30 s
+        shown = int(end - time.time()) // 30
+        for _ in range(int(end - time.time()) + 5):  # bounded wait, one line per 30 s
             if time.time() >= end:
                 break
             if injector.done() and injector.exception():
                 raise injector.exception()  # type: ignore[misc]
             await asyncio.sleep(1)
             left = end - time.time()
-            if int(left) % 30 == 0:
-                print(f"  … {left:.0f} s left, client has {len(client.seen)} statuses",
-                      flush=True)
+            if int(left) // 30 < shown:
+                shown = int(left) // 30
+                print(
+                    f"  … {left:.0f} s left, client has {len(client.seen)} statuses, "
+                    f"faults done: {sum(1 for f in faults if f.undone)}",
+                    flush=True,
+                )
         await asyncio.wait_for(injector, 30)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         log_events = read_log(server.url)
-        report = analyse(exp, log_events, import_seq, client, poller, faults, end,
-                         args.settle, args.attr_min, wall0)  # fmt: skip
+        report = analyse(
+            exp,
+            log_events,
+            import_seq,
+            client,
+            poller,
+            faults,
+            end,
+            args.settle,
+            args.attr_min,
+            wall0,
+        )
         report["faults"] = [
-            {"kind": f.kind, "at_s": round(f.started - wall0, 2),
-             "clock_at": (t0 + timedelta(seconds=(f.started - wall0) * speed)).isoformat(),
-             "held_s": round((f.undone or f.started) - f.started, 2), "detail": f.detail,
-             "takeover_s": None if f.takeover_s is None else round(f.takeover_s, 2),
-             "superseded": f.superseded, "wrong_s": round(f.wrong_s, 2),
-             "stale_s": round(f.stale_s, 2), "time_to_correct_s": round(f.ttc_s, 2)}
+            {
+                "kind": f.kind,
+                "at_s": round(f.started - wall0, 2),
+                "clock_at": (t0 + timedelta(seconds=(f.started - wall0) * speed)).isoformat(),
+                "held_s": round((f.undone or f.started) - f.started, 2),
+                "detail": f.detail,
+                "takeover_s": None if f.takeover_s is None else round(f.takeover_s, 2),
+                "superseded": f.superseded,
+                "wrong_s": round(f.wrong_s, 2),
+                "stale_s": round(f.stale_s, 2),
+                "time_to_correct_s": round(f.ttc_s, 2),
+            }
             for f in faults
-        ]  # fmt: skip
+        ]
         report["run"] = {
             "command": " ".join(["python bench/soak.py", *sys.argv[1:]]),
-            "seed": args.seed, "windows": len(schedule["windows"]),
-            "boundaries": n_boundaries, "expected_changes": len(exp) - 1,
+            "seed": args.seed,
+            "windows": len(schedule["windows"]),
+            "boundaries": n_boundaries,
+            "expected_changes": len(exp) - 1,
             "meeting_or_noop_boundaries": n_boundaries - (len(exp) - 1),
-            "speed": speed, "tick_real_s": args.tick_real,
+            "meeting_instants": len({w.starts_at for w in windows} & {w.ends_at for w in windows}),
+            "shared_starts": len(windows) - len({w.starts_at for w in windows}),
+            "speed": speed,
+            "tick_real_s": args.tick_real,
             "schedule_span": f"{t0.isoformat()} .. {(t0 + last_tick * TICK).isoformat()}",
-            "real_s": round(end - wall0, 1), "faults": len(faults),
-        }  # fmt: skip
+            "real_s": round(end - wall0, 1),
+            "faults": len(faults),
+        }
         report["worst_time_to_correct_s"] = max((f.ttc_s for f in faults), default=0.0)
         return report
     finally:
@@ -874,16 +988,26 @@ def print_report(rep: dict[str, Any]) -> None:
         ("windows", run["windows"]),
         ("boundaries in the schedule", run["boundaries"]),
         ("expected changes (ground truth)", run["expected_changes"]),
-        ("  boundaries collapsed (meeting / no change)", run["meeting_or_noop_boundaries"]),
+        ("  boundaries collapsed (no change)", run["meeting_or_noop_boundaries"]),
+        ("  instants where one window ends as another starts", run["meeting_instants"]),
+        ("  windows sharing a start with another", run["shared_starts"]),
         ("speed / real seconds", f"x{run['speed']:g} / {run['real_s']}"),
-        ("events in the log (XRANGE), after import", f"{lg['time_driven_events']} "
-         f"(+{lg['import_events']} import), seq gaps {lg['seq_gaps']}"),
+        (
+            "events in the log (XRANGE), after import",
+            f"{lg['time_driven_events']} "
+            f"(+{lg['import_events']} import), seq gaps {lg['seq_gaps']}",
+        ),
         ("  by type", ", ".join(f"{k} {v}" for k, v in sorted(lg["by_type"].items()))),
-        ("statuses seen by the client", f"{cl['statuses_received']} "
-         f"({cl['distinct_seqs']} distinct seqs, {cl['redelivered_deduplicated']} redelivered, "
-         f"{cl['seqs_missing']} missing, {cl['connections']} connection(s))"),
-        ("component-map changes expected / seen by the client",
-         f"{rep['expected_component_changes']} / {cl['component_changes']}"),
+        (
+            "statuses seen by the client",
+            f"{cl['statuses_received']} "
+            f"({cl['distinct_seqs']} distinct seqs, {cl['redelivered_deduplicated']} redelivered, "
+            f"{cl['seqs_missing']} missing, {cl['connections']} connection(s))",
+        ),
+        (
+            "component-map changes expected / seen by the client",
+            f"{rep['expected_component_changes']} / {cl['component_changes']}",
+        ),
         ("superseded inside a fault (not publishable)", rep["superseded_in_faults"]),
         ("DELIVERY GAPS (in the log, never sent to the open stream)", cl["seqs_missing"]),
         ("MISSED", c["missed"]),
@@ -891,21 +1015,27 @@ def print_report(rep: dict[str, Any]) -> None:
         ("OUT-OF-ORDER", c["out_of_order"]),
         ("INVENTED", c["invented"]),
         ("converged (log / client)", f"{rep['converged']['log']} / {rep['converged']['client']}"),
-        ("client lag outside faults p50/p99/max s", "{p50} / {p99} / {max}".format(
-            **rep["lag_calm_s"])),
+        (
+            "client lag outside faults p50/p99/max s",
+            "{p50} / {p99} / {max}".format(**rep["lag_calm_s"]),
+        ),
         ("worst time-to-correct after a fault (s)", round(rep["worst_time_to_correct_s"], 2)),
-    ]  # fmt: skip
+    ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     print()
-    print(f"{'fault':<20} {'at s':>6} {'held s':>6} {'takeover':>8} {'supersd':>7} "
-          f"{'wrong s':>7} {'stale s':>7} {'TTC s':>6}  detail")  # fmt: skip
+    print(
+        f"{'fault':<20} {'at s':>6} {'held s':>6} {'takeover':>8} {'supersd':>7} "
+        f"{'wrong s':>7} {'stale s':>7} {'TTC s':>6}  detail"
+    )
     for f in rep["faults"]:
         tk = "" if f["takeover_s"] is None else f"{f['takeover_s']:.2f}"
-        print(f"{f['kind']:<20} {f['at_s']:>6.1f} {f['held_s']:>6.1f} {tk:>8} "
-              f"{f['superseded']:>7} {f['wrong_s']:>7.2f} {f['stale_s']:>7.2f} "
-              f"{f['time_to_correct_s']:>6.2f}  {f['detail']}")  # fmt: skip
+        print(
+            f"{f['kind']:<20} {f['at_s']:>6.1f} {f['held_s']:>6.1f} {tk:>8} "
+            f"{f['superseded']:>7} {f['wrong_s']:>7.2f} {f['stale_s']:>7.2f} "
+            f"{f['time_to_correct_s']:>6.2f}  {f['detail']}"
+        )
     if rep["client"]["seqs_missing_list"]:
         print(f"seqs never delivered to the client: {rep['client']['seqs_missing_list']}")
     if rep["lag_outliers"]:
@@ -919,20 +1049,41 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--windows", type=int, default=240)
-    ap.add_argument("--tick-real", type=float, default=0.35,
-                    help="real seconds per 5-minute tick of the schedule (sets --speed)")
+    ap.add_argument(
+        "--tick-real",
+        type=float,
+        default=0.35,
+        help="real seconds per 5-minute tick of the schedule (sets --speed)",
+    )
     ap.add_argument("--leader-kills", type=int, default=3)
     ap.add_argument("--other-kills", type=int, default=2)
     ap.add_argument("--redis-kills", type=int, default=2)
     ap.add_argument("--redis-freezes", type=int, default=2)
-    ap.add_argument("--lead", type=float, default=6.0,
-                    help="real seconds between start-up and the clock reaching T0")
-    ap.add_argument("--tail", type=float, default=12.0,
-                    help="real seconds to keep watching after the last boundary")
-    ap.add_argument("--settle", type=float, default=1.0,
-                    help="a change held this long outside faults must have been published")
-    ap.add_argument("--attr-min", type=float, default=0.5,
-                    help="wrong periods shorter than this are normal publish lag")
+    ap.add_argument("--api-kills", type=int, default=1)
+    ap.add_argument(
+        "--lead",
+        type=float,
+        default=6.0,
+        help="real seconds between start-up and the clock reaching T0",
+    )
+    ap.add_argument(
+        "--tail",
+        type=float,
+        default=12.0,
+        help="real seconds to keep watching after the last boundary",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="a change held this long outside faults must have been published",
+    )
+    ap.add_argument(
+        "--attr-min",
+        type=float,
+        default=0.5,
+        help="wrong periods shorter than this are normal publish lag",
+    )
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--keep", type=Path, help="keep the logs and schedule in this directory")
     args = ap.parse_args()
@@ -941,6 +1092,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (&)
     workdir = Path(tempfile.mkdtemp(prefix="maintcast-soak-"))
     ok = False
     try:

@@ -188,6 +188,18 @@ class Hub:
     async def _resync(self) -> None:
         """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some."""
         self.catalog = await self.store.catalog()
+        current = self.current
+        # pub/sub dropped what was published while away: deliver it from the event log, in
+        # order, so open streams see one event per change (no seq gap); a gap the log cannot
+        # fill or a store reset (replay None) falls back to the stored status.
+        missed = await self.store.replay(current.seq) if current and current.seq else None
+        if missed:
+            if self.stale:
+                log.info("redis reachable again; replaying %d missed event(s)", len(missed))
+            self.stale = False
+            for payload in missed:
+                self._deliver(Event(codec.loads(payload), payload))
+            return
         doc = await self.store.status(self.clock.now())
         if self.stale:
             log.info("redis reachable again; status seq=%s", doc["seq"])

@@ -394,6 +394,11 @@ class Store:
 
         def build(st: State) -> Plan:
             plan = Plan()
+            if st.status is not None and codec.status_instant(st.status) > now:
+                # ``now`` was read before a slow round trip (a stalled Redis released several
+                # jobs at once): a newer status is stored already; publishing the state at
+                # ``now`` would move the status back in time.
+                return plan
             self.add_due_event(st, now, plan)
             return plan
 

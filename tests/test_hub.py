@@ -130,3 +130,21 @@ async def test_a_failing_handler_does_not_end_the_subscription(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_resync_replays_what_pubsub_lost(fake_redis: Any, key_prefix: str) -> None:
+    """After a reconnect the hub delivers the missed events from the log, in order, so open
+    streams see every change (no seq gap), not only the latest status."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    hub = Hub(store, clock)
+    await hub._resync()  # as on the first subscription
+    assert hub.current is not None and hub.current.seq == 1
+    sub = hub.subscribe()
+    await store.reconcile(jst(2021, 8, 9, 1))  # published while the hub was away
+    await store.reconcile(jst(2021, 8, 9, 6))
+    await hub._resync()  # as on the re-subscription
+    seqs = [sub.queue.get_nowait().seq for _ in range(2)]  # type: ignore[union-attr]
+    assert seqs == [2, 3] and sub.queue.empty()

@@ -423,3 +423,17 @@ async def test_a_long_gap_is_a_resync_not_a_flood(fake_redis: Any, key_prefix: s
     assert await store.replay(1) is None  # 501 behind
     replayed = await store.replay(2)  # exactly MAX_REPLAY behind
     assert replayed is not None and len(replayed) == MAX_REPLAY
+
+
+async def test_a_reconcile_older_than_the_stored_status_publishes_nothing(
+    any_redis: Any, key_prefix: str
+) -> None:
+    """A job whose ``now`` was read before a slow round trip must not move the status back
+    in time (found by bench/soak.py after a Redis freeze)."""
+    store = make_store(any_redis, key_prefix)
+    now = jst(2021, 8, 9, 0, 59)
+    await store.import_schedule(example(now), now)
+    assert len(await store.reconcile(jst(2021, 8, 9, 6, 1))) == 1  # the window is over
+    stored = await store.status(jst(2021, 8, 9, 6, 1))
+    assert await store.reconcile(jst(2021, 8, 9, 2)) == []
+    assert (await store.status(jst(2021, 8, 9, 6, 1)))["seq"] == stored["seq"]

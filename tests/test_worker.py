@@ -160,3 +160,35 @@ async def test_heartbeat_while_running(fake_redis: Any, key_prefix: str) -> None
         raw = await fake_redis.get(store.keys.worker_heartbeat)
         worker_id, at = raw.decode().split(" ")
         assert ":" in worker_id and at.startswith("2021-07-01T03:00")
+
+
+async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_prefix: str) -> None:
+    """A re-plan running just as a boundary passes must not drop that boundary's job
+    (found by bench/soak.py: the switch was then left to the 30 s safety tick)."""
+
+    class Clock:
+        speed = 1.0
+        at = jst(2021, 8, 9, 0, 59, 59)
+
+        def now(self) -> datetime:
+            return self.at
+
+        def wall_time_of(self, instant: datetime) -> datetime:
+            return instant + timedelta(days=365 * 100)  # far away: jobs never fire here
+
+    clock = Clock()
+    store = await imported(fake_redis, key_prefix, clock.now())
+    w = Worker(store, clock)  # type: ignore[arg-type]
+    w.scheduler.start(paused=True)
+    try:
+        await w.plan()
+        job = f"boundary:{jst(2021, 8, 9, 1).isoformat()}"
+        assert w.scheduler.get_job(job) is not None
+        clock.at = jst(2021, 8, 9, 1, 0, 0, 1000)  # the boundary passed, its job not run yet
+        await w.plan()
+        assert w.scheduler.get_job(job) is not None
+    finally:
+        w.scheduler.shutdown(wait=False)
+        async with asyncio.timeout(5):
+            while w.scheduler.running:
+                await asyncio.sleep(0)

@@ -51,7 +51,7 @@ class Worker:
         self.tick_s = tick_s
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self._planned: set[str] = set()
+        self._planned: dict[str, datetime] = {}
         self.leader = False
         self._listener: asyncio.Task[None] | None = None
 
@@ -100,7 +100,10 @@ class Worker:
         now = self.clock.now()
         wanted = boundaries_after(st.windows.values(), st.override, now)[:MAX_PLANNED]
         ids = {f"{BOUNDARY_PREFIX}{b.isoformat()}": b for b in wanted}
-        for job_id in self._planned - ids.keys():
+        # a job whose boundary just passed but that has not run yet (the loop was busy,
+        # e.g. in this very re-plan) stays: removing it would leave the boundary to the tick
+        due = {j: b for j, b in self._planned.items() if b <= now and j not in ids}
+        for job_id in self._planned.keys() - ids.keys() - due.keys():
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(job_id)
         for job_id, b in ids.items():
@@ -120,14 +123,14 @@ class Worker:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        if set(ids) != self._planned:
+        if ids.keys() != self._planned.keys() - due.keys():
             log.info(
                 "planned %d boundary jobs; next at %s", len(ids), wanted[0] if wanted else None
             )
-        self._planned = set(ids)
+        self._planned = {**due, **ids}
 
     async def _boundary(self, boundary: datetime) -> None:
-        self._planned.discard(f"{BOUNDARY_PREFIX}{boundary.isoformat()}")
+        self._planned.pop(f"{BOUNDARY_PREFIX}{boundary.isoformat()}", None)
         await reconcile_until_done(self.store, self.clock, boundary, fence=self.worker_id)
 
     async def _tick(self) -> None:
