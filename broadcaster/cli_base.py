@@ -50,8 +50,19 @@ def tokens_or_fail(settings: Settings) -> Tokens:
         fail(str(exc))
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def setup_logging(log_format: str = "text") -> None:
+    """One line per record; ``json`` (MAINTCAST_LOG_FORMAT) for log shippers: publishes carry
+    ``seq``, ``cause``, ``window_id`` and ``state`` as fields."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=True)
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 

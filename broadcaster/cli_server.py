@@ -53,8 +53,8 @@ def serve(
     from broadcaster.app import create_app
     from worker.scheduler import running_worker
 
-    setup_logging()
     settings = settings_or_fail()
+    setup_logging(settings.log_format)
     the_clock = clock_or_fail(clock, speed)
     if schedule is not None:
         validate_schedule_file(schedule, settings, the_clock)
@@ -114,8 +114,8 @@ def api(
     """The API alone, on a shared Redis (MAINTCAST_REDIS_URL)."""
     import uvicorn
 
-    setup_logging()
     settings = settings_or_fail()
+    setup_logging(settings.log_format)
     if not settings.redis_url:
         fail("maintcast api needs MAINTCAST_REDIS_URL (use `maintcast serve` for one process)")
     tokens_or_fail(settings)  # fail here, in one line, rather than in each uvicorn worker
@@ -148,8 +148,8 @@ def worker(
         return
     from worker.scheduler import running_worker
 
-    setup_logging()
     settings = settings_or_fail()
+    setup_logging(settings.log_format)
     if not settings.redis_url:
         fail("maintcast worker needs MAINTCAST_REDIS_URL")
     the_clock = clock_or_fail(clock, speed, clock_wall)

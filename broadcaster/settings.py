@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,6 +31,7 @@ class Settings(BaseSettings):
     misfire_grace_s: float = Field(5.0, ge=0)
     client_queue: int = Field(64, ge=1)
     gate_bypass_secret: str | None = None
+    log_format: Literal["text", "json"] = "text"
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
 

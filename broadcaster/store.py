@@ -302,7 +302,7 @@ class Store:
                     await pipe.watch(*k.inputs, k.contact, *([k.worker_leader] if fence else []))
                     if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
                         await pipe.reset()
-                        log.info("not the leader (%s): publishing nothing", fence)
+                        log.debug("not the leader (%s): publishing nothing", fence)
                         return []
                     st = self._parse(
                         [
@@ -339,6 +339,12 @@ class Store:
                     d["cause"]["type"],
                     d["cause"]["window_id"],
                     d["state"],
+                    extra={
+                        "seq": d["seq"],
+                        "cause": d["cause"]["type"],
+                        "window_id": d["cause"]["window_id"],
+                        "state": d["state"],
+                    },
                 )
             return docs
         raise RuntimeError(f"could not publish after {MAX_ATTEMPTS} conflicting attempts")
