@@ -240,6 +240,8 @@ def create_app(
             await asyncio.wait_for(store.ping(), 1.0)
         except RECONNECT_ERRORS as exc:
             return error(503, "redis_unreachable", f"redis unreachable: {exc}")
+        if hub.stale:  # Redis answers, but this process's subscription is not back yet
+            return error(503, "resubscribing", "the live subscription is reconnecting")
         return JSONResponse({"status": "ready"})
 
     return app
@@ -275,11 +277,11 @@ async def _stream(
         if replay is None:  # no resume point: the current status, or a resync
             ev = await hub.snapshot()
             doc, frame = ev.view(scope, hub.scope_view)
-            if resume is not None:
-                doc = {
-                    **doc,
-                    "cause": {"type": "resync", "window_id": None, "actor": None, "reason": None},
-                }
+            if resume is not None or hub.stale:
+                doc = {**doc, "stale": hub.stale}
+                if resume is not None:
+                    resync = {"type": "resync", "window_id": None, "actor": None, "reason": None}
+                    doc["cause"] = resync
                 frame = codec.sse_frame(ev.seq, codec.dumps(doc))
             yield frame
             last_seq, last_view = ev.seq, doc
