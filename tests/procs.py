@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
+import pytest
 
 from tests.conftest import ROOT
 
@@ -93,3 +98,23 @@ def run_cli(
 def tails(procs: list[Proc]) -> str:
     """The log tails of ``procs``, for assertion messages."""
     return "\n".join(p.tail() for p in procs)
+
+
+async def wait_ready(
+    client: httpx.AsyncClient, base: str, procs: list[Proc], timeout: float = 20
+) -> None:
+    """Poll ``base``/readyz until 200 (bounded); fail with the logs if a process died."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.alive(), f"{p.name} exited\n{p.tail()}"
+        try:
+            r = await client.get(f"{base}/readyz", timeout=1)
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{base} not ready within {timeout} s ({last})\n{tails(procs)}")

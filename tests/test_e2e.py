@@ -26,7 +26,7 @@ import yaml
 from httpx_sse import aconnect_sse
 
 from tests.conftest import EXAMPLE, free_port, start_redis
-from tests.procs import MAINTCAST, Proc, env_for, processes, run_cli, tails
+from tests.procs import MAINTCAST, Proc, env_for, processes, run_cli, tails, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -53,24 +53,6 @@ CATALOG: dict[str, Any] = {
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-async def _wait_ready(
-    client: httpx.AsyncClient, base: str, proc: Proc, timeout: float = 15
-) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        assert proc.alive(), f"{proc.name} exited with {proc.proc.returncode}\n{proc.tail()}"
-        try:
-            r = await client.get(f"{base}/readyz", timeout=1)
-            if r.status_code == 200:
-                return
-            last = f"{r.status_code} {r.text}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{proc.name} not ready at {base} within {timeout} s ({last})\n{proc.tail()}")
 
 
 async def _collect(
@@ -148,7 +130,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                 httpx.AsyncClient(timeout=timeout) as c2,
             ):
                 for client, base, proc in zip((c1, c2), bases, apis, strict=True):
-                    await _wait_ready(client, base, proc)
+                    await wait_ready(client, base, [proc], timeout=15)
                 seen: list[list[dict[str, Any]]] = [[], []]
                 connected = [asyncio.Event(), asyncio.Event()]
                 tasks = [
@@ -421,7 +403,7 @@ async def test_serve_embedded_rehearsal(tmp_path: Path) -> None:
         procs.append(serve)
         seen: list[dict[str, Any]] = []
         async with httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as client:
-            await _wait_ready(client, base, serve, timeout=10)
+            await wait_ready(client, base, [serve], timeout=10)
             try:
                 async with asyncio.timeout(10):
                     await _collect(client, f"{base}/v1/stream", seen, "maintenance.started")

@@ -44,7 +44,7 @@ import pytest
 
 from tests.conftest import EXAMPLE, free_port, need, start_redis
 from tests.nginx_site import SITE, render_site
-from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails
+from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -163,23 +163,6 @@ def distinct_ports(n: int) -> list[int]:
         if p not in ports:
             ports.append(p)
     return ports
-
-
-async def wait_ready(client: httpx.AsyncClient, base: str, procs: list[Proc]) -> None:
-    deadline = time.monotonic() + 20
-    last = "no answer"
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.alive(), f"{p.name} exited\n{p.tail()}"
-        try:
-            r = await client.get(f"{base}/readyz", timeout=1)
-            if r.status_code == 200:
-                return
-            last = f"{r.status_code} {r.text}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{base} not ready within 20 s ({last})\n{tails(procs)}")
 
 
 async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:

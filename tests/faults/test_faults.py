@@ -25,7 +25,7 @@ import yaml
 from httpx_sse import aconnect_sse
 
 from tests.conftest import free_port, start_redis
-from tests.procs import Proc, env_for, processes, run_cli, tails
+from tests.procs import Proc, env_for, processes, run_cli, tails, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -82,19 +82,6 @@ class Client:
             await asyncio.sleep(0.05)
 
 
-async def wait_ready(base: str, procs: list[Proc], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        while True:
-            try:
-                if (await http.get(f"{base}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{base} not ready\n{tails(procs)}"
-            await asyncio.sleep(0.1)
-
-
 @asynccontextmanager
 async def client_of(base: str) -> AsyncIterator[Client]:
     client = Client(base)
@@ -126,7 +113,8 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             procs += workers
             procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
             base = f"http://127.0.0.1:{port}"
-            await wait_ready(base, procs)
+            async with httpx.AsyncClient() as probe:
+                await wait_ready(probe, base, procs)
             r = redis.Redis.from_url(server.url)
             deadline = time.monotonic() + 10
             while (holder := r.get(f"{{{prefix}}}:worker:leader")) is None:
@@ -176,7 +164,8 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
             procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
             base = f"http://127.0.0.1:{port}"
-            await wait_ready(base, procs)
+            async with httpx.AsyncClient() as probe:
+                await wait_ready(probe, base, procs)
             async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
                 await client.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
                 starts = write_schedule(schedule, starts_in_s=5, lasts_s=60)
@@ -225,7 +214,8 @@ async def test_redis_frozen_then_resumed(tmp_path: Path) -> None:
         with processes() as procs:
             procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
             base = f"http://127.0.0.1:{port}"
-            await wait_ready(base, procs)
+            async with httpx.AsyncClient() as probe:
+                await wait_ready(probe, base, procs)
             assert server.proc is not None
             async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
                 await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
