@@ -1,4 +1,4 @@
-"""The only module that talks to Redis: reads, the atomic publish, the event log, pub/sub.
+"""Reads, the atomic publish and the event log (the store package is the only Redis user).
 
 Every publish is one WATCH/MULTI transaction over the keys the status is computed from
 (``Keys.inputs``): the status, its event-log entry and its pub/sub message carry the same
@@ -9,67 +9,28 @@ was chosen over Lua because it behaves the same on real Redis and on fakeredis.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from broadcaster import codec
 from broadcaster.domain import Catalog, Cause, Override, Window
-from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
+from broadcaster.keys import Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
 from broadcaster.status import StatusCore, compute_status, time_driven_cause
+from broadcaster.store.client import Redis
+from broadcaster.store.coordination import MAX_ATTEMPTS, Coordination
 from broadcaster.validation import Contact, Defaults, Schedule
 
 log = logging.getLogger(__name__)
 
-Redis = aioredis.Redis
-MAX_ATTEMPTS = 200
 MAX_REPLAY = 500
 """Most events replayed to one reconnecting client; a longer gap gets a resync."""
-RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-"""Errors that mean "Redis is unreachable right now": retry, serve last known state."""
-SOCKET_TIMEOUT_S = 5.0
-"""Seconds a Redis command or connect may take before it counts as unreachable."""
-MAX_BACKOFF_S = 2.0
-"""Longest pause between reconnects (times 0.5-1.5 jitter): one cheap connect per process,
-and Redis coming back is noticed within about 3 s (bench/soak.py: 5 s made it 11.6 s)."""
-IDLE_PING_S = 5.0
-"""Send a PING on the subscription after this many idle seconds..."""
-DEAD_AFTER_S = 10.0
-"""...and reconnect when nothing at all (not even the PONG) arrived for this long: a stopped
-or half-open server makes ``get_message`` return None forever."""
-
-
-def connect(url: str | None) -> tuple[Redis, bool]:
-    """A client for ``url``, or an embedded in-memory Redis (fakeredis) when ``url`` is None.
-
-    Returns ``(client, embedded)``; the caller owns and closes the client.
-    """
-    if url:
-        # timeouts: a half-open connection (peer gone, no RST) must fail a command within
-        # seconds, not after the kernel's ~15 min of retransmissions (bench/soak.py finding E)
-        client = aioredis.Redis.from_url(
-            url,
-            health_check_interval=10,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
-            socket_keepalive=True,
-        )
-        return client, False
-    import fakeredis  # the embedded default only; never used with a real Redis
-
-    return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), True
 
 
 @dataclass
@@ -109,7 +70,7 @@ class Change:
     set_override: bool = False
 
 
-class Store:
+class Store(Coordination):
     """Maintcast's data in Redis under one key prefix (see :mod:`broadcaster.keys`).
 
     The store does not own ``redis``: whoever created the client closes it.
@@ -199,66 +160,6 @@ class Store:
         if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
             return None
         return [fields[b"s"] for _, fields in rows]
-
-    async def follow(
-        self,
-        handle: Callable[[bytes | None], Awaitable[None]],
-        on_lost: Callable[[BaseException], None],
-    ) -> None:
-        """Follow the change channel forever (cancel to stop).
-
-        ``handle(None)`` is awaited after every (re)subscription, including redis-py's
-        silent resubscribe after a reconnect (seen only as another ``subscribe``
-        confirmation): pub/sub dropped whatever was published meanwhile, so re-read the
-        stored status. ``handle(payload)`` is awaited for each published status. On a
-        connection error (raised here or by ``handle``) ``on_lost`` is called and the
-        subscription is rebuilt after a backoff with jitter (0.1 s doubling to 2 s).
-        """
-        backoff = 0.1
-        while True:
-            pubsub: Any = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.keys.channel)
-                last_seen, pinged = time.monotonic(), False
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-                    now = time.monotonic()
-                    if msg is None:
-                        if now - last_seen > DEAD_AFTER_S:
-                            raise RedisTimeoutError("no reply on the subscription (half-open?)")
-                        if now - last_seen > IDLE_PING_S and not pinged:
-                            await asyncio.wait_for(pubsub.ping(), 2.0)
-                            pinged = True
-                        continue
-                    last_seen, pinged = now, False
-                    kind = msg["type"]
-                    if kind in (b"subscribe", "subscribe"):
-                        await self._safely(handle, None)
-                        backoff = 0.1
-                    elif kind in (b"message", "message"):
-                        await self._safely(handle, msg["data"])
-            except RECONNECT_ERRORS as exc:
-                on_lost(exc)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # closing a broken connection may fail too; nothing to do
-                    log.debug("pubsub close failed", exc_info=True)
-
-    @staticmethod
-    async def _safely(
-        handle: Callable[[bytes | None], Awaitable[None]], payload: bytes | None
-    ) -> None:
-        """Run a follower's handler; a bug in it is logged, not fatal to the subscription
-        (connection errors still propagate, to reconnect)."""
-        try:
-            await handle(payload)
-        except RECONNECT_ERRORS:
-            raise
-        except Exception:
-            log.exception("handling a change failed; following on")
 
     async def ping(self) -> bool:
         """Whether Redis answers."""
@@ -424,38 +325,6 @@ class Store:
 
         return await self.transact(now, build, fence=fence)
 
-    async def lead(self, worker_id: str, ttl_s: float) -> bool:
-        """Take or renew the leader lock for ``ttl_s`` seconds; False if another holds it."""
-        k = self.keys.worker_leader
-        for _ in range(MAX_ATTEMPTS):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(k)
-                    holder = await pipe.get(k)
-                    if holder is not None and holder != worker_id.encode():
-                        await pipe.reset()
-                        return False
-                    pipe.multi()
-                    pipe.set(k, worker_id, px=int(ttl_s * 1000))
-                    await pipe.execute()
-                    return True
-                except WatchError:
-                    continue
-        return False
-
-    async def resign(self, worker_id: str) -> None:
-        """Give the leader lock up if ``worker_id`` holds it (clean shutdown: no TTL wait)."""
-        k = self.keys.worker_leader
-        async with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(k)
-                if await pipe.get(k) == worker_id.encode():
-                    pipe.multi()
-                    pipe.delete(k)
-                    await pipe.execute()
-            except WatchError:
-                pass  # someone else changed it: then it is not ours to delete
-
     async def apply(self, now: datetime, change: Callable[[State], Change]) -> list[codec.Doc]:
         """Apply one ops write atomically and publish its event (always: an accepted write
         is an event). A time-driven change due at ``now`` is published first, as its own
@@ -516,15 +385,3 @@ class Store:
             return plan
 
         return await self.transact(now, build)
-
-    async def heartbeat(self, now: datetime, worker_id: str) -> None:
-        """Record that a worker is alive (fresh for ``WORKER_HEARTBEAT_TTL_S`` seconds)."""
-        await self.redis.set(
-            self.keys.worker_heartbeat,
-            f"{worker_id} {now.isoformat()}",
-            ex=WORKER_HEARTBEAT_TTL_S,
-        )
-
-    async def worker_alive(self) -> bool:
-        """Whether some worker's heartbeat is fresh."""
-        return bool(await self.redis.exists(self.keys.worker_heartbeat))

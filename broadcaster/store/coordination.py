@@ -1,0 +1,137 @@
+"""The coordination side of the store: the change feed (pub/sub), the leader lock, the
+worker heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from broadcaster.keys import WORKER_HEARTBEAT_TTL_S, Keys
+from broadcaster.store.client import (
+    DEAD_AFTER_S,
+    IDLE_PING_S,
+    MAX_BACKOFF_S,
+    RECONNECT_ERRORS,
+)
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 200
+
+
+class Coordination:
+    """Follow the change channel; take, renew and give up the leader lock; heartbeat."""
+
+    redis: Any
+    keys: Keys
+
+    async def follow(
+        self,
+        handle: Callable[[bytes | None], Awaitable[None]],
+        on_lost: Callable[[BaseException], None],
+    ) -> None:
+        """Follow the change channel forever (cancel to stop).
+
+        ``handle(None)`` is awaited after every (re)subscription, including redis-py's
+        silent resubscribe after a reconnect (seen only as another ``subscribe``
+        confirmation): pub/sub dropped whatever was published meanwhile, so re-read the
+        stored status. ``handle(payload)`` is awaited for each published status. On a
+        connection error (raised here or by ``handle``) ``on_lost`` is called and the
+        subscription is rebuilt after a backoff with jitter (0.1 s doubling to 2 s).
+        """
+        backoff = 0.1
+        while True:
+            pubsub: Any = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.channel)
+                last_seen, pinged = time.monotonic(), False
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    now = time.monotonic()
+                    if msg is None:
+                        if now - last_seen > DEAD_AFTER_S:
+                            raise RedisTimeoutError("no reply on the subscription (half-open?)")
+                        if now - last_seen > IDLE_PING_S and not pinged:
+                            await asyncio.wait_for(pubsub.ping(), 2.0)
+                            pinged = True
+                        continue
+                    last_seen, pinged = now, False
+                    kind = msg["type"]
+                    if kind in (b"subscribe", "subscribe"):
+                        await self._safely(handle, None)
+                        backoff = 0.1
+                    elif kind in (b"message", "message"):
+                        await self._safely(handle, msg["data"])
+            except RECONNECT_ERRORS as exc:
+                on_lost(exc)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # closing a broken connection may fail too; nothing to do
+                    log.debug("pubsub close failed", exc_info=True)
+
+    @staticmethod
+    async def _safely(
+        handle: Callable[[bytes | None], Awaitable[None]], payload: bytes | None
+    ) -> None:
+        """Run a follower's handler; a bug in it is logged, not fatal to the subscription
+        (connection errors still propagate, to reconnect)."""
+        try:
+            await handle(payload)
+        except RECONNECT_ERRORS:
+            raise
+        except Exception:
+            log.exception("handling a change failed; following on")
+
+    async def lead(self, worker_id: str, ttl_s: float) -> bool:
+        """Take or renew the leader lock for ``ttl_s`` seconds; False if another holds it."""
+        k = self.keys.worker_leader
+        for _ in range(MAX_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(k)
+                    holder = await pipe.get(k)
+                    if holder is not None and holder != worker_id.encode():
+                        await pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.set(k, worker_id, px=int(ttl_s * 1000))
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+        return False
+
+    async def resign(self, worker_id: str) -> None:
+        """Give the leader lock up if ``worker_id`` holds it (clean shutdown: no TTL wait)."""
+        k = self.keys.worker_leader
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(k)
+                if await pipe.get(k) == worker_id.encode():
+                    pipe.multi()
+                    pipe.delete(k)
+                    await pipe.execute()
+            except WatchError:
+                pass  # someone else changed it: then it is not ours to delete
+
+    async def heartbeat(self, now: datetime, worker_id: str) -> None:
+        """Record that a worker is alive (fresh for ``WORKER_HEARTBEAT_TTL_S`` seconds)."""
+        await self.redis.set(
+            self.keys.worker_heartbeat,
+            f"{worker_id} {now.isoformat()}",
+            ex=WORKER_HEARTBEAT_TTL_S,
+        )
+
+    async def worker_alive(self) -> bool:
+        """Whether some worker's heartbeat is fresh."""
+        return bool(await self.redis.exists(self.keys.worker_heartbeat))
