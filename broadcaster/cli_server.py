@@ -93,7 +93,8 @@ def serve(
         demo=demo,
     )
     try:
-        uvicorn.run(web, host=host, port=port, log_level="info")
+        # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
+        uvicorn.run(web, host=host, port=port, log_level="info", log_config=None)
     finally:
         asyncio.run(redis.aclose())
 
@@ -102,7 +103,9 @@ def api_factory() -> Any:
     """``uvicorn --factory`` entry: the API from environment settings."""
     from broadcaster.app import create_app
 
-    return create_app(Settings())
+    settings = Settings()
+    setup_logging(settings.log_format)  # in each uvicorn worker process too
+    return create_app(settings)
 
 
 @app.command()
@@ -126,6 +129,7 @@ def api(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=None,
     )
 
 

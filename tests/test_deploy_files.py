@@ -338,3 +338,16 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     assert res.returncode == 0 and not res.stderr.strip() and not res.stdout.strip(), (
         f"exit {res.returncode}\n{res.stdout}{res.stderr}"
     )
+
+
+def test_dockerignore_keeps_the_context_to_what_the_image_copies() -> None:
+    """Dockerfile.dockerignore excludes everything, then lets in what the COPY steps name."""
+    ignore = (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    rules = [ln.strip() for ln in ignore.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert rules[0] == "**", rules
+    allowed = {r[1:] for r in rules if r.startswith("!")}
+    steps = _dockerfile_instructions((DEPLOY / "docker" / "Dockerfile").read_text("utf-8"))
+    for instr, args in steps:
+        if instr == "COPY" and "--from" not in args:
+            for src in args.split()[:-1]:
+                assert any(src.rstrip("/").startswith(a) for a in allowed), (src, allowed)

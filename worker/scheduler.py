@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
+from broadcaster.metrics import REDIS_UP
 from broadcaster.status import boundaries_after
 from broadcaster.store import RECONNECT_ERRORS, Store
 from worker.jobs import reconcile, reconcile_until_done
@@ -148,8 +149,10 @@ class Worker:
             await self.store.heartbeat(self.clock.now(), self.worker_id)
             leads = await self.store.lead(self.worker_id, LEADER_TTL_S)
         except RECONNECT_ERRORS as exc:
+            REDIS_UP.set(0.0)
             log.debug("keepalive failed: %s", exc)
             return
+        REDIS_UP.set(1.0)
         if leads != self.leader:
             log.info("worker %s %s", self.worker_id, "leads" if leads else "lost the lead")
             self.leader = leads
