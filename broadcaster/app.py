@@ -31,7 +31,6 @@ from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
 from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
-from broadcaster.validation import Defaults
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def make_store(settings: Settings, redis: Redis, *, clock_speed: float = 1.0) ->
     return Store(
         redis,
         keys=Keys(settings.key_prefix),
-        defaults=Defaults(settings.timezone, settings.error_code, settings.max_window_s),
+        defaults=settings.defaults,
         grace_s=settings.misfire_grace_s * clock_speed,
         retention=settings.event_retention,
     )

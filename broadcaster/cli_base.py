@@ -106,12 +106,11 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
 
 def validate_schedule_file(path: Path, settings: Settings, clock: Clock) -> None:
     """Fail fast, before anything starts, on a schedule file that cannot be imported."""
-    from broadcaster.validation import Defaults, parse_schedule
+    from broadcaster.validation import parse_schedule
 
     try:
         text = path.read_text(encoding="utf-8")
-        defaults = Defaults(settings.timezone, settings.error_code, settings.max_window_s)
-        parse_schedule(text, source=str(path), defaults=defaults, now=clock.now())
+        parse_schedule(text, source=str(path), defaults=settings.defaults, now=clock.now())
     except OSError as exc:
         fail(f"{path}: cannot read: {exc.strerror}")
     except ValueError as exc:

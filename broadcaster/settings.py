@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcaster.validation import Defaults
+
 
 class Settings(BaseSettings):
     """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
         if url and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return url or None
+
+    @property
+    def defaults(self) -> Defaults:
+        """What input validation fills in: zone, error code, longest window."""
+        return Defaults(self.timezone, self.error_code, self.max_window_s)
 
     @property
     def cors_origin_list(self) -> list[str]:
