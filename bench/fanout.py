@@ -174,13 +174,16 @@ class _Stats:
 class _Sub(asyncio.Protocol):
     """One SSE subscriber socket: send the GET, skip the headers, timestamp each new seq."""
 
-    __slots__ = ("buf", "head", "last", "request", "st", "started", "transport")
+    __slots__ = ("buf", "head", "last", "request", "resumed", "st", "started", "transport")
 
-    def __init__(self, st: _Stats, request: bytes, started: asyncio.Future[None]) -> None:
+    def __init__(
+        self, st: _Stats, request: bytes, started: asyncio.Future[None], last: int = -1
+    ) -> None:
         self.st, self.request, self.started = st, request, started
         self.buf = b""
         self.head = False
-        self.last = -1
+        self.last = last
+        self.resumed = last >= 0  # reconnected with Last-Event-ID: ready at its first frame
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -203,6 +206,8 @@ class _Sub(asyncio.Protocol):
                 return
             self.head = True
             buf = buf[i + 4 :]
+        if self.resumed and not self.started.done() and b"\n\n" in buf:
+            self.started.set_result(None)  # the opening `retry:` (and any replay) arrived
         a, b = buf.rfind(b"\n\n"), buf.rfind(b"\n\r\n")  # a frame ends on a blank line
         j = max(a + 2 if a >= 0 else -1, b + 3 if b >= 0 else -1)
         if j < 0:
@@ -259,17 +264,22 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n\r\n"
     ).encode()
-    transports: list[asyncio.BaseTransport] = []
+    subs: list[_Sub] = []
     gate = asyncio.Semaphore(concurrency)
 
-    async def one() -> None:
+    async def one(last: int = -1) -> None:
+        req = request
+        if last >= 0:
+            req = request[:-2] + b"Last-Event-ID: %d\r\n\r\n" % last
         async with gate:
             for _attempt in range(3):  # bounded retries
                 started: asyncio.Future[None] = loop.create_future()
                 try:
-                    tr, _ = await asyncio.wait_for(
+                    _, sub = await asyncio.wait_for(
                         loop.create_connection(
-                            lambda started=started: _Sub(st, request, started), "127.0.0.1", port
+                            lambda started=started: _Sub(st, req, started, last),
+                            "127.0.0.1",
+                            port,
                         ),
                         10,
                     )
@@ -279,10 +289,11 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
                 try:
                     await asyncio.wait_for(started, 20)
                 except (OSError, TimeoutError, RuntimeError, ConnectionError):
-                    tr.close()
+                    if sub.transport is not None:
+                        sub.transport.close()
                     await asyncio.sleep(0.2)
                     continue
-                transports.append(tr)
+                subs.append(sub)
                 st.ready += 1
                 return
             st.failed += 1
@@ -302,10 +313,22 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
             conn.send({s: len(a) for s, a in st.arrivals.items()})
         elif cmd == "collect":
             conn.send(({s: a.tolist() for s, a in st.arrivals.items()}, st.lost))
+        elif cmd == "reconnect":  # every socket closes, then all reconnect at once, resuming
+            lasts = [sub.last for sub in subs]
+            t0 = time.time()
+            for sub in subs:
+                if sub.transport is not None:
+                    sub.transport.close()
+            subs.clear()
+            st.ready = st.failed = 0
+            gate = asyncio.Semaphore(len(lasts) or 1)
+            await asyncio.gather(*(one(last) for last in lasts))
+            conn.send(("reconnected", st.ready, st.failed, t0, time.time()))
         elif cmd == "close":
             break
-    for tr in transports:
-        tr.close()
+    for sub in subs:
+        if sub.transport is not None:
+            sub.transport.close()
     await asyncio.sleep(0.2)
     loop.remove_reader(conn.fileno())
     conn.send("closed")
@@ -346,6 +369,21 @@ class LoadFleet:
             _, r, f, _t0, t1 = c.recv()
             ready, failed, t_end = ready + r, failed + f, max(t_end, t1)
         return ready, failed, t_end - t_go
+
+    def reconnect(self, timeout: float) -> tuple[int, int, float]:
+        """Every subscriber closes and reconnects at once with ``Last-Event-ID``; return
+        (ready, failed, seconds from the first close to the last one resynced)."""
+        for c in self.conns:
+            c.send("reconnect")
+        ready = failed = 0
+        t_first, t_end = math.inf, 0.0
+        for c in self.conns:
+            if not c.poll(timeout):
+                raise RuntimeError("subscribers did not reconnect in time")
+            _, r, f, t0, t1 = c.recv()
+            ready, failed = ready + r, failed + f
+            t_first, t_end = min(t_first, t0), max(t_end, t1)
+        return ready, failed, t_end - t_first
 
     def progress(self) -> dict[int, int]:
         total: dict[int, int] = {}
@@ -457,6 +495,10 @@ class Redis:
 
         self.client = redis.Redis(port=self.port)
         self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def commands(self) -> int:
+        """Redis's ``total_commands_processed`` (this INFO call included)."""
+        return int(self.client.info("stats")["total_commands_processed"])
 
     def _ping(self) -> bool:
         try:
@@ -775,6 +817,16 @@ def run_trial(
         rss2 = rss_kb(pids)
         if profiler is not None:
             stop_profiler(profiler)
+        storm: dict[str, Any] = {}
+        if args.reconnect and srv.name.startswith("maintcast"):
+            cmds0 = redis.commands()
+            r_ready, r_failed, r_s = fleet.reconnect(args.connect_timeout)
+            storm = {
+                "reconnect_ready": r_ready,
+                "reconnect_failed": r_failed,
+                "reconnect_s": r_s,
+                "redis_cmds_per_reconnect": (redis.commands() - cmds0 - 1) / max(1, r_ready),
+            }
     finally:
         fleet.close()
     per_change = []
@@ -833,6 +885,7 @@ def run_trial(
         "gc_max_pause_ms": max((g[2] for g in gcs), default=0.0) * 1000,
         "gc_pauses_in_broadcast_ms": [round(g[2] * 1000, 1) for g in in_broadcast],
         "server_pids": len(pids),
+        **storm,
     }
     return res
 
@@ -906,6 +959,14 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{ratio('cpu_us_per_delivery'):>9} {ratio('rss_kb_per_sub'):>9} "
             f"{r['missing']:>5} {('-' if r['server'].startswith('nchan') else len(big_gc)):>7}"
         )
+    for r in results:
+        if "reconnect_s" in r:
+            lines.append(
+                f"reconnect storm, {r['server']} N={r['subscribers']}: "
+                f"{r['reconnect_ready']} resynced, {r['reconnect_failed']} failed, "
+                f"in {r['reconnect_s']:.2f} s; "
+                f"{r['redis_cmds_per_reconnect']:.3f} Redis commands per client"
+            )
     return "\n".join(lines)
 
 
@@ -930,6 +991,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-proc", type=int, default=15000, help="subscribers per load process")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=180)
+    p.add_argument(
+        "--no-reconnect",
+        dest="reconnect",
+        action="store_false",
+        help="skip the reconnect storm (every maintcast subscriber reconnects at once)",
+    )
     p.add_argument("--drain-timeout", type=float, default=20)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--profile", help="py-spy the Python servers during the broadcasts into DIR")

@@ -8,13 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster import codec
@@ -23,13 +22,15 @@ from broadcaster.auth import Forbidden, Tokens, Unauthorized
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.gate import MaintenanceGate, Rule
-from broadcaster.hub import Event, Hub, Subscription, freeze_heap
+from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
+from broadcaster.live import LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
+from broadcaster.sse import freeze_heap
 from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,8 @@ log = logging.getLogger(__name__)
 Background = Callable[[Store, Clock], AbstractAsyncContextManager[Any]]
 """A companion run for the app's lifetime (e.g. the in-process worker of ``serve``)."""
 
-SEND_TIMEOUT_S = 10.0
-"""A client that does not take a frame within this many seconds is disconnected."""
 MAX_SEQ = 10**18 - 1
 """The largest seq accepted on input (a Redis stream id part is a 64-bit integer)."""
-MAX_SEQ_DIGITS = 18
 LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
 
 
@@ -98,6 +96,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         listener = asyncio.create_task(hub.run(), name="maintcast-hub")
+        keepalive = asyncio.create_task(
+            hub.streams.keepalive(settings.ping_s), name="maintcast-keepalive"
+        )
         await hub.wait_ready(5.0)
         freeze_heap(collect=True)  # start-up objects never need collecting
         try:
@@ -106,6 +107,7 @@ def create_app(
                     await stack.enter_async_context(run(store, clock))
                 yield
         finally:
+            await stop_task(keepalive, "stream keepalive")
             await stop_task(listener, "hub listener")
             if owned:
                 await redis.aclose()
@@ -116,6 +118,8 @@ def create_app(
     app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
     app.include_router(pages_router(store, hub, demo=demo))
     app.mount("/static", static_files(), name="static")
+    # innermost of the middleware: the gate and CORS still apply to the two live routes
+    app.add_middleware(LiveRoutes, hub=hub, store=store, retry_ms=settings.retry_ms)
     if demo:
         rule = Rule("/demo/api/", "webcollect", "credit_card", channel="token_embedded")
         app.add_middleware(
@@ -142,43 +146,6 @@ def create_app(
             return authorization is not None and bool(principal_of(tokens, authorization))
         except PermissionError:
             return False
-
-    def scoped(ev: Event, service: str | None, method: str | None) -> codec.Doc:
-        doc = ev.view((service, method), hub.scope_view)[0]
-        return {**doc, "stale": hub.stale} if hub.stale else doc
-
-    @app.api_route("/v1/status", methods=["GET", "HEAD"])
-    async def get_status(
-        request: Request, service: str | None = None, method: str | None = None
-    ) -> Response:
-        hub.catalog.scope(service, method)
-        ev = await hub.snapshot()
-        etag = f'"{ev.seq}"'
-        if request.headers.get("if-none-match") == etag and not hub.stale:
-            return Response(status_code=304, headers={"ETag": etag})
-        body = scoped(ev, service, method)
-        return Response(codec.dumps(body), media_type="application/json", headers={"ETag": etag})
-
-    @app.get("/v1/stream")
-    async def get_stream(
-        service: str | None = None,
-        method: str | None = None,
-        last_event_id: Annotated[str | None, Query()] = None,
-        last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    ) -> EventSourceResponse:
-        hub.catalog.scope(service, method)
-        resume = last_event_id_header if last_event_id_header is not None else last_event_id
-        sub = hub.subscribe()
-        return EventSourceResponse(
-            _stream(hub, store, sub, (service, method), resume, settings.retry_ms),
-            ping=settings.ping_s,
-            send_timeout=SEND_TIMEOUT_S,
-            headers={"Cache-Control": "no-cache"},
-            # on server shutdown sse-starlette calls .set(): end this stream cleanly (final
-            # chunk sent) so the browser reconnects, to another replica, at once
-            shutdown_event=cast(Any, _EndOnShutdown(hub, sub)),
-            shutdown_grace_period=2.0,
-        )
 
     @app.get("/v1/windows")
     async def list_windows(
@@ -244,88 +211,6 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     return app
-
-
-class _EndOnShutdown:
-    """Quacks like the ``anyio.Event`` sse-starlette sets on shutdown: ends one stream."""
-
-    __slots__ = ("hub", "sub")
-
-    def __init__(self, hub: Hub, sub: Subscription) -> None:
-        self.hub, self.sub = hub, sub
-
-    def set(self) -> None:
-        self.hub.end(self.sub)
-
-
-async def _stream(
-    hub: Hub,
-    store: Store,
-    sub: Subscription,
-    scope: tuple[str | None, str | None],
-    resume: str | None,
-    retry_ms: int,
-) -> AsyncIterator[bytes]:
-    """The body of one SSE stream (WHATWG HTML "Server-sent events"): ``retry:``, then the
-    snapshot or the replay after ``Last-Event-ID``, then every change newer than what was
-    sent. Scoped streams skip events that leave their view unchanged."""
-    try:
-        yield codec.retry_frame(retry_ms)
-        last_seq, last_view = -1, None
-        replay = await _replay(hub, store, resume)
-        if replay is None:  # no resume point: the current status, or a resync
-            ev = await hub.snapshot()
-            doc, frame = ev.view(scope, hub.scope_view)
-            if resume is not None or hub.stale:
-                doc = {**doc, "stale": hub.stale}
-                if resume is not None:
-                    resync = {"type": "resync", "window_id": None, "actor": None, "reason": None}
-                    doc["cause"] = resync
-                frame = codec.sse_frame(ev.seq, codec.dumps(doc))
-            yield frame
-            last_seq, last_view = ev.seq, doc
-        else:
-            last_seq = int(resume or 0)
-            for ev in replay:
-                doc, frame = ev.view(scope, hub.scope_view)
-                if (
-                    scope == (None, None)
-                    or last_view is None
-                    or not codec.same_status(doc, last_view)
-                ):
-                    yield frame
-                last_seq, last_view = ev.seq, doc
-        while True:
-            live = await sub.queue.get()
-            if live is None or sub.dropped:
-                return  # dropped (slow, reset store, shutdown): the client reconnects
-            if live.seq <= last_seq:
-                continue
-            doc, frame = live.view(scope, hub.scope_view)
-            last_seq = live.seq
-            if (
-                scope != (None, None)
-                and last_view is not None
-                and codec.same_status(doc, last_view)
-            ):
-                continue
-            last_view = doc
-            yield frame
-    finally:
-        hub.unsubscribe(sub)
-
-
-async def _replay(hub: Hub, store: Store, resume: str | None) -> list[Event] | None:
-    """Events after ``resume`` from the log; None when a snapshot (or resync) is due."""
-    if resume is None or not resume.strip().isdigit() or len(resume.strip()) > MAX_SEQ_DIGITS:
-        return None  # not a seq we could have sent: resync
-    try:
-        payloads = await store.replay(int(resume))
-    except RECONNECT_ERRORS:
-        return None
-    if payloads is None:
-        return None
-    return [Event(codec.loads(p), p) for p in payloads]
 
 
 def _errors(app: FastAPI) -> None:

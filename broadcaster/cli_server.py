@@ -113,6 +113,9 @@ def api(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (off behind a proxy that logs them).")
+    ] = True,
 ) -> None:
     """The API alone, on a shared Redis (MAINTCAST_REDIS_URL)."""
     import uvicorn
@@ -130,6 +133,7 @@ def api(
         workers=workers,
         log_level="info",
         log_config=None,
+        access_log=access_log,
     )
 
 

@@ -6,6 +6,7 @@ Wire instants are RFC 3339 with an offset: a window's in its own zone, status-le
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,10 @@ from broadcaster.status import StatusCore, Summary, compute_status
 from broadcaster.timeparse import format_instant, parse_instant
 
 Doc = dict[str, Any]
+Scope = tuple[str | None, str | None]
+"""A view of the status: ``(service, method)``, either None for all."""
+Scoper = Callable[[Doc, Scope], Doc]
+"""Restricts a full status object to a scope."""
 
 dumps = orjson.dumps
 loads = orjson.loads

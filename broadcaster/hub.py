@@ -1,43 +1,28 @@
-"""One Redis subscription per process, fanned out in memory to every SSE client and the gate.
+"""One Redis subscription per process, fanned out in memory to every SSE stream and the gate.
 
 Each published status is decoded once and its SSE frame encoded once (per scope) for all
-clients. Per-client queues are bounded: a client whose queue fills is dropped and
-reconnects to a fresh snapshot (as mercure's subscriber does).
+streams; :class:`broadcaster.sse.Streams` writes it to each. The last events are kept in
+memory, so a client reconnecting with a recent ``Last-Event-ID`` is served without a Redis
+call (a reconnect storm costs Redis nothing per client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
-from collections.abc import Callable
+from collections import deque
 
 from broadcaster import codec
 from broadcaster.clock import Clock
+from broadcaster.codec import Scope
 from broadcaster.domain import Catalog
-from broadcaster.metrics import SLOW_CLIENTS_DROPPED
+from broadcaster.sse import Streams
 from broadcaster.store import Store
 
 log = logging.getLogger(__name__)
 
-Scope = tuple[str | None, str | None]
-FREEZE_EVERY = 500
-"""Freeze the heap after this many new subscriptions (see :func:`freeze_heap`)."""
-
-
-def freeze_heap(*, collect: bool = False) -> None:
-    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
-
-    Thousands of long-lived connection objects otherwise make each full collection take
-    over a second (measured: 1.2-1.5 s at 5k-10k subscribers), and one falling inside a
-    broadcast delays every client by that much (docs/performance.md). Frozen objects are
-    still freed by reference counting when a connection ends. ``collect`` first (only at
-    start-up: a full collection among thousands of connections is the very pause avoided).
-    """
-    if collect:
-        gc.collect()
-    gc.freeze()
+RECENT = 256
+"""How many of the latest events the hub keeps for replay from memory."""
 
 
 class Event:
@@ -50,7 +35,7 @@ class Event:
         self.seq: int = doc["seq"]
         self.payload = payload if payload is not None else codec.dumps(doc)
         self._frame: bytes | None = None
-        self._views: dict[Scope, tuple[codec.Doc, bytes]] = {}
+        self._views: dict[Scope, tuple[codec.Doc, bytes, bytes]] = {}
 
     def frame(self) -> bytes:
         """The unscoped SSE frame."""
@@ -58,31 +43,33 @@ class Event:
             self._frame = codec.sse_frame(self.seq, self.payload)
         return self._frame
 
-    def view(
-        self, scope: Scope, scoper: Callable[[codec.Doc, Scope], codec.Doc]
-    ) -> tuple[codec.Doc, bytes]:
-        """The scoped status and its SSE frame, computed once per scope."""
-        if scope == (None, None):
-            return self.doc, self.frame()
+    def _scoped(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes, bytes]:
         got = self._views.get(scope)
         if got is None:
             doc = scoper(self.doc, scope)
-            got = self._views[scope] = (doc, codec.sse_frame(self.seq, codec.dumps(doc)))
+            payload = codec.dumps(doc)
+            got = self._views[scope] = (doc, payload, codec.sse_frame(self.seq, payload))
         return got
 
+    def view(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes]:
+        """The scoped status and its SSE frame, computed once per scope."""
+        if scope == (None, None):
+            return self.doc, self.frame()
+        doc, _, frame = self._scoped(scope, scoper)
+        return doc, frame
 
-class Subscription:
-    """One client's bounded queue of events; ``dropped`` once it overflowed."""
-
-    __slots__ = ("dropped", "queue")
-
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(size)  # None: stream ends
-        self.dropped = False
+    def json(self, scope: Scope, scoper: codec.Scoper) -> bytes:
+        """The scoped status as JSON bytes, computed once per scope."""
+        if scope == (None, None):
+            return self.payload
+        return self._scoped(scope, scoper)[1]
 
 
 class Hub:
-    """Keeps the current status in memory and fans every change out to subscriptions."""
+    """Keeps the current status in memory and fans every change out to the open streams.
+
+    ``queue_size`` bounds the events held for one stream whose send is pending.
+    """
 
     def __init__(
         self,
@@ -94,35 +81,18 @@ class Hub:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.queue_size = queue_size
         self.zone = zone
         self.current: Event | None = None
         self.catalog = Catalog()
         self.stale = False
-        self._subs: set[Subscription] = set()
-        self._since_freeze = 0
+        self.streams = Streams(self.scope_view, backlog_limit=queue_size)
+        self._recent: deque[Event] = deque(maxlen=RECENT)
         self._ready = asyncio.Event()
-
-    # -- clients -------------------------------------------------------------------------
-
-    def subscribe(self) -> Subscription:
-        """Register a client before it reads the snapshot, so no event falls in between."""
-        sub = Subscription(self.queue_size)
-        self._subs.add(sub)
-        self._since_freeze += 1
-        if self._since_freeze >= FREEZE_EVERY:
-            freeze_heap()
-            self._since_freeze = 0
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        """Forget a client (idempotent)."""
-        self._subs.discard(sub)
 
     @property
     def clients(self) -> int:
-        """How many subscriptions are open."""
-        return len(self._subs)
+        """How many streams are open."""
+        return len(self.streams)
 
     def scope_view(self, doc: codec.Doc, scope: Scope) -> codec.Doc:
         """``doc`` restricted to ``scope`` (see :func:`codec.scoped_doc`)."""
@@ -142,6 +112,19 @@ class Hub:
         assert self.current is not None  # _resync sets it or raises
         return self.current
 
+    def recent_after(self, seq: int) -> list[Event] | None:
+        """The events after ``seq`` from memory, oldest first; None when memory does not
+        hold all of them (the caller asks the store's log)."""
+        current = self.current
+        if current is None or seq > current.seq or seq < 0:
+            return None
+        if seq == current.seq:
+            return []
+        recent = self._recent
+        if not recent or recent[0].seq > seq + 1:
+            return None
+        return [ev for ev in recent if ev.seq > seq]
+
     def _deliver(self, event: Event) -> None:
         current = self.current
         if current is not None and event.seq <= current.seq:
@@ -151,14 +134,12 @@ class Hub:
                 return  # a resync re-read what pub/sub already delivered
             self._reset(event)
             return
+        if current is None or event.seq != current.seq + 1:
+            self._recent.clear()  # keep memory's log gapless
         self.current = event
-        for sub in tuple(self._subs):
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self._drop(sub)
-                SLOW_CLIENTS_DROPPED.inc()
-                log.warning("dropped a slow SSE client at seq=%s", event.seq)
+        if event.seq:
+            self._recent.append(event)
+        self.streams.deliver(event)
 
     def _reset(self, event: Event) -> None:
         """The store's seq went back (Redis restarted empty, or was flushed): adopt the new
@@ -169,21 +150,11 @@ class Hub:
             "store seq went back from %s to %s (store reset); resyncing %d client(s)",
             self.current.seq,
             event.seq,
-            len(self._subs),
+            len(self.streams),
         )
         self.current = event
-        for sub in tuple(self._subs):
-            self._drop(sub)
-
-    def end(self, sub: Subscription) -> None:
-        """End one client's stream (server shutdown); it reconnects elsewhere."""
-        self._drop(sub)
-
-    def _drop(self, sub: Subscription) -> None:
-        sub.dropped = True
-        self._subs.discard(sub)
-        with contextlib.suppress(asyncio.QueueFull):
-            sub.queue.put_nowait(None)  # wake a stream waiting on an empty queue
+        self._recent.clear()
+        self.streams.end_all()
 
     async def _resync(self) -> None:
         """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some."""

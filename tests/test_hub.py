@@ -7,6 +7,7 @@ from typing import Any
 
 from broadcaster.clock import RehearsalClock
 from broadcaster.hub import Hub
+from broadcaster.sse import ALL, FINAL, Stream
 from broadcaster.validation import parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
 
@@ -28,7 +29,7 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
     try:
         assert await hub.wait_ready(5)
         assert hub.current is not None and hub.current.seq == 3
-        sub = hub.subscribe()
+        sub, sent = await live_stream(hub)
 
         # the store is wiped (as by a restart without persistence) and re-imported: seq 1
         await real_redis.delete(*(await real_redis.keys(f"{{{key_prefix}}}:*")))
@@ -37,24 +38,25 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
         async with asyncio.timeout(5):
             while hub.current.seq != 1:
                 await asyncio.sleep(0.01)
-            assert await sub.queue.get() is None  # the stream is told to end
-        assert sub.dropped and hub.clients == 0
+        assert sent == [FINAL]  # the stream is ended cleanly: the client reconnects
+        assert sub.ended and not sub.aborted and hub.clients == 0
 
         # and later events flow again
-        later = hub.subscribe()
+        later, got = await live_stream(hub)
         await store.reconcile(jst(2021, 8, 9, 1))
         async with asyncio.timeout(5):
-            ev = await later.queue.get()
-        assert ev is not None and ev.seq == 2
-        assert ev.doc["cause"]["type"] == "maintenance.started"
+            while not got:
+                await asyncio.sleep(0.01)
+        assert got[0]["body"].startswith(b"id: 2\nevent: status\n")
+        assert b'"maintenance.started"' in got[0]["body"]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_prefix: str) -> None:
-    """A subscription whose bounded queue fills is dropped (memory stays bounded) and counted;
-    the others keep receiving."""
+    """A stream whose send hangs and whose bounded backlog fills is cut (memory stays
+    bounded) and counted; the others keep receiving."""
     from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
@@ -65,9 +67,16 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
     task = asyncio.create_task(hub.run())
     try:
         assert await hub.wait_ready(5)
-        stuck, reader = hub.subscribe(), hub.subscribe()
+        hang = asyncio.Event()  # never set: the stuck client's transport stays paused
+
+        async def stuck_send(message: Any) -> None:
+            await hang.wait()
+
+        stuck = Stream(stuck_send, ALL, None)
+        hub.streams.join(stuck)
+        await hub.streams.pump(stuck)
+        reader, sent = await live_stream(hub)
         before = SLOW_CLIENTS_DROPPED._value.get()
-        got: list[int] = []
         for i in range(6):  # overrides set and cleared: six events
             now = jst(2021, 7, 1, 0, 0, i)
             if i % 2 == 0:
@@ -75,11 +84,11 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
             else:
                 await store.apply(now, _clear_override)
             async with asyncio.timeout(5):
-                ev = await reader.queue.get()
-            assert ev is not None
-            got.append(ev.seq)
+                while len(sent) < i + 1:
+                    await asyncio.sleep(0.01)
+        got = [int(m["body"].split(b"\n")[0][4:]) for m in sent]
         assert got == [2, 3, 4, 5, 6, 7]
-        assert stuck.dropped and stuck.queue.qsize() <= 3
+        assert stuck.aborted and stuck.writer is None
         assert hub.clients == 1
         assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
     finally:
@@ -142,9 +151,25 @@ async def test_resync_replays_what_pubsub_lost(fake_redis: Any, key_prefix: str)
     hub = Hub(store, clock)
     await hub._resync()  # as on the first subscription
     assert hub.current is not None and hub.current.seq == 1
-    sub = hub.subscribe()
+    _, sent = await live_stream(hub)
     await store.reconcile(jst(2021, 8, 9, 1))  # published while the hub was away
     await store.reconcile(jst(2021, 8, 9, 6))
     await hub._resync()  # as on the re-subscription
-    seqs = [sub.queue.get_nowait().seq for _ in range(2)]  # type: ignore[union-attr]
-    assert seqs == [2, 3] and sub.queue.empty()
+    assert [m["body"][:5] for m in sent] == [b"id: 2", b"id: 3"]
+    # and memory now serves a reconnect from seq 1 without the store
+    assert [ev.seq for ev in hub.recent_after(1) or []] == [2, 3]
+    assert hub.recent_after(3) == [] and hub.recent_after(4) is None
+
+
+async def live_stream(hub: Hub) -> tuple[Stream, list[Any]]:
+    """A stream joined to ``hub`` whose sends are recorded and never suspend."""
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    s = Stream(send, ALL, None)
+    s.seq = hub.current.seq if hub.current else -1
+    hub.streams.join(s)
+    await hub.streams.pump(s)
+    return s, sent

@@ -1,0 +1,182 @@
+"""``GET /v1/status`` and ``GET /v1/stream`` as plain ASGI, ahead of FastAPI's routing.
+
+They are the two endpoints every checkout page and dashboard hits, so they skip the router,
+dependency injection and exception middleware (docs/performance.md measures the cost), and
+answer from the hub's memory. Everything else passes through to the wrapped app. Errors
+keep the JSON shape of CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from broadcaster import codec
+from broadcaster.domain import InvalidInput
+from broadcaster.hub import Event, Hub
+from broadcaster.sse import SEND_TIMEOUT_S, Stream, chunk
+from broadcaster.store import RECONNECT_ERRORS, Store
+
+log = logging.getLogger(__name__)
+
+MAX_SEQ_DIGITS = 18
+"""A Last-Event-ID longer than this cannot be a seq we sent (a stream id part is 64-bit)."""
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (CONTRACT.md "SSE")
+]
+RawHeaders = list[tuple[bytes, bytes]]
+RESYNC = {"type": "resync", "window_id": None, "actor": None, "reason": None}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None
+) -> tuple[RawHeaders, bytes]:
+    """Headers and body of the CONTRACT.md error shape."""
+    body = codec.dumps({"error": {"code": code, "message": message, "field": field}})
+    return [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+    ], body
+
+
+class LiveRoutes:
+    """ASGI middleware serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from
+    ``hub``; ``retry_ms`` opens every stream (the client's reconnection delay)."""
+
+    def __init__(self, app: ASGIApp, *, hub: Hub, store: Store, retry_ms: int) -> None:
+        self.app, self.hub, self.store = app, hub, store
+        self.retry = codec.retry_frame(retry_ms)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/v1/stream":
+                await self._route(("GET",), self.stream, scope, receive, send)
+                return
+            if path == "/v1/status":
+                await self._route(("GET", "HEAD"), self.status, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _route(
+        self, methods: tuple[str, ...], handler: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if scope["method"] not in methods:
+            headers, body = error_response(405, "method_not_allowed", "Method Not Allowed")
+            headers.append((b"allow", ", ".join(methods).encode()))
+            await _respond(send, 405, headers, body)
+            return
+        query = QueryParams(scope["query_string"])
+        view = (query.get("service"), query.get("method"))
+        try:
+            self.hub.catalog.scope(*view)
+            await handler(scope, receive, send, view, query)
+        except InvalidInput as exc:
+            await _respond(send, 422, *error_response(422, "invalid", exc.message, exc.field))
+        except RECONNECT_ERRORS as exc:  # no status known yet and Redis unreachable
+            headers, body = error_response(503, "redis_unreachable", f"redis unreachable: {exc}")
+            await _respond(send, 503, headers, body)
+
+    async def status(
+        self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
+    ) -> None:
+        """The status (or its scoped view) with ``ETag: "<seq>"``; 304 on a match."""
+        hub = self.hub
+        ev = await hub.snapshot()
+        etag = b'"%d"' % ev.seq
+        if Headers(scope=scope).get("if-none-match", "").encode() == etag and not hub.stale:
+            await _respond(send, 304, [(b"etag", etag)], b"")
+            return
+        if hub.stale:
+            body = codec.dumps({**ev.view(view, hub.scope_view)[0], "stale": True})
+        else:
+            body = ev.json(view, hub.scope_view)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"etag", etag),
+        ]
+        await _respond(send, 200, headers, body)
+
+    async def stream(
+        self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
+    ) -> None:
+        """One SSE stream (WHATWG HTML "Server-sent events", CONTRACT.md "SSE"): ``retry:``,
+        then the status or the replay after ``Last-Event-ID``, then every change. The
+        request's task then only waits for the client to leave."""
+        resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
+        streams = self.hub.streams
+        s = Stream(send, view, asyncio.current_task())  # type: ignore[arg-type]
+        streams.join(s)  # before the snapshot is read: no event falls in between
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                opening = await self._opening(s, resume)
+                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+                await send(chunk(opening))
+                await streams.pump(s)  # what arrived meanwhile; then the fan-out loop writes
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except TimeoutError:  # the opening did not get out in time: the server cuts it
+            log.warning("SSE stream not opened within %.0f s; closing it", SEND_TIMEOUT_S)
+        except asyncio.CancelledError:
+            if not s.aborted:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        finally:
+            streams.leave(s)
+
+    async def _opening(self, s: Stream, resume: str | None) -> bytes:
+        """``retry:`` and the first frames: the replay after ``resume``, or the status (a
+        ``resync`` when ``resume`` cannot be served). Sets ``s.seq`` and ``s.view``."""
+        hub = self.hub
+        frames = [self.retry]
+        replay = await self._replay(resume)
+        if replay is None:
+            ev = await hub.snapshot()
+            doc, frame = ev.view(s.scope, hub.scope_view)
+            if resume is not None or hub.stale:
+                doc = {**doc, "stale": hub.stale}
+                if resume is not None:
+                    doc["cause"] = RESYNC
+                frame = codec.sse_frame(ev.seq, codec.dumps(doc))
+            frames.append(frame)
+            s.seq, s.view = ev.seq, doc
+        else:
+            s.seq = int(resume or 0)
+            for ev in replay:
+                if (replayed := s.frame_for(ev, hub.scope_view)) is not None:
+                    frames.append(replayed)
+        return b"".join(frames)
+
+    async def _replay(self, resume: str | None) -> list[Event] | None:
+        """Events after ``resume``: from memory when it holds them, else from the store's
+        log; None when a snapshot (or resync) is due."""
+        if resume is None:
+            return None
+        resume = resume.strip()
+        if not (resume.isascii() and resume.isdigit()) or len(resume) > MAX_SEQ_DIGITS:
+            return None  # not a seq we could have sent: resync
+        after = int(resume)
+        recent = self.hub.recent_after(after)
+        if recent is not None:
+            return recent
+        try:
+            payloads = await self.store.replay(after)
+        except RECONNECT_ERRORS:
+            return None
+        if payloads is None:
+            return None
+        return [Event(codec.loads(p), p) for p in payloads]
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,303 @@
+"""Open SSE streams, written to straight from the hub's fan-out loop.
+
+The wire format is WHATWG HTML "Server-sent events" (CONTRACT.md "SSE"). Per change, the
+per-client work is one ASGI ``send`` of ready bytes, called from the one loop that fans the
+event out: no queue, no task wake-up and no generator step per client. An ASGI server's
+``send`` finishes without suspending unless the client's transport is flow-control paused
+(uvicorn: its write buffer is over the high-water mark), so the loop runs each ``send`` one
+step (what Python 3.12's eager tasks do); only a send that does suspend gets a task, which
+finishes it, writes the client's backlog and gives writing back to the loop.
+
+This replaces sse-starlette's per-connection path (five tasks and an anyio cancel scope per
+frame; docs/performance.md has the before/after numbers) while keeping its guarantees:
+
+- **pings**: one hub-wide timer writes the same ``: ping`` comment to every idle stream;
+- **disconnect detection**: the request's own task waits in ``receive()`` for
+  ``http.disconnect`` (one task per connection);
+- **send timeout and bounded buffers**: a stream whose backlog reaches its bound, or whose
+  send does not finish within :data:`SEND_TIMEOUT_S`, is cut (and counted); the client
+  reconnects to a fresh status;
+- **shutdown**: on server exit every stream is ended with its final chunk, so browsers
+  reconnect (to another replica) at once; sse-starlette's ``AppStatus`` still tells us
+  when uvicorn is exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from sse_starlette.sse import AppStatus
+
+from broadcaster import codec
+from broadcaster.codec import Scope, Scoper
+from broadcaster.metrics import SLOW_CLIENTS_DROPPED
+
+if TYPE_CHECKING:
+    from broadcaster.hub import Event
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+Send = Callable[[Message], Coroutine[Any, Any, None]]
+
+ALL: Scope = (None, None)
+SEND_TIMEOUT_S = 10.0
+"""A stream whose pending send does not finish within this many seconds is cut."""
+FREEZE_EVERY = 500
+"""Freeze the heap after this many new streams (see :func:`freeze_heap`)."""
+TICK_S = 0.5
+"""How often the keepalive loop looks for a server shutdown (as sse-starlette polls)."""
+PING = b": ping\n\n"
+FINAL: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def freeze_heap(*, collect: bool = False) -> None:
+    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
+
+    Thousands of long-lived connection objects otherwise make each full collection take
+    over a second (measured: 1.2-1.5 s at 5k-10k subscribers), and one falling inside a
+    broadcast delays every client by that much (docs/performance.md). Frozen objects are
+    still freed by reference counting when a connection ends. ``collect`` first (only at
+    start-up: a full collection among thousands of connections is the very pause avoided).
+    """
+    if collect:
+        gc.collect()
+    gc.freeze()
+
+
+def chunk(data: bytes) -> Message:
+    """The ASGI message carrying ``data`` as the next part of a stream."""
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+class Stream:
+    """One open ``/v1/stream`` response.
+
+    ``seq`` is the last seq this stream has accounted for (sent, or skipped as unchanged);
+    ``view`` the last scoped status sent. While ``backlog`` is a deque, some task owns the
+    writing (the request task while the stream starts, or a task finishing a suspended
+    send) and the fan-out loop appends events to it instead of writing.
+    """
+
+    __slots__ = (
+        "aborted",
+        "backlog",
+        "ended",
+        "finished",
+        "scope",
+        "send",
+        "seq",
+        "task",
+        "view",
+        "writer",
+    )
+
+    def __init__(self, send: Send, scope: Scope, task: asyncio.Task[Any] | None) -> None:
+        self.send = send
+        self.scope = scope
+        self.task = task
+        self.seq = -1
+        self.view: codec.Doc | None = None
+        self.backlog: deque[Event] | None = deque()  # starting: the request task writes
+        self.ended = False  # the server ends it (final chunk pending or sent)
+        self.finished = False  # the final chunk was handed to send
+        self.aborted = False  # cut without a final chunk (slow, or its send failed)
+        self.writer: asyncio.Task[None] | None = None
+
+    def frame_for(self, ev: Event, scoper: Scoper) -> bytes | None:
+        """The frame to send for ``ev``; None when it was already sent, or when a scoped
+        stream's view is unchanged (CONTRACT.md "SSE": scoped streams skip those)."""
+        if ev.seq <= self.seq:
+            return None
+        self.seq = ev.seq
+        if self.scope == ALL:
+            return ev.frame()
+        doc, frame = ev.view(self.scope, scoper)
+        if self.view is not None and codec.same_status(doc, self.view):
+            return None
+        self.view = doc
+        return frame
+
+
+class Streams:
+    """This process's open streams and the loop that writes every change to them.
+
+    ``backlog_limit`` bounds the events held for a stream whose send is pending; reaching
+    it cuts the stream (a slow client), as a full queue did before.
+    """
+
+    def __init__(self, scoper: Scoper, *, backlog_limit: int = 64) -> None:
+        self.scoper = scoper
+        self.backlog_limit = backlog_limit
+        self._open: set[Stream] = set()
+        self._since_freeze = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def join(self, s: Stream) -> None:
+        """Register a starting stream: from now on every event lands in its backlog, so
+        none falls between its snapshot and its first live write."""
+        self._open.add(s)
+        self._since_freeze += 1
+        if self._since_freeze >= FREEZE_EVERY:
+            freeze_heap()
+            self._since_freeze = 0
+
+    def leave(self, s: Stream) -> None:
+        """Forget a stream (idempotent)."""
+        self._open.discard(s)
+
+    def deliver(self, ev: Event) -> None:
+        """Hand ``ev`` to every open stream: one write of ready bytes each."""
+        scoper, limit = self.scoper, self.backlog_limit
+        for s in tuple(self._open):
+            backlog = s.backlog
+            if backlog is not None:
+                if len(backlog) >= limit:
+                    SLOW_CLIENTS_DROPPED.inc()
+                    log.warning("cut a slow SSE client at seq=%s", ev.seq)
+                    self.abort(s)
+                else:
+                    backlog.append(ev)
+                continue
+            frame = s.frame_for(ev, scoper)
+            if frame is not None:
+                self._write(s, chunk(frame))
+
+    def ping(self) -> None:
+        """Write the keepalive comment to every stream not busy writing."""
+        message = chunk(PING)
+        for s in tuple(self._open):
+            if s.backlog is None:
+                self._write(s, message)
+
+    def end(self, s: Stream) -> None:
+        """End ``s`` cleanly (final chunk); its client reconnects at once."""
+        if s.ended:
+            return
+        s.ended = True
+        self._open.discard(s)
+        if s.backlog is None:  # else its writer sends the final chunk after the backlog
+            s.finished = True
+            self._write(s, FINAL)
+
+    def end_all(self) -> None:
+        """End every open stream (server shutdown, or the store was reset)."""
+        for s in tuple(self._open):
+            self.end(s)
+
+    def abort(self, s: Stream) -> None:
+        """Cut ``s`` without a final chunk: its connection cannot take one (a full backlog,
+        a send that timed out or failed). Ending its request task closes the connection."""
+        s.ended = s.aborted = True
+        self._open.discard(s)
+        if s.writer is not None:
+            s.writer.cancel()
+        if s.task is not None:
+            s.task.cancel()
+
+    async def pump(self, s: Stream) -> None:
+        """Write ``s``'s backlog until it is empty, then give writing back to the fan-out
+        loop; or send the final chunk if ``s`` was ended meanwhile."""
+        backlog = s.backlog
+        assert backlog is not None
+        while backlog:
+            frame = s.frame_for(backlog.popleft(), self.scoper)
+            if frame is not None:
+                await s.send(chunk(frame))
+        s.backlog = None  # no await since the loop saw it empty: nothing can slip past
+        if s.ended and not s.finished:
+            s.finished = True
+            await s.send(FINAL)
+
+    def _write(self, s: Stream, message: Message) -> None:
+        """Run ``s.send(message)`` one step; a send that suspends is finished by a task."""
+        coro = s.send(message)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # the server refused the message: the connection is gone
+            log.warning("SSE send failed (%s); cutting the stream", exc)
+            self.abort(s)
+            return
+        s.backlog = deque()
+        s.writer = asyncio.create_task(self._finish(s, coro, waiting))
+
+    async def _finish(self, s: Stream, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await _Resumed(coro, waiting)
+                await self.pump(s)
+        except TimeoutError:
+            SLOW_CLIENTS_DROPPED.inc()
+            log.warning("cut an SSE client that took no data for %.0f s", SEND_TIMEOUT_S)
+            self.abort(s)
+        except asyncio.CancelledError:
+            if not s.aborted:
+                raise
+        except Exception as exc:
+            log.warning("SSE send failed (%s); cutting the stream", exc)
+            self.abort(s)
+        finally:
+            s.writer = None
+
+    async def keepalive(self, ping_s: float) -> None:
+        """Forever: ping every ``ping_s`` seconds; end every stream once the server exits."""
+        since_ping = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            if server_exiting():
+                self.end_all()
+                continue
+            since_ping += TICK_S
+            if since_ping >= ping_s:
+                since_ping = 0.0
+                self.ping()
+
+
+class _Resumed:
+    """Awaitable that finishes a coroutine already run one step, which yielded ``waiting``.
+
+    The delegation of ``yield from`` (PEP 380), starting after the first step: what the
+    coroutine yields goes to the awaiting task, and what the task sends or throws in
+    (a result, a cancellation) goes back to the coroutine.
+    """
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coro, self.waiting = coro, waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting = self.coro, self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+def server_exiting() -> bool:
+    """Whether uvicorn is shutting down: sse-starlette's patched exit handler sets
+    ``AppStatus.should_exit``; where the patch came too late, the server's own flag is
+    found through its SIGTERM handler (sysid/sse-starlette#132)."""
+    if AppStatus.should_exit:
+        return True
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return bool(getattr(server, "should_exit", False))
