@@ -42,7 +42,7 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
         assert sub.ended and not sub.aborted and hub.clients == 0
 
         # and later events flow again
-        later, got = await live_stream(hub)
+        _, got = await live_stream(hub)
         await store.reconcile(jst(2021, 8, 9, 1))
         async with asyncio.timeout(5):
             while not got:
@@ -75,7 +75,7 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
         stuck = Stream(stuck_send, ALL, None)
         hub.streams.join(stuck)
         await hub.streams.pump(stuck)
-        reader, sent = await live_stream(hub)
+        _, sent = await live_stream(hub)
         before = SLOW_CLIENTS_DROPPED._value.get()
         for i in range(6):  # overrides set and cleared: six events
             now = jst(2021, 7, 1, 0, 0, i)
