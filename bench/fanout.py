@@ -141,12 +141,13 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
-def cpu_s(pids: list[int]) -> float:
+def cpu_s(pids: list[int], *, kernel_only: bool = False) -> float:
+    """CPU seconds of ``pids``: utime + stime, or stime alone (time in the kernel)."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            total += (0 if kernel_only else int(fields[11])) + int(fields[12])  # fields 14, 15
     return total / CLK_TCK
 
 
@@ -576,7 +577,9 @@ def _synthetic(mode: str) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def start_maintcast(tmp: Path, redis: Redis, payloads: Payloads, workers: int) -> Server:
+def start_maintcast(
+    tmp: Path, redis: Redis, payloads: Payloads, workers: int, api_args: list[str]
+) -> Server:
     from broadcaster.auth import entry_line, new_token
 
     token = new_token()
@@ -594,7 +597,9 @@ def start_maintcast(tmp: Path, redis: Redis, payloads: Payloads, workers: int) -
     )
     exe = shutil.which("maintcast", path=str(VENV_BIN)) or "maintcast"
     proc = Proc(
-        [exe, "api", "--port", str(port), "--workers", str(workers)], tmp / f"{name}.log", env
+        [exe, "api", "--port", str(port), "--workers", str(workers), *api_args],
+        tmp / f"{name}.log",
+        env,
     )
     if (
         not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30)
@@ -797,7 +802,9 @@ def run_trial(
         profiler = None
         if args.profile and srv.python:
             profiler = start_profiler(srv, args, tmp)
-        cpu0, rcpu0 = cpu_s(pids), cpu_s([redis.proc.pid])
+        load_pids = [p.pid for p in fleet.procs if p.pid is not None]
+        cpu0, rcpu0, lcpu0 = cpu_s(pids), cpu_s([redis.proc.pid]), cpu_s(load_pids)
+        sys0 = cpu_s(pids, kernel_only=True)
         triggers: dict[int, float] = {}
         t_start = time.time()
         for k in range(args.changes):
@@ -811,7 +818,8 @@ def run_trial(
             if fleet.progress().get(last, 0) >= ready:
                 break
             time.sleep(0.2)
-        cpu1, rcpu1 = cpu_s(pids), cpu_s([redis.proc.pid])
+        cpu1, rcpu1, lcpu1 = cpu_s(pids), cpu_s([redis.proc.pid]), cpu_s(load_pids)
+        sys1 = cpu_s(pids, kernel_only=True)
         t_end = time.time()
         arrivals, lost = fleet.collect()
         rss2 = rss_kb(pids)
@@ -879,7 +887,9 @@ def run_trial(
         "cpu_s": cpu1 - cpu0,
         "redis_cpu_s": rcpu1 - rcpu0,
         "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / max(1, delivered),
+        "cpu_kernel_us_per_delivery": (sys1 - sys0) * 1e6 / max(1, delivered),
         "redis_cpu_us_per_delivery": (rcpu1 - rcpu0) * 1e6 / max(1, delivered),
+        "load_cpu_us_per_delivery": (lcpu1 - lcpu0) * 1e6 / max(1, delivered),
         "trigger_phase_s": t_end - t_start,
         "gc_full_collections": sum(1 for g in gcs if g[3] == 2),
         "gc_max_pause_ms": max((g[2] for g in gcs), default=0.0) * 1000,
@@ -937,7 +947,8 @@ def table(results: list[dict[str, Any]]) -> str:
     ref = {r["subscribers"]: r for r in results if r["server"] == "nchan"}
     head = (
         f"{'server':<13} {'N':>6} {'ready':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'conn/s':>7} {'RSS/sub KB':>10} {'CPU µs/del':>10} {'redis µs':>8} "
+        f"{'conn/s':>7} {'RSS/sub KB':>10} {'CPU µs/del':>10} {'in kernel':>9} {'redis µs':>8} "
+        f"{'load µs':>7} "
         f"{'p99xnchan':>9} {'CPUxnchan':>9} {'RSSxnchan':>9} {'miss':>5} {'GC>50ms':>7}"
     )
     lines = [head, "-" * len(head)]
@@ -955,7 +966,9 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['server']:<13} {n:>6} {r['ready']:>6} {fmt(r['p50_ms'], 1):>7} "
             f"{fmt(r['p99_ms'], 1):>7} {fmt(r['max_ms'], 1):>7} {fmt(r['connect_rate']):>7} "
             f"{fmt(r['rss_kb_per_sub'], 1):>10} {fmt(r['cpu_us_per_delivery'], 1):>10} "
-            f"{fmt(r['redis_cpu_us_per_delivery'], 1):>8} {ratio('p99_ms'):>9} "
+            f"{fmt(r.get('cpu_kernel_us_per_delivery', math.nan), 1):>9} "
+            f"{fmt(r['redis_cpu_us_per_delivery'], 1):>8} "
+            f"{fmt(r.get('load_cpu_us_per_delivery', math.nan), 1):>7} {ratio('p99_ms'):>9} "
             f"{ratio('cpu_us_per_delivery'):>9} {ratio('rss_kb_per_sub'):>9} "
             f"{r['missing']:>5} {('-' if r['server'].startswith('nchan') else len(big_gc)):>7}"
         )
@@ -991,6 +1004,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-proc", type=int, default=15000, help="subscribers per load process")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=180)
+    p.add_argument(
+        "--api-args",
+        default="",
+        help="extra arguments for `maintcast api`, e.g. '--no-access-log' (split on spaces)",
+    )
     p.add_argument(
         "--no-reconnect",
         dest="reconnect",
@@ -1043,7 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 if name.startswith("maintcast"):
-                    srv = start_maintcast(tmp, redis, payloads, 2 if name.endswith("w2") else 1)
+                    srv = start_maintcast(
+                        tmp, redis, payloads, 2 if name.endswith("w2") else 1, args.api_args.split()
+                    )
                 elif name == "naive":
                     srv = start_naive(tmp, redis, payloads)
                 else:

@@ -33,6 +33,12 @@ from broadcaster.clock import Clock, RehearsalClock, SystemClock
 from broadcaster.settings import Settings
 from broadcaster.store import Store, connect
 
+LISTEN_BACKLOG = 4096
+"""Pending connections the listening socket queues (uvicorn's default is 2048; Linux caps it
+at net.core.somaxconn, 4096 by default). A full queue drops SYNs and the client retries
+only after 1 s, then 3 s: after a deploy or a Redis reset every browser reconnects at once
+(docs/performance.md, reconnect storm)."""
+
 
 @app.command()
 def serve(
@@ -94,7 +100,9 @@ def serve(
     )
     try:
         # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
-        uvicorn.run(web, host=host, port=port, log_level="info", log_config=None)
+        uvicorn.run(
+            web, host=host, port=port, log_level="info", log_config=None, backlog=LISTEN_BACKLOG
+        )
     finally:
         asyncio.run(redis.aclose())
 
@@ -134,6 +142,7 @@ def api(
         log_level="info",
         log_config=None,
         access_log=access_log,
+        backlog=LISTEN_BACKLOG,
     )
 
 

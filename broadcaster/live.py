@@ -16,7 +16,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broadcaster import codec
-from broadcaster.domain import InvalidInput
+from broadcaster.domain import InvalidInput, NotFound
 from broadcaster.hub import Event, Hub
 from broadcaster.sse import SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import RECONNECT_ERRORS, Store
@@ -79,6 +79,8 @@ class LiveRoutes:
             await handler(scope, receive, send, view, query)
         except InvalidInput as exc:
             await _respond(send, 422, *error_response(422, "invalid", exc.message, exc.field))
+        except NotFound as exc:
+            await _respond(send, 404, *error_response(404, "not_found", exc.message, exc.field))
         except RECONNECT_ERRORS as exc:  # no status known yet and Redis unreachable
             headers, body = error_response(503, "redis_unreachable", f"redis unreachable: {exc}")
             await _respond(send, 503, headers, body)

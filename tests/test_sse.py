@@ -94,3 +94,77 @@ async def test_a_client_disconnect_is_noticed(fake_redis: Any, key_prefix: str) 
             while hub.clients:
                 await asyncio.sleep(0.02)
         assert hub.clients == 0
+
+
+async def test_pings_arrive_on_an_idle_stream(fake_redis: Any, key_prefix: str) -> None:
+    """A ``: ping`` comment every ``ping_s`` keeps proxies from timing the stream out."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    app = create_app(settings_for(None, key_prefix, ping_s=0.5), redis=fake_redis, clock=clock)
+    async with (
+        live_server(app) as base,
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{base}/v1/stream") as r,
+    ):
+        assert r.headers["x-accel-buffering"] == "no"
+        assert r.headers["cache-control"] == "no-cache"
+        lines: list[str] = []
+        async with asyncio.timeout(3):
+            async for line in r.aiter_lines():
+                lines.append(line)
+                if line.startswith(": ping"):
+                    break
+        assert lines[0].startswith("retry: ") and any(x.startswith("id: ") for x in lines)
+
+
+async def test_cors_applies_to_the_live_routes(fake_redis: Any, key_prefix: str) -> None:
+    """A checkout page on a merchant origin may open the stream and read the status."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    settings = settings_for(None, key_prefix, cors_origins="https://shop.example")
+    app = create_app(settings, redis=fake_redis, clock=clock)
+    origin = {"Origin": "https://shop.example"}
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(f"{base}/v1/status", headers=origin)
+        assert r.headers["access-control-allow-origin"] == "https://shop.example"
+        async with (
+            asyncio.timeout(5),
+            client.stream("GET", f"{base}/v1/stream", headers=origin) as s,
+        ):
+            assert s.headers["access-control-allow-origin"] == "https://shop.example"
+        other = await client.get(f"{base}/v1/status", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+async def test_live_routes_answer_errors_in_the_contract_shape(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        r = await client.post(f"{base}/v1/stream")
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        assert r.json()["error"]["code"] == "method_not_allowed"
+        r = await client.delete(f"{base}/v1/status")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        for url, status, field in (
+            ("/v1/status?service=nope", 404, "service"),
+            ("/v1/stream?service=nope", 404, "service"),
+            ("/v1/stream?service=webcollect&method=nope", 404, "method"),
+            ("/v1/status?method=credit_card", 422, "method"),
+            ("/v1/stream?method=credit_card", 422, "method"),
+        ):
+            r = await client.get(f"{base}{url}")
+            assert r.status_code == status, url
+            assert r.json()["error"]["field"] == field, url
+        ok = await client.get(f"{base}/v1/status")
+        head = await client.head(f"{base}/v1/status")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(ok.content))
+        assert head.headers["etag"] == ok.headers["etag"]
+        same = await client.get(f"{base}/v1/status", headers={"If-None-Match": ok.headers["etag"]})
+        assert same.status_code == 304 and same.content == b""
+        # a Last-Event-ID of non-ASCII digits is not a seq: resync, not a crash
+        got = await _events(client, f"{base}/v1/stream?last_event_id=%C2%B2", 1)
+        assert orjson.loads(got[0].data)["cause"]["type"] == "resync"
