@@ -794,7 +794,10 @@ def run_trial(
     redis_rss0 = rss_kb([redis.proc.pid])
     fleet = LoadFleet(srv.port, srv.path, n, args.per_proc, args.concurrency)
     try:
+        phases: dict[str, list[tuple[float, float]]] = {"connect": [], "storm": []}
+        t_go = time.time()
         ready, failed, connect_s = fleet.connect(args.connect_timeout)
+        phases["connect"].append((t_go, time.time()))
         time.sleep(1.0)  # let the server settle (and allocate) after the burst
         pids = tree_pids(srv.proc.pid)
         rss1 = rss_kb(pids)
@@ -828,12 +831,17 @@ def run_trial(
         storm: dict[str, Any] = {}
         if args.reconnect and srv.name.startswith("maintcast"):
             cmds0 = redis.commands()
+            t_storm = time.time()
             r_ready, r_failed, r_s = fleet.reconnect(args.connect_timeout)
+            phases["storm"].append((t_storm, time.time()))
+            time.sleep(1.0)
             storm = {
                 "reconnect_ready": r_ready,
                 "reconnect_failed": r_failed,
                 "reconnect_s": r_s,
                 "redis_cmds_per_reconnect": (redis.commands() - cmds0 - 1) / max(1, r_ready),
+                "rss_kb_per_sub_after_storm": (rss_kb(tree_pids(srv.proc.pid)) - rss0)
+                / max(1, r_ready),
             }
     finally:
         fleet.close()
@@ -858,6 +866,20 @@ def run_trial(
         )
     pooled.sort()
     gcs = gc_pauses(tmp, srv.name) if srv.python else []
+    phases["broadcast"] = windows
+
+    def phase_of(start: float, dur: float) -> str:
+        if start < phases["connect"][0][0]:
+            return "start-up"  # the server's own start (imports, the collect before freezing)
+        for name, spans in phases.items():
+            if any(start < w1 and start + dur > w0 for w0, w1 in spans):
+                return name
+        return "idle"
+
+    gc_over_50ms: dict[str, list[float]] = {}
+    for _p, start, dur, _g in gcs:
+        if dur > 0.05:
+            gc_over_50ms.setdefault(phase_of(start, dur), []).append(round(dur * 1000, 1))
     in_broadcast = [
         (p, s, d, g) for p, s, d, g in gcs if any(s < w1 and s + d > w0 for w0, w1 in windows)
     ]
@@ -894,6 +916,7 @@ def run_trial(
         "gc_full_collections": sum(1 for g in gcs if g[3] == 2),
         "gc_max_pause_ms": max((g[2] for g in gcs), default=0.0) * 1000,
         "gc_pauses_in_broadcast_ms": [round(g[2] * 1000, 1) for g in in_broadcast],
+        "gc_pauses_over_50ms_by_phase": gc_over_50ms,
         "server_pids": len(pids),
         **storm,
     }
@@ -973,11 +996,16 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['missing']:>5} {('-' if r['server'].startswith('nchan') else len(big_gc)):>7}"
         )
     for r in results:
+        if r.get("gc_pauses_over_50ms_by_phase"):
+            by = "; ".join(f"{k} {v}" for k, v in r["gc_pauses_over_50ms_by_phase"].items())
+            lines.append(f"GC pauses > 50 ms (ms), {r['server']} N={r['subscribers']}: {by}")
+    for r in results:
         if "reconnect_s" in r:
             lines.append(
                 f"reconnect storm, {r['server']} N={r['subscribers']}: "
                 f"{r['reconnect_ready']} resynced, {r['reconnect_failed']} failed, "
                 f"in {r['reconnect_s']:.2f} s; "
+                f"RSS/sub after it {r['rss_kb_per_sub_after_storm']:.1f} KB; "
                 f"{r['redis_cmds_per_reconnect']:.3f} Redis commands per client"
             )
     return "\n".join(lines)

@@ -175,3 +175,32 @@ def test_server_exit_is_seen_through_sse_starlette(monkeypatch: pytest.MonkeyPat
     assert not sse.server_exiting()
     monkeypatch.setattr(sse.AppStatus, "should_exit", True)
     assert sse.server_exiting()
+
+
+async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
+    calls = 0
+
+    def scoper(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+        return {k: v for k, v in doc.items() if k != "other"}
+
+    streams = Streams(scoper)
+    clients = [Client() for _ in range(50)]
+    for c in clients:
+        s = Stream(c.send, ("webcollect", None), None)
+        streams.join(s)
+        await streams.pump(s)
+    real = codec.same_status
+
+    def counting(a: codec.Doc, b: codec.Doc) -> bool:
+        nonlocal calls
+        calls += 1
+        return real(a, b)
+
+    streams.deliver(ev(1, other=1))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(codec, "same_status", counting)
+        streams.deliver(ev(2, other=2))  # unchanged in the view: skipped by all
+        streams.deliver(ev(3, other=3, state="maintenance"))  # changed: sent to all
+        streams.deliver(ev(4, other=4, state="maintenance"))  # unchanged again
+    assert calls == 3  # once per delivery, not once per stream
+    assert all([b[:5] for b in c.bodies()] == [b"id: 1", b"id: 3"] for c in clients)
