@@ -5,8 +5,9 @@ For each server under test, in one run, on the same machine state and with the s
 1. start it in its own processes on a loopback port (real uvicorn / real nginx), on a
    private ``redis-server`` (``--save '' --appendonly no``) the bench starts on a free port;
 2. open N SSE subscribers from separate load processes (raw asyncio protocol per socket,
-   uvloop when installed, at most ``--per-proc`` sockets per process), and wait until every
-   one has received the initial status;
+   uvloop when installed, at most ``--per-proc`` sockets per process; or, with
+   ``--client c``, ``bench/sseload.c``: one epoll loop per process, compiled with ``cc``),
+   and wait until every one has received the initial status;
 3. trigger K changes ``--spacing`` seconds apart, taking ``time.time()`` just before each
    trigger; every load process timestamps the arrival of each change (the ``"seq":N`` of
    its frame) on every socket;
@@ -424,6 +425,105 @@ class LoadFleet:
                 p.join(5)
 
 
+class CLoadFleet:
+    """The same subscribers driven by ``bench/sseload.c`` (one epoll loop per process, no
+    Python per read): ``--client c``. Same commands and results as :class:`LoadFleet`."""
+
+    def __init__(self, port: int, path: str, n: int, per_proc: int, concurrency: int) -> None:
+        exe = build_sseload()
+        procs = max(2, math.ceil(n / per_proc)) if n >= 2 else 1
+        base, extra = divmod(n, procs)
+        self.procs = []
+        for i in range(procs):
+            count = base + (1 if i < extra else 0)
+            self.procs.append(
+                subprocess.Popen(
+                    [str(exe), str(port), path, str(count), str(concurrency)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=raise_nofile,
+                )
+            )
+        for p in self.procs:
+            self._expect(p, "up")
+
+    @staticmethod
+    def _expect(p: subprocess.Popen[str], word: str) -> list[str]:
+        assert p.stdout is not None
+        line = p.stdout.readline().split()  # bounded: sseload's own waits are bounded
+        if not line or line[0] != word:
+            raise RuntimeError(f"sseload: expected {word!r}, got {line!r}")
+        return line[1:]
+
+    def _all(self, cmd: str, word: str) -> list[list[str]]:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.write(cmd + "\n")
+            p.stdin.flush()
+        return [self._expect(p, word) for p in self.procs]
+
+    def _connected(self, word: str, cmd: str) -> tuple[int, int, float]:
+        ready = failed = 0
+        t_first, t_end = math.inf, 0.0
+        for r, f, t0, t1 in self._all(cmd, word):
+            ready, failed = ready + int(r), failed + int(f)
+            t_first, t_end = min(t_first, float(t0)), max(t_end, float(t1))
+        return ready, failed, t_end - t_first
+
+    def connect(self, timeout: float) -> tuple[int, int, float]:
+        return self._connected("ready", "go")
+
+    def reconnect(self, timeout: float) -> tuple[int, int, float]:
+        return self._connected("reconnected", "reconnect")
+
+    def progress(self) -> dict[int, int]:
+        total: dict[int, int] = {}
+        for pairs in self._all("progress", "progress"):
+            for pair in pairs:
+                seq, k = pair.split(":")
+                total[int(seq)] = total.get(int(seq), 0) + int(k)
+        return total
+
+    def collect(self) -> tuple[dict[int, list[float]], int]:
+        out: dict[int, list[float]] = {}
+        lost = 0
+        for p in self.procs:  # one at a time: each writes its arrivals, then waits
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write("collect\n")
+            p.stdin.flush()
+            (n_arrivals,) = self._expect(p, "arrivals")
+            for _ in range(int(n_arrivals)):
+                seq, t = p.stdout.readline().split()
+                out.setdefault(int(seq), []).append(float(t))
+            lost += int(self._expect(p, "lost")[0])
+        return out, lost
+
+    def close(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                assert p.stdin is not None
+                p.stdin.write("close\n")
+                p.stdin.close()
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+def build_sseload() -> Path:
+    """Compile ``bench/sseload.c`` (cc -O2) into a temp dir once per run."""
+    out = Path(tempfile.gettempdir()) / f"maintcast-sseload-{os.getpid()}"
+    if not out.exists():
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            raise RuntimeError("--client c needs a C compiler (cc)")
+        subprocess.run([cc, "-O2", "-o", str(out), str(BENCH / "sseload.c")], check=True)
+    return out
+
+
 # -- servers under test ---------------------------------------------------------------------
 
 
@@ -792,7 +892,8 @@ def run_trial(
     time.sleep(0.5)
     rss0 = rss_kb(pids)
     redis_rss0 = rss_kb([redis.proc.pid])
-    fleet = LoadFleet(srv.port, srv.path, n, args.per_proc, args.concurrency)
+    fleet_class = CLoadFleet if args.client == "c" else LoadFleet
+    fleet = fleet_class(srv.port, srv.path, n, args.per_proc, args.concurrency)
     try:
         phases: dict[str, list[tuple[float, float]]] = {"connect": [], "storm": []}
         t_go = time.time()
@@ -1032,6 +1133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-proc", type=int, default=15000, help="subscribers per load process")
     p.add_argument("--concurrency", type=int, default=200, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=180)
+    p.add_argument(
+        "--client",
+        choices=["python", "c"],
+        default="python",
+        help="load client: Python asyncio (default) or bench/sseload.c (epoll, compiled with cc)",
+    )
     p.add_argument(
         "--api-args",
         default="",
