@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.aio import stop_task
@@ -25,7 +26,7 @@ from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
-from broadcaster.live import LiveRoutes
+from broadcaster.live import SERVER_SEND, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
@@ -56,6 +57,16 @@ def make_store(settings: Settings, redis: Redis, *, clock_speed: float = 1.0) ->
         grace_s=settings.misfire_grace_s * clock_speed,
         retention=settings.event_retention,
     )
+
+
+class MaintcastAPI(FastAPI):
+    """FastAPI that hands the server's own ``send`` to the live routes (in the scope, under
+    :data:`broadcaster.live.SERVER_SEND`): cutting a stuck stream needs its transport."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -112,7 +123,7 @@ def create_app(
             if owned:
                 await redis.aclose()
 
-    app = FastAPI(title="Maintcast", version="0.1.0", lifespan=lifespan)
+    app = MaintcastAPI(title="Maintcast", version="0.1.0", lifespan=lifespan)
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
     _errors(app)
     app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))

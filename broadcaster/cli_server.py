@@ -38,6 +38,10 @@ LISTEN_BACKLOG = 4096
 at net.core.somaxconn, 4096 by default). A full queue drops SYNs and the client retries
 only after 1 s, then 3 s: after a deploy or a Redis reset every browser reconnects at once
 (docs/performance.md, reconnect storm)."""
+SHUTDOWN_GRACE_S = 5
+"""After SIGTERM uvicorn waits at most this long for connections to close, then cancels
+what is left. Streams end within a second (the keepalive timer ends them; stuck ones are
+reset); this only bounds what nothing else would."""
 
 
 @app.command()
@@ -101,7 +105,13 @@ def serve(
     try:
         # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
         uvicorn.run(
-            web, host=host, port=port, log_level="info", log_config=None, backlog=LISTEN_BACKLOG
+            web,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+            backlog=LISTEN_BACKLOG,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
     finally:
         asyncio.run(redis.aclose())
@@ -143,6 +153,7 @@ def api(
         log_config=None,
         access_log=access_log,
         backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
 
 

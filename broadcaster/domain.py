@@ -140,11 +140,11 @@ class Catalog(BaseModel):
             return frozenset(self.components())
         svc = self.services.get(service)
         if svc is None:
-            raise NotFound("service", f"unknown service {service!r}")
+            raise NotFound("service", f"unknown service {service[:64]!r}")
         if method is None:
             return frozenset((service, m) for m in svc.methods)
         if method not in svc.methods:
-            raise NotFound("method", f"unknown method {method!r} of service {service!r}")
+            raise NotFound("method", f"unknown method {method[:64]!r} of service {service!r}")
         return frozenset({(service, method)})
 
 

@@ -125,6 +125,12 @@ class Hub:
             return None
         return [ev for ev in recent if ev.seq > seq]
 
+    def event_at(self, seq: int) -> Event | None:
+        """The event with ``seq`` if memory holds it (the current one or a recent one)."""
+        if self.current is not None and self.current.seq == seq:
+            return self.current
+        return next((ev for ev in self._recent if ev.seq == seq), None)
+
     def _deliver(self, event: Event) -> None:
         current = self.current
         if current is not None and event.seq <= current.seq:

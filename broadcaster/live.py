@@ -9,7 +9,11 @@ keep the JSON shape of CONTRACT.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
@@ -18,11 +22,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broadcaster import codec
 from broadcaster.domain import InvalidInput, NotFound
 from broadcaster.hub import Event, Hub
-from broadcaster.sse import SEND_TIMEOUT_S, Stream, chunk
+from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import RECONNECT_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
+SERVER_SEND = "maintcast.server_send"
+"""Scope key of the ASGI server's own ``send`` (before any middleware wraps it)."""
+LINGER_RESET = struct.pack("ii", 1, 0)
+"""``struct linger {l_onoff = 1, l_linger = 0}``: close() sends a reset."""
 MAX_SEQ_DIGITS = 18
 """A Last-Event-ID longer than this cannot be a seq we sent (a stream id part is 64-bit)."""
 HEADERS = [
@@ -92,7 +100,7 @@ class LiveRoutes:
         hub = self.hub
         ev = await hub.snapshot()
         etag = b'"%d"' % ev.seq
-        if Headers(scope=scope).get("if-none-match", "").encode() == etag and not hub.stale:
+        if not hub.stale and etag_matches(Headers(scope=scope).get("if-none-match"), etag):
             await _respond(send, 304, [(b"etag", etag)], b"")
             return
         if hub.stale:
@@ -114,7 +122,7 @@ class LiveRoutes:
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
-        s = Stream(send, view, asyncio.current_task())  # type: ignore[arg-type]
+        s = Stream(send, view, asyncio.current_task(), hard_close_of(scope))  # type: ignore[arg-type]
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
@@ -151,6 +159,8 @@ class LiveRoutes:
             s.seq, s.view = ev.seq, doc
         else:
             s.seq = int(resume or 0)
+            if s.scope != ALL and (seen := hub.event_at(s.seq)) is not None:
+                s.view = seen.view(s.scope, hub.scope_view)[0]  # what the client has
             for ev in replay:
                 if (replayed := s.frame_for(ev, hub.scope_view)) is not None:
                     frames.append(replayed)
@@ -175,6 +185,45 @@ class LiveRoutes:
         if payloads is None:
             return None
         return [Event(codec.loads(p), p) for p in payloads]
+
+
+def etag_matches(if_none_match: str | None, etag: bytes) -> bool:
+    """Whether ``If-None-Match`` matches ``etag`` (RFC 9110 13.1.2: ``*`` or a list of
+    entity tags, compared weakly, so ``W/"7"`` matches ``"7"``)."""
+    if not if_none_match:
+        return False
+    tag = etag.decode()
+    for given in if_none_match.split(","):
+        given = given.strip()
+        if given == "*" or given.removeprefix("W/") == tag:
+            return True
+    return False
+
+
+def hard_close_of(scope: Scope) -> Callable[[], None] | None:
+    """A function that resets this request's connection (TCP RST), or None under a server
+    that does not expose its transport (the stream is then cut by ending its request).
+
+    The transport is found through the server's own ``send`` that
+    :class:`broadcaster.app.MaintcastAPI` puts in the scope: uvicorn's send is a method of
+    its request cycle, which holds it. ``SO_LINGER`` 0 makes the close a reset (socket(7)),
+    so the kernel drops the unsent bytes at once instead of keeping an orphaned socket
+    probing a client that does not read.
+    """
+    cycle = getattr(scope.get(SERVER_SEND), "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    abort = getattr(transport, "abort", None)
+    if transport is None or not callable(abort):
+        return None
+
+    def reset() -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        abort()
+
+    return reset
 
 
 async def _respond(

@@ -92,6 +92,7 @@ class Stream:
         "backlog",
         "ended",
         "finished",
+        "hard_close",
         "scope",
         "send",
         "seq",
@@ -100,10 +101,17 @@ class Stream:
         "writer",
     )
 
-    def __init__(self, send: Send, scope: Scope, task: asyncio.Task[Any] | None) -> None:
+    def __init__(
+        self,
+        send: Send,
+        scope: Scope,
+        task: asyncio.Task[Any] | None,
+        hard_close: Callable[[], None] | None = None,
+    ) -> None:
         self.send = send
         self.scope = scope
         self.task = task
+        self.hard_close = hard_close  # resets the connection (see Streams.abort)
         self.seq = -1
         self.view: codec.Doc | None = None
         self.backlog: deque[Event] | None = deque()  # starting: the request task writes
@@ -201,19 +209,29 @@ class Streams:
             s.finished = True
             self._write(s, FINAL)
 
-    def end_all(self) -> None:
-        """End every open stream (server shutdown, or the store was reset)."""
+    def end_all(self, *, cut_stuck: bool = False) -> None:
+        """End every open stream (server shutdown, or the store was reset); with
+        ``cut_stuck``, cut those whose send is waiting on a full socket instead, so a client
+        that stopped reading cannot hold the server's shutdown."""
         for s in tuple(self._open):
-            self.end(s)
+            if cut_stuck and s.writer is not None:
+                self.abort(s)
+            else:
+                self.end(s)
 
     def abort(self, s: Stream) -> None:
         """Cut ``s`` without a final chunk: its connection cannot take one (a full backlog,
-        a send that timed out or failed). Ending its request task closes the connection."""
+        a send that timed out or failed). The connection is reset where the server lets us
+        (``hard_close``): a graceful close would wait, with the fd and the unsent bytes
+        pinned, for a client that does not read. Elsewhere its request task is ended and
+        the server closes the connection."""
         s.ended = s.aborted = True
         self._open.discard(s)
         if s.writer is not None:
             s.writer.cancel()
-        if s.task is not None:
+        if s.hard_close is not None:
+            s.hard_close()  # the request task then sees http.disconnect and returns
+        elif s.task is not None:
             s.task.cancel()
 
     async def pump(self, s: Stream) -> None:
@@ -268,7 +286,7 @@ class Streams:
         while True:
             await asyncio.sleep(TICK_S)
             if server_exiting():
-                self.end_all()
+                self.end_all(cut_stuck=True)
                 continue
             since_ping += TICK_S
             if since_ping >= ping_s:

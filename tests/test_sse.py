@@ -163,8 +163,54 @@ async def test_live_routes_answer_errors_in_the_contract_shape(
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(ok.content))
         assert head.headers["etag"] == ok.headers["etag"]
-        same = await client.get(f"{base}/v1/status", headers={"If-None-Match": ok.headers["etag"]})
-        assert same.status_code == 304 and same.content == b""
+        etag = ok.headers["etag"]
+        for given in (etag, f"W/{etag}", f'"0", {etag}', "*"):  # RFC 9110 13.1.2
+            same = await client.get(f"{base}/v1/status", headers={"If-None-Match": given})
+            assert same.status_code == 304 and same.content == b"", given
+        other = await client.get(f"{base}/v1/status", headers={"If-None-Match": '"0"'})
+        assert other.status_code == 200
         # a Last-Event-ID of non-ASCII digits is not a seq: resync, not a crash
         got = await _events(client, f"{base}/v1/stream?last_event_id=%C2%B2", 1)
         assert orjson.loads(got[0].data)["cause"]["type"] == "resync"
+
+
+async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """Resuming at the current seq, a scoped stream knows the view its client holds, so a
+    change elsewhere is not sent (CONTRACT.md "SSE": scoped streams skip unchanged views)."""
+    from broadcaster.domain import Cause, Override
+    from broadcaster.store import Change
+    from tests.test_hub import _clear_override, _set_override
+
+    def _elsewhere(st: Any) -> Change:
+        ov = Override(
+            mode="maintenance",
+            affected={"atobarai": ("au_easy",)},
+            reason="drill",
+            actor="t",
+            set_at=jst(2021, 8, 9),
+        )
+        return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
+
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    url = "/v1/stream?service=webcollect&method=credit_card"
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(f"{base}/v1/status")
+        seq = int(r.headers["etag"].strip('"'))
+        task = asyncio.create_task(
+            _events(client, f"{base}{url}", 1, **{"Last-Event-ID": str(seq)})
+        )
+        async with asyncio.timeout(5):
+            while app.state.hub.clients == 0:
+                await asyncio.sleep(0.01)
+        await store.apply(jst(2021, 8, 9, 0, 59, 55), _elsewhere)  # not in this view: skipped
+        await store.apply(jst(2021, 8, 9, 0, 59, 56), _set_override)  # everything: sent
+        async with asyncio.timeout(5):
+            got = await task
+        assert [int(e.id) for e in got] == [seq + 2]
+        await store.apply(jst(2021, 8, 9, 0, 59, 57), _clear_override)

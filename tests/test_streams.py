@@ -204,3 +204,35 @@ async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
         streams.deliver(ev(4, other=4, state="maintenance"))  # unchanged again
     assert calls == 3  # once per delivery, not once per stream
     assert all([b[:5] for b in c.bodies()] == [b"id: 1", b"id: 3"] for c in clients)
+
+
+async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
+    resets: list[int] = []
+    streams, c = Streams(no_scope, backlog_limit=1), Client()
+    request = asyncio.create_task(asyncio.sleep(60))
+    s = Stream(c.send, ALL, request, hard_close=lambda: resets.append(1))
+    streams.join(s)
+    await streams.pump(s)
+    c.paused.clear()
+    for seq in range(1, 4):
+        streams.deliver(ev(seq))
+    assert s.aborted and resets == [1]
+    assert not request.cancelled()  # the reset wakes it through http.disconnect instead
+    request.cancel()
+    await asyncio.gather(request, return_exceptions=True)
+
+
+async def test_server_exit_cuts_stuck_streams_and_ends_the_others() -> None:
+    resets: list[int] = []
+    streams, stuck, fine = Streams(no_scope), Client(), Client()
+    s = Stream(stuck.send, ALL, None, hard_close=lambda: resets.append(1))
+    streams.join(s)
+    await streams.pump(s)
+    other = await open_stream(streams, fine)
+    stuck.paused.clear()
+    streams.deliver(ev(1))  # stuck's send now waits on a full socket
+    streams.end_all(cut_stuck=True)
+    await asyncio.sleep(0)
+    assert s.aborted and resets == [1]
+    assert other.ended and not other.aborted and fine.sent[-1] is FINAL
+    assert len(streams) == 0

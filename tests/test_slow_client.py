@@ -1,0 +1,117 @@
+"""A client that stops reading is cut with a TCP reset over a real socket: its fd and the
+unsent bytes are freed at once (a graceful close would wait for it forever), and the hub
+forgets it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from broadcaster.app import create_app
+from broadcaster.clock import RehearsalClock
+from broadcaster.domain import Cause, Override
+from broadcaster.metrics import SLOW_CLIENTS_DROPPED
+from broadcaster.store import Change
+from tests.conftest import jst, live_server, make_store, settings_for
+
+REASON = "x" * 2000  # the largest reason: ~2.4 KB frames fill the socket buffers sooner
+
+
+async def test_a_client_that_stops_reading_is_reset(
+    real_redis: Any, redis_url: str, key_prefix: str
+) -> None:
+    clock = RehearsalClock(jst(2021, 7, 1))
+    store = make_store(real_redis, key_prefix)
+    app = create_app(settings_for(redis_url, key_prefix, client_queue=4), clock=clock)
+    hub = app.state.hub
+    before = SLOW_CLIENTS_DROPPED._value.get()
+    async with live_server(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(5):  # the server runs on this loop: no blocking calls
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert b" 200 " in await loop.sock_recv(sock, 256)  # then it never reads
+            async with asyncio.timeout(10):
+                while hub.clients != 1:
+                    await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 60
+            for i in range(5000):  # bounded: the buffers fill after ~1,500 events
+                if hub.clients == 0 or time.monotonic() > deadline:
+                    break
+                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
+                if i % 50 == 49:
+                    await asyncio.sleep(0.05)  # let the hub catch up with pub/sub
+            async with asyncio.timeout(15):
+                while hub.clients:
+                    await asyncio.sleep(0.05)
+            assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
+            # the connection was reset, not left half-closed with its buffers pinned
+            reset = False
+            for _ in range(10_000):  # bounded: drain what the kernel holds, then the RST
+                try:
+                    async with asyncio.timeout(0.5):
+                        if not await loop.sock_recv(sock, 65536):
+                            break
+                except ConnectionResetError:
+                    reset = True
+                    break
+                except TimeoutError:
+                    break
+            assert reset, "expected a TCP reset from the server"
+        finally:
+            sock.close()
+
+
+async def test_a_client_that_stops_reading_does_not_hold_shutdown(
+    real_redis: Any, redis_url: str, key_prefix: str
+) -> None:
+    """On server exit a stream whose send waits on a full socket is reset, not waited for
+    (uvicorn waits for every connection to close before it exits)."""
+    clock = RehearsalClock(jst(2021, 7, 1))
+    store = make_store(real_redis, key_prefix)
+    app = create_app(settings_for(redis_url, key_prefix, client_queue=100_000), clock=clock)
+    hub = app.state.hub
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.setblocking(False)
+    try:
+        async with live_server(app) as base:
+            port = int(base.rsplit(":", 1)[1])
+            async with asyncio.timeout(5):
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert b" 200 " in await loop.sock_recv(sock, 256)
+                while hub.clients != 1:
+                    await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 60
+            for i in range(5000):  # until its send waits on the full socket
+                if any(s.writer for s in hub.streams._open) or time.monotonic() > deadline:
+                    break
+                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
+                if i % 50 == 49:
+                    await asyncio.sleep(0.05)
+            assert any(s.writer for s in hub.streams._open), "the send never waited"
+            t0 = time.monotonic()
+        # live_server gives uvicorn 3 s of graceful shutdown: a stuck stream would use it all
+        assert time.monotonic() - t0 < 2.0
+        assert hub.clients == 0
+    finally:
+        sock.close()
+
+
+def _change(i: int) -> Any:
+    def change(st: Any) -> Change:
+        if i % 2 == 0:
+            ov = Override(mode="maintenance", reason=REASON, actor="t", set_at=jst(2021, 7, 1))
+            return Change(Cause("override.set", None, "t", REASON), override=ov, set_override=True)
+        return Change(Cause("override.cleared", None, "t", None), override=None, set_override=True)
+
+    return change
