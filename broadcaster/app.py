@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.aio import stop_task
@@ -26,7 +26,7 @@ from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
-from broadcaster.live import SERVER_SEND, LiveRoutes
+from broadcaster.live import PATHS, SERVER_SEND, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
@@ -60,13 +60,31 @@ def make_store(settings: Settings, redis: Redis, *, clock_speed: float = 1.0) ->
 
 
 class MaintcastAPI(FastAPI):
-    """FastAPI that hands the server's own ``send`` to the live routes (in the scope, under
-    :data:`broadcaster.live.SERVER_SEND`): cutting a stuck stream needs its transport."""
+    """FastAPI with the two hot paths (:data:`broadcaster.live.PATHS`) handed to ``live``
+    before any of FastAPI's own layers, with the server's own ``send`` in the scope (under
+    :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport)."""
+
+    def __init__(self, live: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] in PATHS:
             scope[SERVER_SEND] = send
+            await self.live(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+
+def cors_options(settings: Settings) -> dict[str, Any]:
+    """Starlette ``CORSMiddleware`` options: read-only access from the configured origins
+    (checkout pages on merchant domains open the stream and read the status)."""
+    return {
+        "allow_origins": settings.cors_origin_list,
+        "allow_methods": ["GET"],
+        "allow_headers": ["Last-Event-ID", "Cache-Control"],
+        "max_age": 600,
+    }
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -123,14 +141,15 @@ def create_app(
             if owned:
                 await redis.aclose()
 
-    app = MaintcastAPI(title="Maintcast", version="0.1.0", lifespan=lifespan)
+    live: ASGIApp = LiveRoutes(hub=hub, store=store, retry_ms=settings.retry_ms)
+    if settings.cors_origin_list:
+        live = CORSMiddleware(live, **cors_options(settings))
+    app = MaintcastAPI(live, title="Maintcast", version="0.1.0", lifespan=lifespan)
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
     _errors(app)
     app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
     app.include_router(pages_router(store, hub, demo=demo))
     app.mount("/static", static_files(), name="static")
-    # innermost of the middleware: the gate and CORS still apply to the two live routes
-    app.add_middleware(LiveRoutes, hub=hub, store=store, retry_ms=settings.retry_ms)
     if demo:
         rule = Rule("/demo/api/", "webcollect", "credit_card", channel="token_embedded")
         app.add_middleware(
@@ -141,13 +160,7 @@ def create_app(
             clock=clock,
         )
     if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET"],
-            allow_headers=["Last-Event-ID", "Cache-Control"],
-            max_age=600,
-        )
+        app.add_middleware(CORSMiddleware, **cors_options(settings))
 
     def visible(w: Window, now: datetime, authorization: str | None) -> bool:
         """Announced windows are public; ops (a valid token) see the others too."""

@@ -1,9 +1,10 @@
-"""``GET /v1/status`` and ``GET /v1/stream`` as plain ASGI, ahead of FastAPI's routing.
+"""``GET /v1/status`` and ``GET /v1/stream`` as plain ASGI, ahead of FastAPI.
 
-They are the two endpoints every checkout page and dashboard hits, so they skip the router,
-dependency injection and exception middleware (docs/performance.md measures the cost), and
-answer from the hub's memory. Everything else passes through to the wrapped app. Errors
-keep the JSON shape of CONTRACT.md.
+They are the two endpoints every checkout page and dashboard hits, so
+:class:`broadcaster.app.MaintcastAPI` hands them here before FastAPI's own layers (its
+telemetry check, middleware stack, router and dependency injection; docs/performance.md
+measures the cost), wrapped only in CORS when configured. They answer from the hub's
+memory. Errors keep the JSON shape of CONTRACT.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.domain import InvalidInput, NotFound
@@ -27,6 +28,8 @@ from broadcaster.store import RECONNECT_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
+PATHS = frozenset({"/v1/status", "/v1/stream"})
+"""The paths :class:`LiveRoutes` serves."""
 SERVER_SEND = "maintcast.server_send"
 """Scope key of the ASGI server's own ``send`` (before any middleware wraps it)."""
 LINGER_RESET = struct.pack("ii", 1, 0)
@@ -54,23 +57,19 @@ def error_response(
 
 
 class LiveRoutes:
-    """ASGI middleware serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from
-    ``hub``; ``retry_ms`` opens every stream (the client's reconnection delay)."""
+    """ASGI app serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from ``hub``
+    (HTTP requests for :data:`PATHS` only); ``retry_ms`` opens every stream (the client's
+    reconnection delay)."""
 
-    def __init__(self, app: ASGIApp, *, hub: Hub, store: Store, retry_ms: int) -> None:
-        self.app, self.hub, self.store = app, hub, store
+    def __init__(self, *, hub: Hub, store: Store, retry_ms: int) -> None:
+        self.hub, self.store = hub, store
         self.retry = codec.retry_frame(retry_ms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            if path == "/v1/stream":
-                await self._route(("GET",), self.stream, scope, receive, send)
-                return
-            if path == "/v1/status":
-                await self._route(("GET", "HEAD"), self.status, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["path"] == "/v1/stream":
+            await self._route(("GET",), self.stream, scope, receive, send)
+        else:
+            await self._route(("GET", "HEAD"), self.status, scope, receive, send)
 
     async def _route(
         self, methods: tuple[str, ...], handler: Any, scope: Scope, receive: Receive, send: Send
