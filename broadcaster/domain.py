@@ -20,6 +20,8 @@ ComponentStatus = Literal["operational", "under_maintenance"]
 OPERATIONAL: ComponentStatus = "operational"
 UNDER_MAINTENANCE: ComponentStatus = "under_maintenance"
 ALL_METHODS = "*"
+ECHO_MAX = 64
+"""Names from input echoed in an error message are cut to this many characters."""
 
 MODAL_TEXT_JA = "メンテナンス中です。時間をおいて再度アクセスしてください。"
 """The card modal's text, verbatim from the 2021 notice's table (CONTRACT.md)."""
@@ -140,11 +142,11 @@ class Catalog(BaseModel):
             return frozenset(self.components())
         svc = self.services.get(service)
         if svc is None:
-            raise NotFound("service", f"unknown service {service[:64]!r}")
+            raise NotFound("service", f"unknown service {service[:ECHO_MAX]!r}")
         if method is None:
             return frozenset((service, m) for m in svc.methods)
         if method not in svc.methods:
-            raise NotFound("method", f"unknown method {method[:64]!r} of service {service!r}")
+            raise NotFound("method", f"unknown method {method[:ECHO_MAX]!r} of service {service!r}")
         return frozenset({(service, method)})
 
 

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
@@ -32,6 +31,10 @@ PATHS = frozenset({"/v1/status", "/v1/stream"})
 """The paths :class:`LiveRoutes` serves."""
 SERVER_SEND = "maintcast.server_send"
 """Scope key of the ASGI server's own ``send`` (before any middleware wraps it)."""
+STALL_S = 30.0
+"""A stream's socket is dropped by the kernel after this many seconds without progress
+(``TCP_USER_TIMEOUT``): a client that stopped reading, or vanished without a FIN."""
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux value where not exported
 LINGER_RESET = struct.pack("ii", 1, 0)
 """``struct linger {l_onoff = 1, l_linger = 0}``: close() sends a reset."""
 MAX_SEQ_DIGITS = 18
@@ -99,7 +102,8 @@ class LiveRoutes:
         hub = self.hub
         ev = await hub.snapshot()
         etag = b'"%d"' % ev.seq
-        if not hub.stale and etag_matches(Headers(scope=scope).get("if-none-match"), etag):
+        tags = ", ".join(Headers(scope=scope).getlist("if-none-match"))  # RFC 9110 5.3
+        if not hub.stale and etag_matches(tags, etag):
             await _respond(send, 304, [(b"etag", etag)], b"")
             return
         if hub.stale:
@@ -121,7 +125,7 @@ class LiveRoutes:
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
-        s = Stream(send, view, asyncio.current_task(), hard_close_of(scope))  # type: ignore[arg-type]
+        s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
@@ -145,7 +149,7 @@ class LiveRoutes:
         ``resync`` when ``resume`` cannot be served). Sets ``s.seq`` and ``s.view``."""
         hub = self.hub
         frames = [self.retry]
-        replay = await self._replay(resume)
+        replay = await self._replay(resume, scoped=s.scope != ALL)
         if replay is None:
             ev = await hub.snapshot()
             doc, frame = ev.view(s.scope, hub.scope_view)
@@ -157,33 +161,43 @@ class LiveRoutes:
             frames.append(frame)
             s.seq, s.view = ev.seq, doc
         else:
+            seen, events = replay
             s.seq = int(resume or 0)
-            if s.scope != ALL and (seen := hub.event_at(s.seq)) is not None:
+            if s.scope != ALL and seen is not None:
                 s.view = seen.view(s.scope, hub.scope_view)[0]  # what the client has
-            for ev in replay:
+            for ev in events:
                 if (replayed := s.frame_for(ev, hub.scope_view)) is not None:
                     frames.append(replayed)
         return b"".join(frames)
 
-    async def _replay(self, resume: str | None) -> list[Event] | None:
-        """Events after ``resume``: from memory when it holds them, else from the store's
-        log; None when a snapshot (or resync) is due."""
+    async def _replay(
+        self, resume: str | None, *, scoped: bool
+    ) -> tuple[Event | None, list[Event]] | None:
+        """The event at ``resume`` when known (a scoped stream needs the view its client
+        holds) and the events after it: from memory when it holds them, else from the
+        store's log; None when a snapshot (or resync) is due."""
         if resume is None:
             return None
         resume = resume.strip()
         if not (resume.isascii() and resume.isdigit()) or len(resume) > MAX_SEQ_DIGITS:
             return None  # not a seq we could have sent: resync
         after = int(resume)
-        recent = self.hub.recent_after(after)
-        if recent is not None:
-            return recent
+        recent, seen = self.hub.recent_after(after), self.hub.event_at(after)
+        if recent is not None and (seen is not None or not scoped or after == 0):
+            return seen, recent
         try:
+            if scoped and after > 0:  # one more from the log: the event the client holds
+                got = await self.store.replay(after - 1)
+                if got:
+                    seen = Event(codec.loads(got[0]), got[0])
+                    if seen.seq == after:
+                        return seen, [Event(codec.loads(p), p) for p in got[1:]]
             payloads = await self.store.replay(after)
         except RECONNECT_ERRORS:
             return None
         if payloads is None:
             return None
-        return [Event(codec.loads(p), p) for p in payloads]
+        return None, [Event(codec.loads(p), p) for p in payloads]
 
 
 def etag_matches(if_none_match: str | None, etag: bytes) -> bool:
@@ -199,30 +213,51 @@ def etag_matches(if_none_match: str | None, etag: bytes) -> bool:
     return False
 
 
-def hard_close_of(scope: Scope) -> Callable[[], None] | None:
-    """A function that resets this request's connection (TCP RST), or None under a server
-    that does not expose its transport (the stream is then cut by ending its request).
+class Socket:
+    """The connection under a stream, reached through uvicorn's transport (see
+    :func:`conn_of`). Opening a stream sets ``TCP_USER_TIMEOUT`` (tcp(7)) on its socket,
+    so the kernel itself drops a client whose window stays shut (it stopped reading) or
+    who stops acknowledging (it vanished) for :data:`STALL_S` seconds: that needs no work
+    here and catches a stuck client even when too few events flow to fill the buffers the
+    fan-out loop watches."""
 
-    The transport is found through the server's own ``send`` that
-    :class:`broadcaster.app.MaintcastAPI` puts in the scope: uvicorn's send is a method of
-    its request cycle, which holds it. ``SO_LINGER`` 0 makes the close a reset (socket(7)),
-    so the kernel drops the unsent bytes at once instead of keeping an orphaned socket
-    probing a client that does not read.
-    """
-    cycle = getattr(scope.get(SERVER_SEND), "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    abort = getattr(transport, "abort", None)
-    if transport is None or not callable(abort):
-        return None
+    __slots__ = ("transport",)
 
-    def reset() -> None:
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, int(STALL_S * 1000))
+
+    def reset(self) -> None:
+        """``SO_LINGER`` 0 makes the close a reset (socket(7)): the kernel drops the unsent
+        bytes at once instead of keeping an orphaned socket probing a client that does not
+        read."""
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        abort()
+        self.transport.abort()
 
-    return reset
+    def unsent(self) -> int:
+        """Bytes uvicorn's transport holds because the socket buffer is full."""
+        return int(self.transport.get_write_buffer_size())
+
+
+def conn_of(scope: Scope) -> Socket | None:
+    """This request's connection, or None under a server that does not expose it (a cut
+    stream is then ended through its request task).
+
+    The transport is found through the server's own ``send`` that
+    :class:`broadcaster.app.MaintcastAPI` puts in the scope: uvicorn's send is a method of
+    its request cycle, which holds it.
+    """
+    cycle = getattr(scope.get(SERVER_SEND), "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None or not callable(getattr(transport, "abort", None)):
+        return None
+    return Socket(transport)
 
 
 async def _respond(

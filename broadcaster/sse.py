@@ -30,7 +30,7 @@ import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sse_starlette.sse import AppStatus
 
@@ -78,6 +78,16 @@ def chunk(data: bytes) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": True}
 
 
+class Conn(Protocol):
+    """The connection under a stream, where the ASGI server lets us reach it."""
+
+    def reset(self) -> None:
+        """Close with a TCP reset: the fd and every unsent byte are freed at once."""
+
+    def unsent(self) -> int:
+        """Bytes the server holds for it in user space (the socket buffer is full)."""
+
+
 class Stream:
     """One open ``/v1/stream`` response.
 
@@ -90,9 +100,9 @@ class Stream:
     __slots__ = (
         "aborted",
         "backlog",
+        "conn",
         "ended",
         "finished",
-        "hard_close",
         "scope",
         "send",
         "seq",
@@ -106,12 +116,12 @@ class Stream:
         send: Send,
         scope: Scope,
         task: asyncio.Task[Any] | None,
-        hard_close: Callable[[], None] | None = None,
+        conn: Conn | None = None,
     ) -> None:
         self.send = send
         self.scope = scope
         self.task = task
-        self.hard_close = hard_close  # resets the connection (see Streams.abort)
+        self.conn = conn  # its connection, where the server lets us reach it
         self.seq = -1
         self.view: codec.Doc | None = None
         self.backlog: deque[Event] | None = deque()  # starting: the request task writes
@@ -211,10 +221,11 @@ class Streams:
 
     def end_all(self, *, cut_stuck: bool = False) -> None:
         """End every open stream (server shutdown, or the store was reset); with
-        ``cut_stuck``, cut those whose send is waiting on a full socket instead, so a client
-        that stopped reading cannot hold the server's shutdown."""
+        ``cut_stuck``, cut those whose socket is full instead (a send waiting, or bytes held
+        in user space), so a client that stopped reading cannot hold the server's exit:
+        uvicorn waits for every connection to flush and close."""
         for s in tuple(self._open):
-            if cut_stuck and s.writer is not None:
+            if cut_stuck and (s.writer is not None or (s.conn is not None and s.conn.unsent())):
                 self.abort(s)
             else:
                 self.end(s)
@@ -222,15 +233,15 @@ class Streams:
     def abort(self, s: Stream) -> None:
         """Cut ``s`` without a final chunk: its connection cannot take one (a full backlog,
         a send that timed out or failed). The connection is reset where the server lets us
-        (``hard_close``): a graceful close would wait, with the fd and the unsent bytes
+        reach it (``conn``): a graceful close would wait, with the fd and the unsent bytes
         pinned, for a client that does not read. Elsewhere its request task is ended and
         the server closes the connection."""
         s.ended = s.aborted = True
         self._open.discard(s)
         if s.writer is not None:
             s.writer.cancel()
-        if s.hard_close is not None:
-            s.hard_close()  # the request task then sees http.disconnect and returns
+        if s.conn is not None:
+            s.conn.reset()  # the request task then sees http.disconnect and returns
         elif s.task is not None:
             s.task.cancel()
 

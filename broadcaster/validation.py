@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from broadcaster.domain import (
     ALL_METHODS,
     DEFAULT_MESSAGES,
+    ECHO_MAX,
     Catalog,
     Channel,
     HistoryEntry,
@@ -124,18 +125,19 @@ def check_affected(catalog: Catalog, affected: Mapping[str, list[str]], field: s
         raise InvalidInput(field, f"{field}: must name at least one service")
     for service, methods in affected.items():
         svc = catalog.services.get(service)
+        at = f"{field}.{service[:ECHO_MAX]}"  # names from input are echoed, capped
         if svc is None:
             known = ", ".join(catalog.services) or "none"
             raise InvalidInput(
-                f"{field}.{service}", f"{field}: unknown service {service!r} (known: {known})"
+                at, f"{field}: unknown service {service[:ECHO_MAX]!r} (known: {known})"
             )
         if not methods:
-            raise InvalidInput(f"{field}.{service}", f"{field}.{service}: empty list of methods")
+            raise InvalidInput(at, f"{at}: empty list of methods")
         for m in methods:
             if m != ALL_METHODS and m not in svc.methods:
                 raise InvalidInput(
-                    f"{field}.{service}",
-                    f"{field}.{service}: unknown method {m!r} (known: {', '.join(svc.methods)})",
+                    at,
+                    f"{at}: unknown method {m[:ECHO_MAX]!r} (known: {', '.join(svc.methods)})",
                 )
 
 

@@ -9,6 +9,9 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
+from broadcaster import live
 from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
 from broadcaster.domain import Cause, Override
@@ -103,6 +106,47 @@ async def test_a_client_that_stops_reading_does_not_hold_shutdown(
         # live_server gives uvicorn 3 s of graceful shutdown: a stuck stream would use it all
         assert time.monotonic() - t0 < 2.0
         assert hub.clients == 0
+    finally:
+        sock.close()
+
+
+async def test_a_stuck_client_is_dropped_by_the_kernel_when_events_are_sparse(
+    real_redis: Any, redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Too few events to fill the server's own buffer: nothing in the fan-out loop waits,
+    but the socket's TCP_USER_TIMEOUT (STALL_S) drops the connection once the client's
+    window has stayed shut that long."""
+    monkeypatch.setattr(live, "STALL_S", 1.0)
+    clock = RehearsalClock(jst(2021, 7, 1))
+    store = make_store(real_redis, key_prefix)
+    app = create_app(settings_for(redis_url, key_prefix, client_queue=100_000), clock=clock)
+    hub = app.state.hub
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.setblocking(False)
+    try:
+        async with live_server(app) as base:
+            port = int(base.rsplit(":", 1)[1])
+            async with asyncio.timeout(5):
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert b" 200 " in await loop.sock_recv(sock, 256)
+                while hub.clients != 1:
+                    await asyncio.sleep(0.01)
+            stream = next(iter(hub.streams._open))
+            assert stream.conn is not None
+            for i in range(5000):  # until the kernel's buffers are full: bytes wait in ours
+                if stream.conn.unsent() or hub.clients == 0:
+                    break
+                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
+                if i % 50 == 49:
+                    await asyncio.sleep(0.05)
+            t0 = time.monotonic()
+            async with asyncio.timeout(8):  # well before the 10 s send timeout
+                while hub.clients:
+                    await asyncio.sleep(0.05)
+            assert time.monotonic() - t0 < 5
     finally:
         sock.close()
 

@@ -214,3 +214,52 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
             got = await task
         assert [int(e.id) for e in got] == [seq + 2]
         await store.apply(jst(2021, 8, 9, 0, 59, 57), _clear_override)
+
+
+async def test_a_scoped_stream_resumed_from_the_log_skips_an_unchanged_view(
+    real_redis: Any, redis_url: str, key_prefix: str
+) -> None:
+    """The same after a restart: the resume point is only in Redis's log, which gives the
+    view the client holds too."""
+    from tests.test_hub import _set_override
+
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    store = make_store(real_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())  # seq 1
+    await store.apply(jst(2021, 8, 9, 0, 59, 51), _elsewhere(True))  # 2: not in the view
+    await store.apply(jst(2021, 8, 9, 0, 59, 52), _elsewhere(False))  # 3: nor this
+    app = create_app(settings_for(redis_url, key_prefix), clock=clock)  # memory: seq 3 only
+    url = "/v1/stream?service=webcollect&method=credit_card"
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        task = asyncio.create_task(_events(client, f"{base}{url}", 1, **{"Last-Event-ID": "2"}))
+        async with asyncio.timeout(5):
+            while app.state.hub.clients == 0:
+                await asyncio.sleep(0.01)
+        await store.apply(jst(2021, 8, 9, 0, 59, 53), _elsewhere(True))  # 4: skipped
+        await store.apply(jst(2021, 8, 9, 0, 59, 54), _set_override)  # 5: sent
+        async with asyncio.timeout(5):
+            got = await task
+        assert [int(e.id) for e in got] == [5]
+
+
+def _elsewhere(on: bool) -> Any:
+    """An override set (or cleared) on ``atobarai``/``au_easy`` only."""
+    from broadcaster.domain import Cause, Override
+    from broadcaster.store import Change
+
+    def change(st: Any) -> Change:
+        if not on:
+            return Change(
+                Cause("override.cleared", None, "t", None), override=None, set_override=True
+            )
+        ov = Override(
+            mode="maintenance",
+            affected={"atobarai": ("au_easy",)},
+            reason="drill",
+            actor="t",
+            set_at=jst(2021, 8, 9),
+        )
+        return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
+
+    return change

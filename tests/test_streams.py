@@ -42,6 +42,19 @@ class Client:
         return [m["body"] for m in self.sent]
 
 
+class FakeConn:
+    """Records resets; ``held`` bytes stand for what the server could not write yet."""
+
+    def __init__(self, resets: list[int], held: int = 0) -> None:
+        self.resets, self.held = resets, held
+
+    def reset(self) -> None:
+        self.resets.append(1)
+
+    def unsent(self) -> int:
+        return self.held
+
+
 async def open_stream(streams: Streams, client: Client, task: Any = None) -> Stream:
     s = Stream(client.send, ALL, task)
     streams.join(s)
@@ -210,7 +223,7 @@ async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
     resets: list[int] = []
     streams, c = Streams(no_scope, backlog_limit=1), Client()
     request = asyncio.create_task(asyncio.sleep(60))
-    s = Stream(c.send, ALL, request, hard_close=lambda: resets.append(1))
+    s = Stream(c.send, ALL, request, FakeConn(resets))
     streams.join(s)
     await streams.pump(s)
     c.paused.clear()
@@ -225,7 +238,7 @@ async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
 async def test_server_exit_cuts_stuck_streams_and_ends_the_others() -> None:
     resets: list[int] = []
     streams, stuck, fine = Streams(no_scope), Client(), Client()
-    s = Stream(stuck.send, ALL, None, hard_close=lambda: resets.append(1))
+    s = Stream(stuck.send, ALL, None, FakeConn(resets))
     streams.join(s)
     await streams.pump(s)
     other = await open_stream(streams, fine)
@@ -236,3 +249,13 @@ async def test_server_exit_cuts_stuck_streams_and_ends_the_others() -> None:
     assert s.aborted and resets == [1]
     assert other.ended and not other.aborted and fine.sent[-1] is FINAL
     assert len(streams) == 0
+
+
+async def test_server_exit_cuts_a_stream_whose_socket_is_full_even_without_a_pending_send() -> None:
+    resets: list[int] = []
+    streams, c = Streams(no_scope), Client()
+    s = Stream(c.send, ALL, None, FakeConn(resets, held=4096))
+    streams.join(s)
+    await streams.pump(s)
+    streams.end_all(cut_stuck=True)
+    assert s.aborted and resets == [1] and FINAL not in c.sent
