@@ -26,7 +26,7 @@ from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
 from broadcaster.keys import Keys
-from broadcaster.live import PATHS, SERVER_SEND, LiveRoutes
+from broadcaster.live import PATHS, SERVER_SEND, STREAM_PATH, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
@@ -70,7 +70,8 @@ class MaintcastAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PATHS:
-            scope[SERVER_SEND] = send
+            if scope["path"] == STREAM_PATH:
+                scope[SERVER_SEND] = send  # taken out at once: the scope -> cycle loop
             await self.live(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

@@ -27,7 +27,8 @@ from broadcaster.store import RECONNECT_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
-PATHS = frozenset({"/v1/status", "/v1/stream"})
+STREAM_PATH = "/v1/stream"
+PATHS = frozenset({"/v1/status", STREAM_PATH})
 """The paths :class:`LiveRoutes` serves."""
 SERVER_SEND = "maintcast.server_send"
 """Scope key of the ASGI server's own ``send`` (before any middleware wraps it)."""
@@ -69,7 +70,7 @@ class LiveRoutes:
         self.retry = codec.retry_frame(retry_ms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] == "/v1/stream":
+        if scope["path"] == STREAM_PATH:
             await self._route(("GET",), self.stream, scope, receive, send)
         else:
             await self._route(("GET", "HEAD"), self.status, scope, receive, send)
@@ -253,7 +254,9 @@ def conn_of(scope: Scope) -> Socket | None:
     :class:`broadcaster.app.MaintcastAPI` puts in the scope: uvicorn's send is a method of
     its request cycle, which holds it.
     """
-    cycle = getattr(scope.get(SERVER_SEND), "__self__", None)
+    # popped: uvicorn's cycle holds the scope, so a scope holding the cycle's send would be
+    # a reference cycle per stream, which the frozen heap (sse.freeze_heap) never frees
+    cycle = getattr(scope.pop(SERVER_SEND, None), "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None or not callable(getattr(transport, "abort", None)):
         return None

@@ -263,3 +263,37 @@ def _elsewhere(on: bool) -> Any:
         return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
 
     return change
+
+
+async def test_a_finished_stream_leaves_no_reference_cycle(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """The heap is frozen as streams open (hub.freeze_heap), and frozen cyclic garbage is
+    never collected: a closed stream must be freed by reference counting alone."""
+    import gc
+
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from broadcaster.live import Socket
+    from broadcaster.sse import Stream
+
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        for _ in range(3):
+            async with asyncio.timeout(5):
+                await _events(client, f"{base}/v1/stream", 1)
+            async with asyncio.timeout(5):
+                while app.state.hub.clients:
+                    await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        flags = gc.get_debug()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            kinds = (RequestResponseCycle, Stream, Socket)
+            leaked = [o for o in gc.garbage if isinstance(o, kinds)]
+        finally:
+            gc.set_debug(flags)
+            gc.garbage.clear()
+        assert leaked == []
