@@ -89,10 +89,8 @@ def cors_options(settings: Settings) -> dict[str, Any]:
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    """The JSON error shape of CONTRACT.md: ``{"error": {"code", "message", "field"}}``."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "field": field}}, status_code=status
-    )
+    """A response with the JSON error shape of CONTRACT.md (:func:`codec.error_doc`)."""
+    return JSONResponse(codec.error_doc(code, message, field), status_code=status)
 
 
 def create_app(

@@ -27,6 +27,11 @@ loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError
 
 
+def error_doc(code: str, message: str, field: str | None = None) -> Doc:
+    """The JSON error shape of CONTRACT.md: ``{"error": {"code", "message", "field"}}``."""
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
 def pretty(doc: Any) -> str:
     """Indented JSON text for people (the CLI)."""
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()

@@ -49,11 +49,9 @@ RawHeaders = list[tuple[bytes, bytes]]
 RESYNC = {"type": "resync", "window_id": None, "actor": None, "reason": None}
 
 
-def error_response(
-    status: int, code: str, message: str, field: str | None = None
-) -> tuple[RawHeaders, bytes]:
-    """Headers and body of the CONTRACT.md error shape."""
-    body = codec.dumps({"error": {"code": code, "message": message, "field": field}})
+def error_response(code: str, message: str, field: str | None = None) -> tuple[RawHeaders, bytes]:
+    """Headers and body of the CONTRACT.md error shape (:func:`codec.error_doc`)."""
+    body = codec.dumps(codec.error_doc(code, message, field))
     return [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
@@ -79,7 +77,7 @@ class LiveRoutes:
         self, methods: tuple[str, ...], handler: Any, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if scope["method"] not in methods:
-            headers, body = error_response(405, "method_not_allowed", "Method Not Allowed")
+            headers, body = error_response("method_not_allowed", "Method Not Allowed")
             headers.append((b"allow", ", ".join(methods).encode()))
             await _respond(send, 405, headers, body)
             return
@@ -89,11 +87,11 @@ class LiveRoutes:
             self.hub.catalog.scope(*view)
             await handler(scope, receive, send, view, query)
         except InvalidInput as exc:
-            await _respond(send, 422, *error_response(422, "invalid", exc.message, exc.field))
+            await _respond(send, 422, *error_response("invalid", exc.message, exc.field))
         except NotFound as exc:
-            await _respond(send, 404, *error_response(404, "not_found", exc.message, exc.field))
+            await _respond(send, 404, *error_response("not_found", exc.message, exc.field))
         except RECONNECT_ERRORS as exc:  # no status known yet and Redis unreachable
-            headers, body = error_response(503, "redis_unreachable", f"redis unreachable: {exc}")
+            headers, body = error_response("redis_unreachable", f"redis unreachable: {exc}")
             await _respond(send, 503, headers, body)
 
     async def status(
