@@ -70,9 +70,14 @@ class MaintcastAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PATHS:
-            if scope["path"] == STREAM_PATH:
-                scope[SERVER_SEND] = send  # taken out at once: the scope -> cycle loop
-            await self.live(scope, receive, send)
+            if scope["path"] != STREAM_PATH:
+                await self.live(scope, receive, send)
+                return
+            scope[SERVER_SEND] = send
+            try:
+                await self.live(scope, receive, send)
+            finally:  # also when refused before the stream took it (404, 405, preflight…):
+                scope.pop(SERVER_SEND, None)  # uvicorn's cycle holds the scope: no loop
             return
         await super().__call__(scope, receive, send)
 
@@ -84,6 +89,7 @@ def cors_options(settings: Settings) -> dict[str, Any]:
         "allow_origins": settings.cors_origin_list,
         "allow_methods": ["GET"],
         "allow_headers": ["Last-Event-ID", "Cache-Control"],
+        "expose_headers": ["ETag"],  # a merchant page's fetch may read it for If-None-Match
         "max_age": 600,
     }
 
@@ -128,7 +134,7 @@ def create_app(
             hub.streams.keepalive(settings.ping_s), name="maintcast-keepalive"
         )
         await hub.wait_ready(5.0)
-        freeze_heap(collect=True)  # start-up objects never need collecting
+        freeze_heap(full=True)  # start-up objects never need collecting
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for run in background:

@@ -125,6 +125,7 @@ async def test_cors_applies_to_the_live_routes(fake_redis: Any, key_prefix: str)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         r = await client.get(f"{base}/v1/status", headers=origin)
         assert r.headers["access-control-allow-origin"] == "https://shop.example"
+        assert r.headers["access-control-expose-headers"] == "ETag"
         async with (
             asyncio.timeout(5),
             client.stream("GET", f"{base}/v1/stream", headers=origin) as s,
@@ -268,7 +269,7 @@ def _elsewhere(on: bool) -> Any:
 async def test_a_finished_stream_leaves_no_reference_cycle(
     fake_redis: Any, key_prefix: str
 ) -> None:
-    """The heap is frozen as streams open (hub.freeze_heap), and frozen cyclic garbage is
+    """The heap is frozen as streams open (sse.freeze_heap), and frozen cyclic garbage is
     never collected: a closed stream must be freed by reference counting alone."""
     import gc
 
@@ -278,7 +279,8 @@ async def test_a_finished_stream_leaves_no_reference_cycle(
     from broadcaster.sse import Stream
 
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    settings = settings_for(None, key_prefix, cors_origins="https://shop.example")
+    app = create_app(settings, redis=fake_redis, clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         for _ in range(3):
             async with asyncio.timeout(5):
@@ -286,6 +288,14 @@ async def test_a_finished_stream_leaves_no_reference_cycle(
             async with asyncio.timeout(5):
                 while app.state.hub.clients:
                     await asyncio.sleep(0.02)
+        # and streams refused before they start: 404, 405, a CORS preflight
+        assert (await client.get(f"{base}/v1/stream?service=nope")).status_code == 404
+        assert (await client.post(f"{base}/v1/stream")).status_code == 405
+        preflight = {
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "GET",
+        }
+        assert (await client.options(f"{base}/v1/stream", headers=preflight)).status_code == 200
         await asyncio.sleep(0.1)
         flags = gc.get_debug()
         gc.set_debug(gc.DEBUG_SAVEALL)
