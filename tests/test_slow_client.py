@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
 from broadcaster.domain import Cause, Override
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
-from broadcaster.store import Change
+from broadcaster.store import Change, Store
 from tests.conftest import jst, live_server, make_store, settings_for
 
 REASON = "x" * 2000  # the largest reason: ~2.4 KB frames fill the socket buffers sooner
@@ -31,26 +32,10 @@ async def test_a_client_that_stops_reading_is_reset(
     hub = app.state.hub
     before = SLOW_CLIENTS_DROPPED._value.get()
     async with live_server(app) as base:
-        port = int(base.rsplit(":", 1)[1])
         loop = asyncio.get_running_loop()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
-        sock.setblocking(False)
+        sock = await stuck_client(hub, base)
         try:
-            async with asyncio.timeout(5):  # the server runs on this loop: no blocking calls
-                await loop.sock_connect(sock, ("127.0.0.1", port))
-                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
-                assert b" 200 " in await loop.sock_recv(sock, 256)  # then it never reads
-            async with asyncio.timeout(10):
-                while hub.clients != 1:
-                    await asyncio.sleep(0.01)
-            deadline = time.monotonic() + 60
-            for i in range(5000):  # bounded: the buffers fill after ~1,500 events
-                if hub.clients == 0 or time.monotonic() > deadline:
-                    break
-                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
-                if i % 50 == 49:
-                    await asyncio.sleep(0.05)  # let the hub catch up with pub/sub
+            await publish_until(store, lambda: hub.clients == 0)  # ~1,500 events fill it
             async with asyncio.timeout(15):
                 while hub.clients:
                     await asyncio.sleep(0.05)
@@ -81,33 +66,20 @@ async def test_a_client_that_stops_reading_does_not_hold_shutdown(
     store = make_store(real_redis, key_prefix)
     app = create_app(settings_for(redis_url, key_prefix, client_queue=100_000), clock=clock)
     hub = app.state.hub
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    sock.setblocking(False)
+    sock: socket.socket | None = None
     try:
         async with live_server(app) as base:
-            port = int(base.rsplit(":", 1)[1])
-            async with asyncio.timeout(5):
-                await loop.sock_connect(sock, ("127.0.0.1", port))
-                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
-                assert b" 200 " in await loop.sock_recv(sock, 256)
-                while hub.clients != 1:
-                    await asyncio.sleep(0.01)
-            deadline = time.monotonic() + 60
-            for i in range(5000):  # until its send waits on the full socket
-                if any(s.writer for s in hub.streams._open) or time.monotonic() > deadline:
-                    break
-                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
-                if i % 50 == 49:
-                    await asyncio.sleep(0.05)
-            assert any(s.writer for s in hub.streams._open), "the send never waited"
+            sock = await stuck_client(hub, base)
+            waiting = lambda: any(s.writer for s in hub.streams._open)  # noqa: E731
+            await publish_until(store, waiting)  # until its send waits on the full socket
+            assert waiting(), "the send never waited"
             t0 = time.monotonic()
         # live_server gives uvicorn 3 s of graceful shutdown: a stuck stream would use it all
         assert time.monotonic() - t0 < 2.0
         assert hub.clients == 0
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 async def test_a_stuck_client_is_dropped_by_the_kernel_when_events_are_sparse(
@@ -121,34 +93,55 @@ async def test_a_stuck_client_is_dropped_by_the_kernel_when_events_are_sparse(
     store = make_store(real_redis, key_prefix)
     app = create_app(settings_for(redis_url, key_prefix, client_queue=100_000), clock=clock)
     hub = app.state.hub
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    sock.setblocking(False)
+    sock: socket.socket | None = None
     try:
         async with live_server(app) as base:
-            port = int(base.rsplit(":", 1)[1])
-            async with asyncio.timeout(5):
-                await loop.sock_connect(sock, ("127.0.0.1", port))
-                await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
-                assert b" 200 " in await loop.sock_recv(sock, 256)
-                while hub.clients != 1:
-                    await asyncio.sleep(0.01)
+            sock = await stuck_client(hub, base)
             stream = next(iter(hub.streams._open))
-            assert stream.conn is not None
-            for i in range(5000):  # until the kernel's buffers are full: bytes wait in ours
-                if stream.conn.unsent() or hub.clients == 0:
-                    break
-                await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
-                if i % 50 == 49:
-                    await asyncio.sleep(0.05)
+            conn = stream.conn
+            assert conn is not None
+            # until the kernel's buffers are full: bytes wait in ours
+            await publish_until(store, lambda: bool(conn.unsent()) or hub.clients == 0)
             t0 = time.monotonic()
             async with asyncio.timeout(8):  # well before the 10 s send timeout
                 while hub.clients:
                     await asyncio.sleep(0.05)
             assert time.monotonic() - t0 < 5
     finally:
+        if sock is not None:
+            sock.close()
+
+
+async def stuck_client(hub: Any, base: str) -> socket.socket:
+    """A raw client with a 2 KB receive buffer that opens ``/v1/stream``, reads the response
+    head and never reads again; returned once the hub counts its stream."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connect
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(5):  # the server runs on this loop: no blocking calls
+            await loop.sock_connect(sock, ("127.0.0.1", int(base.rsplit(":", 1)[1])))
+            await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert b" 200 " in await loop.sock_recv(sock, 256)
+            while hub.clients != 1:
+                await asyncio.sleep(0.01)
+    except BaseException:
         sock.close()
+        raise
+    return sock
+
+
+async def publish_until(store: Store, done: Callable[[], bool]) -> None:
+    """Publish ~2.4 KB events (override set and cleared in turn) until ``done()``; bounded
+    by 5,000 events and 60 s."""
+    deadline = time.monotonic() + 60
+    for i in range(5000):
+        if done() or time.monotonic() > deadline:
+            return
+        await store.apply(jst(2021, 7, 1, 0, 0, 0, i), _change(i))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # let the hub catch up with pub/sub
 
 
 def _change(i: int) -> Any:
