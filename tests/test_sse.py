@@ -11,8 +11,17 @@ from httpx_sse import aconnect_sse
 
 from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
+from broadcaster.store import Store
 from broadcaster.validation import parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst, live_server, make_store, settings_for
+
+
+async def seeded_store(redis: Any, key_prefix: str, clock: RehearsalClock) -> Store:
+    """A store under ``key_prefix`` with the seed notice imported at ``clock``'s now (seq 1)."""
+    store = make_store(redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    return store
 
 
 async def _events(client: httpx.AsyncClient, url: str, n: int, **headers: str) -> list[Any]:
@@ -32,9 +41,7 @@ async def test_snapshot_then_live_then_replay(
     real_redis: Any, redis_url: str, key_prefix: str
 ) -> None:
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    store = make_store(real_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    store = await seeded_store(real_redis, key_prefix, clock)
     app = create_app(settings_for(redis_url, key_prefix), clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         first = asyncio.create_task(_events(client, f"{base}/v1/stream", 2))
@@ -67,9 +74,7 @@ async def test_absurd_resume_points_resync_and_events_reject_huge_after(
     fake_redis: Any, key_prefix: str
 ) -> None:
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await seeded_store(fake_redis, key_prefix, clock)
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         for bad in ("9" * 5000, "-1", "1.5", "99999999999999999999"):
@@ -139,9 +144,7 @@ async def test_live_routes_answer_errors_in_the_contract_shape(
     fake_redis: Any, key_prefix: str
 ) -> None:
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await seeded_store(fake_redis, key_prefix, clock)
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         r = await client.post(f"{base}/v1/stream")
@@ -180,24 +183,10 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
 ) -> None:
     """Resuming at the current seq, a scoped stream knows the view its client holds, so a
     change elsewhere is not sent (CONTRACT.md "SSE": scoped streams skip unchanged views)."""
-    from broadcaster.domain import Cause, Override
-    from broadcaster.store import Change
     from tests.test_hub import _clear_override, _set_override
 
-    def _elsewhere(st: Any) -> Change:
-        ov = Override(
-            mode="maintenance",
-            affected={"atobarai": ("au_easy",)},
-            reason="drill",
-            actor="t",
-            set_at=jst(2021, 8, 9),
-        )
-        return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
-
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    store = await seeded_store(fake_redis, key_prefix, clock)
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     url = "/v1/stream?service=webcollect&method=credit_card"
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
@@ -209,7 +198,7 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
         async with asyncio.timeout(5):
             while app.state.hub.clients == 0:
                 await asyncio.sleep(0.01)
-        await store.apply(jst(2021, 8, 9, 0, 59, 55), _elsewhere)  # not in this view: skipped
+        await store.apply(jst(2021, 8, 9, 0, 59, 55), _elsewhere(True))  # not in this view
         await store.apply(jst(2021, 8, 9, 0, 59, 56), _set_override)  # everything: sent
         async with asyncio.timeout(5):
             got = await task
@@ -225,9 +214,7 @@ async def test_a_scoped_stream_resumed_from_the_log_skips_an_unchanged_view(
     from tests.test_hub import _set_override
 
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
-    store = make_store(real_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())  # seq 1
+    store = await seeded_store(real_redis, key_prefix, clock)  # seq 1
     await store.apply(jst(2021, 8, 9, 0, 59, 51), _elsewhere(True))  # 2: not in the view
     await store.apply(jst(2021, 8, 9, 0, 59, 52), _elsewhere(False))  # 3: nor this
     app = create_app(settings_for(redis_url, key_prefix), clock=clock)  # memory: seq 3 only
