@@ -193,9 +193,7 @@ class Streams:
             backlog = s.backlog
             if backlog is not None:
                 if len(backlog) >= limit:
-                    SLOW_CLIENTS_DROPPED.inc()
-                    log.warning("cut a slow SSE client at seq=%s", ev.seq)
-                    self.abort(s)
+                    self._cut_slow(s, f"its backlog is full at seq={ev.seq}")
                 else:
                     backlog.append(ev)
                 continue
@@ -246,6 +244,12 @@ class Streams:
         elif s.task is not None:
             s.task.cancel()
 
+    def _cut_slow(self, s: Stream, why: str) -> None:
+        """Cut a client that does not keep up, counted in ``maintcast_slow_clients_dropped``."""
+        SLOW_CLIENTS_DROPPED.inc()
+        log.warning("cut a slow SSE client: %s", why)
+        self.abort(s)
+
     async def pump(self, s: Stream) -> None:
         """Write ``s``'s backlog until it is empty, then give writing back to the fan-out
         loop; or send the final chunk if ``s`` was ended meanwhile."""
@@ -280,9 +284,7 @@ class Streams:
                 await _Resumed(coro, waiting)
                 await self.pump(s)
         except TimeoutError:
-            SLOW_CLIENTS_DROPPED.inc()
-            log.warning("cut an SSE client that took no data for %.0f s", SEND_TIMEOUT_S)
-            self.abort(s)
+            self._cut_slow(s, f"it took no data for {SEND_TIMEOUT_S:.0f} s")
         except asyncio.CancelledError:
             if not s.aborted:
                 raise
