@@ -70,10 +70,8 @@ class MaintcastAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PATHS:
-            if scope["path"] != STREAM_PATH:
-                await self.live(scope, receive, send)
-                return
-            scope[SERVER_SEND] = send
+            if scope["path"] == STREAM_PATH:
+                scope[SERVER_SEND] = send
             try:
                 await self.live(scope, receive, send)
             finally:  # also when refused before the stream took it (404, 405, preflight…):
