@@ -216,7 +216,10 @@ def create_app(
         events = await store.events(after, min(limit, 1000))
         return Response(codec.dumps({"events": events}), media_type="application/json")
 
-    bind_gauges(lambda: hub.clients, lambda: not hub.stale)
+    def overdue_s() -> float:
+        return hub.overdue_s(clock.now(), store.grace_s)
+
+    bind_gauges(lambda: hub.clients, lambda: not hub.stale, overdue_s)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -229,12 +232,31 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        """503 with a code saying what is wrong: the store is unreachable, has no catalog
+        (restarted empty), this process's subscription is reconnecting, or the held status
+        is overdue (nothing published the change it announced)."""
         try:
             await asyncio.wait_for(store.ping(), 1.0)
+            has_catalog = await asyncio.wait_for(store.has_catalog(), 1.0)
         except RECONNECT_ERRORS as exc:
             return error(503, "redis_unreachable", f"redis unreachable: {exc}")
+        if not has_catalog:
+            return error(
+                503,
+                "catalog_missing",
+                "the store has no catalog (restarted empty?): import the schedule file, "
+                "or set MAINTCAST_SCHEDULE_FILE so the publishers re-import it",
+            )
         if hub.stale:  # Redis answers, but this process's subscription is not back yet
             return error(503, "resubscribing", "the live subscription is reconnecting")
+        late = overdue_s()
+        if late > 0:
+            return error(
+                503,
+                "status_overdue",
+                f"the status announced a change {late:.0f} s ago and nothing was published: "
+                "is any worker or API process able to publish?",
+            )
         return JSONResponse({"status": "ready"})
 
     return app

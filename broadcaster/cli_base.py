@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -66,10 +67,16 @@ def setup_logging(log_format: str = "text") -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def clock_or_fail(start: str | None, speed: float, wall: float | None = None) -> Clock:
+def clock_or_fail(
+    settings: Settings, start: str | None, speed: float | None, wall: float | None = None
+) -> Clock:
     """The process clock: the system clock, or a rehearsal clock reading ``start`` at the
     real instant ``wall`` (Unix seconds; default: now) and running ``speed`` times faster.
-    Several processes given the same three values share one rehearsal clock."""
+    Flags win over ``MAINTCAST_CLOCK``/``_CLOCK_SPEED``/``_CLOCK_WALL``. Several processes
+    given the same three values share one rehearsal clock."""
+    start = start if start is not None else settings.clock
+    speed = speed if speed is not None else settings.clock_speed
+    wall = wall if wall is not None else settings.clock_wall
     if speed <= 0:
         fail(f"--speed must be > 0, got {speed}")
     if start is None:
@@ -83,14 +90,36 @@ def clock_or_fail(start: str | None, speed: float, wall: float | None = None) ->
     return RehearsalClock(instant, speed, real_start=wall)
 
 
+ClockOption = Annotated[
+    str | None,
+    typer.Option(help="Rehearsal: start the clock at this RFC 3339 instant (MAINTCAST_CLOCK)."),
+]
+SpeedOption = Annotated[
+    float | None,
+    typer.Option(help="Rehearsal: clock seconds per real second (MAINTCAST_CLOCK_SPEED)."),
+]
+ClockWallOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Rehearsal: the Unix time at which the clock reads --clock (MAINTCAST_CLOCK_WALL); "
+        "processes given the same three share one rehearsal time."
+    ),
+]
+
+
 def store_for(settings: Settings, redis: Any, clock: Clock | None = None) -> Store:
     """The store for ``settings`` over ``redis`` (the caller closes ``redis``)."""
-    from broadcaster.app import make_store
+    from broadcaster.app import make_store  # moves to broadcaster.store with the gate split
 
     return make_store(settings, redis, clock_speed=clock.speed if clock else 1.0)
 
 
 async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]:
+    """Import the schedule file at ``path`` at ``clock.now()`` (event actor ``import:<name>``).
+
+    Raises:
+        ValueError: the file cannot be read or is invalid (the message names the field).
+    """
     from broadcaster.validation import parse_schedule
 
     try:
@@ -102,6 +131,20 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
         text, source=str(path), defaults=store.defaults, now=now, existing=await store.windows()
     )
     return await store.import_schedule(schedule, now, actor=f"import:{path.name}")
+
+
+def healer(settings: Settings, store: Store, clock: Clock) -> Callable[[], Awaitable[None]] | None:
+    """What re-imports ``MAINTCAST_SCHEDULE_FILE`` into a store that lost its catalog (None
+    when the setting is unset); awaited by the leading worker or API standby."""
+    path = settings.schedule_file
+    if path is None:
+        return None
+
+    async def heal() -> None:
+        docs = await import_file(store, path, clock)
+        log.warning("re-imported %s into the empty store: %d event(s)", path, len(docs))
+
+    return heal
 
 
 def validate_schedule_file(path: Path, settings: Settings, clock: Clock) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +17,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from broadcaster import codec
 from broadcaster.auth import Tokens, entry_line, new_token
 from broadcaster.cli_base import (
+    ClockOption,
+    ClockWallOption,
+    SpeedOption,
     app,
     clock_or_fail,
     fail,
+    healer,
     import_file,
     log,
     settings_or_fail,
@@ -29,7 +34,7 @@ from broadcaster.cli_base import (
     windows_app,
     worker_app,
 )
-from broadcaster.clock import Clock, RehearsalClock, SystemClock
+from broadcaster.clock import Clock, RehearsalClock
 from broadcaster.settings import Settings
 from broadcaster.store import Store, connect
 
@@ -49,10 +54,8 @@ def serve(
     schedule: Annotated[
         Path | None, typer.Option(help="Schedule file (YAML) to import first.")
     ] = None,
-    clock: Annotated[
-        str | None, typer.Option(help="Start the process clock at this RFC 3339 instant.")
-    ] = None,
-    speed: Annotated[float, typer.Option(help="Run the clock this many times faster.")] = 1.0,
+    clock: ClockOption = None,
+    speed: SpeedOption = None,
     demo: Annotated[bool, typer.Option(help="Mount the demo checkout.")] = False,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -65,7 +68,7 @@ def serve(
 
     settings = settings_or_fail()
     setup_logging(settings.log_format)
-    the_clock = clock_or_fail(clock, speed)
+    the_clock = clock_or_fail(settings, clock, speed)
     if schedule is not None:
         validate_schedule_file(schedule, settings, the_clock)
     redis, embedded = connect(settings.redis_url)
@@ -85,7 +88,9 @@ def serve(
         yield
 
     if isinstance(the_clock, RehearsalClock):
-        log.info("rehearsal clock: starts %s, speed x%s", the_clock.now().isoformat(), speed)
+        log.info(
+            "rehearsal clock: starts %s, speed x%s", the_clock.now().isoformat(), the_clock.speed
+        )
     tokens = tokens_or_fail(settings)
     if not tokens.configured:
         token = new_token()
@@ -94,11 +99,15 @@ def serve(
             "No MAINTCAST_TOKENS configured: a one-time admin token for this process "
             f"(shown once, gone at exit):\n  MAINTCAST_TOKEN={token}"
         )
+
+    def worker(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
+        return running_worker(store, clk, heal=healer(settings, store, clk))
+
     web = create_app(
         settings,
         redis=redis,
         clock=the_clock,
-        background=(imported, running_worker),
+        background=(imported, worker),
         tokens=tokens,
         demo=demo,
     )
@@ -118,12 +127,19 @@ def serve(
 
 
 def api_factory() -> Any:
-    """``uvicorn --factory`` entry: the API from environment settings."""
+    """``uvicorn --factory`` entry: the API from environment settings, with its standby
+    publisher (leads time-driven changes only while no ``maintcast worker`` does)."""
     from broadcaster.app import create_app
+    from worker.scheduler import running_worker
 
     settings = Settings()
     setup_logging(settings.log_format)  # in each uvicorn worker process too
-    return create_app(settings)
+    the_clock = clock_or_fail(settings, None, None)
+
+    def standby(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
+        return running_worker(store, clk, role="standby", heal=healer(settings, store, clk))
+
+    return create_app(settings, clock=the_clock, background=(standby,))
 
 
 @app.command()
@@ -134,8 +150,11 @@ def api(
     access_log: Annotated[
         bool, typer.Option(help="Log every request (off behind a proxy that logs them).")
     ] = True,
+    clock: ClockOption = None,
+    speed: SpeedOption = None,
+    clock_wall: ClockWallOption = None,
 ) -> None:
-    """The API alone, on a shared Redis (MAINTCAST_REDIS_URL)."""
+    """The API alone, on a shared Redis (MAINTCAST_REDIS_URL); also a standby publisher."""
     import uvicorn
 
     settings = settings_or_fail()
@@ -143,6 +162,16 @@ def api(
     if not settings.redis_url:
         fail("maintcast api needs MAINTCAST_REDIS_URL (use `maintcast serve` for one process)")
     tokens_or_fail(settings)  # fail here, in one line, rather than in each uvicorn worker
+    the_clock = clock_or_fail(settings, clock, speed, clock_wall)
+    if settings.schedule_file is not None:
+        validate_schedule_file(settings.schedule_file, settings, the_clock)
+    if isinstance(the_clock, RehearsalClock):
+        # uvicorn's worker processes build the app from the environment: hand them this
+        # process's rehearsal clock, pinned to one wall instant so they all share it
+        start, wall = the_clock.anchor
+        os.environ["MAINTCAST_CLOCK"] = start.isoformat()
+        os.environ["MAINTCAST_CLOCK_SPEED"] = repr(the_clock.speed)
+        os.environ["MAINTCAST_CLOCK_WALL"] = repr(wall)
     uvicorn.run(
         "broadcaster.cli:api_factory",
         factory=True,
@@ -160,12 +189,9 @@ def api(
 @worker_app.callback(invoke_without_command=True)
 def worker(
     ctx: typer.Context,
-    clock: Annotated[str | None, typer.Option(help="Rehearsal: start the clock here.")] = None,
-    speed: Annotated[float, typer.Option(help="Rehearsal: clock speed.")] = 1.0,
-    clock_wall: Annotated[
-        float | None,
-        typer.Option(help="Rehearsal: the Unix time at which the clock reads --clock."),
-    ] = None,
+    clock: ClockOption = None,
+    speed: SpeedOption = None,
+    clock_wall: ClockWallOption = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
     ] = None,
@@ -180,7 +206,9 @@ def worker(
     setup_logging(settings.log_format)
     if not settings.redis_url:
         fail("maintcast worker needs MAINTCAST_REDIS_URL")
-    the_clock = clock_or_fail(clock, speed, clock_wall)
+    the_clock = clock_or_fail(settings, clock, speed, clock_wall)
+    if settings.schedule_file is not None:
+        validate_schedule_file(settings.schedule_file, settings, the_clock)
     if metrics_port is not None:
         from broadcaster.metrics import serve_metrics
 
@@ -196,7 +224,8 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with running_worker(store_for(settings, redis, the_clock), the_clock):
+            store = store_for(settings, redis, the_clock)
+            async with running_worker(store, the_clock, heal=healer(settings, store, the_clock)):
                 log.info("worker running")
                 await stop.wait()
         finally:
@@ -208,37 +237,47 @@ def worker(
 
 @worker_app.command("check")
 def worker_check() -> None:
-    """Exit 0 if a worker heartbeat is fresh, else 1."""
+    """Exit 0 if a worker heartbeat is fresh and the store has a catalog, else 1."""
     settings = settings_or_fail()
 
-    async def run() -> bool:
+    async def run() -> tuple[bool, bool]:
         redis, _ = connect(settings.redis_url)
         try:
-            return await store_for(settings, redis).worker_alive()
+            store = store_for(settings, redis)
+            return await store.worker_alive(), await store.has_catalog()
         finally:
             await redis.aclose()
 
     if not settings.redis_url:
         fail("needs MAINTCAST_REDIS_URL")
     try:
-        alive = asyncio.run(run())
+        alive, catalog = asyncio.run(run())
     except Exception as exc:
         fail(f"redis unreachable: {exc}")
+    if not catalog:
+        typer.echo("no catalog in the store (Redis restarted empty? import the schedule file)")
     typer.echo("worker alive" if alive else "no fresh worker heartbeat")
-    raise typer.Exit(0 if alive else 1)
+    raise typer.Exit(0 if alive and catalog else 1)
 
 
 @windows_app.command("import")
-def windowsimport_file(file: Path) -> None:
-    """Import a schedule file straight into the store (all or nothing, idempotent by id)."""
+def windows_import(
+    file: Path,
+    clock: ClockOption = None,
+    speed: SpeedOption = None,
+    clock_wall: ClockWallOption = None,
+) -> None:
+    """Import a schedule file straight into the store (all or nothing, idempotent by id),
+    stamped at the process clock (a rehearsal's with --clock)."""
     settings = settings_or_fail()
     if not settings.redis_url:
         fail("windows import needs MAINTCAST_REDIS_URL (or use `maintcast serve --schedule`)")
+    the_clock = clock_or_fail(settings, clock, speed, clock_wall)
 
     async def run() -> list[codec.Doc]:
         redis, _ = connect(settings.redis_url)
         try:
-            return await import_file(store_for(settings, redis), file, SystemClock())
+            return await import_file(store_for(settings, redis, the_clock), file, the_clock)
         finally:
             await redis.aclose()
 

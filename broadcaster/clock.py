@@ -55,6 +55,12 @@ class RehearsalClock:
     def speed(self) -> float:
         return self._speed
 
+    @property
+    def anchor(self) -> tuple[datetime, float]:
+        """``(start, real_start)``: the clock reads ``start`` (UTC) at Unix time ``real_start``;
+        another process given both reads the same time."""
+        return self._start, self._real_start
+
     def restart(self) -> None:
         """Read ``start`` again from this real moment on (``serve`` calls it once the store
         is ready, so a fast rehearsal does not spend its first seconds on start-up)."""

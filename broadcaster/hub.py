@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from datetime import datetime
 
 from broadcaster import codec
 from broadcaster.clock import Clock
@@ -23,6 +24,22 @@ log = logging.getLogger(__name__)
 
 RECENT = 256
 """How many of the latest events the hub keeps for replay from memory."""
+AUDIT_S = 5.0
+"""Seconds between checks of the stored seq against memory. Pub/sub says nothing when Redis
+is flushed or restarted empty with nobody publishing after it, and drops what it could not
+deliver: one GET per process every few seconds finds both (a reset, a gap)."""
+
+
+def expected_change_at(doc: codec.Doc) -> datetime | None:
+    """The earliest instant at which ``doc`` says the status will change (``until``, the
+    first upcoming start, the override's expiry), or None when it names none."""
+    instants = [doc.get("until")]
+    instants += [w["starts_at"] for w in doc.get("upcoming", ())]
+    override = doc.get("override")
+    if override:
+        instants.append(override.get("expires_at"))
+    parsed = [codec.parse_wire_instant(t) for t in instants if t]
+    return min(parsed, default=None)
 
 
 class Event:
@@ -88,6 +105,7 @@ class Hub:
         self.streams = Streams(self.scope_view, backlog_limit=queue_size)
         self._recent: deque[Event] = deque(maxlen=RECENT)
         self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()  # a resync and a delivery never interleave
 
     @property
     def clients(self) -> int:
@@ -185,17 +203,42 @@ class Hub:
 
     # -- the listener --------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Follow the store's change channel forever (see :meth:`Store.follow`)."""
-        await self.store.follow(self._on_feed, self._on_lost)
+    async def run(self, *, audit_s: float = AUDIT_S) -> None:
+        """Follow the store's change channel forever (see :meth:`Store.follow`), and every
+        ``audit_s`` seconds compare the stored seq with memory (see :data:`AUDIT_S`)."""
+        await self.store.follow(self._on_feed, self._on_lost, audit=self.audit, audit_s=audit_s)
 
     async def _on_feed(self, payload: bytes | None) -> None:
-        if payload is None:
-            await self._resync()
-            self._ready.set()
-            return
-        self.catalog = await self.store.catalog()  # an import may have brought a new one
-        self._deliver(Event(codec.loads(payload), payload))
+        async with self._lock:
+            if payload is None:
+                await self._resync()
+                self._ready.set()
+                return
+            self.catalog = await self.store.catalog()  # an import may have brought a new one
+            self._deliver(Event(codec.loads(payload), payload))
+
+    async def audit(self) -> None:
+        """Resync when the stored seq differs from the one in memory (a flush or an empty
+        restart makes it lower, a lost message higher).
+
+        Raises:
+            RECONNECT_ERRORS: Redis is unreachable (the follower reconnects).
+        """
+        async with self._lock:
+            current = self.current
+            if current is None or self.stale:
+                return
+            if await self.store.stored_seq() != current.seq:
+                await self._resync()
+
+    def overdue_s(self, now: datetime, grace_s: float) -> float:
+        """Seconds by which the held status is past the change it announced (``until``, an
+        upcoming start, an override expiry), when more than ``grace_s``; else 0.0. Nothing
+        newer arrived in time: no publisher is alive, or this process lost the feed."""
+        current = self.current
+        due = expected_change_at(current.doc) if current is not None else None
+        late = (now - due).total_seconds() if due is not None else 0.0
+        return late if late > grace_s else 0.0
 
     def _on_lost(self, exc: BaseException) -> None:
         if not self.stale:

@@ -49,11 +49,21 @@ REDIS_UP = Gauge(
     registry=REGISTRY,
 )
 
+STATUS_OVERDUE = Gauge(
+    "maintcast_status_overdue_seconds",
+    "Seconds the held status is past the change it announced (0 unless more than the "
+    "misfire grace): nothing published it.",
+    registry=REGISTRY,
+)
 
-def bind_gauges(clients: Callable[[], int], redis_up: Callable[[], bool]) -> None:
+
+def bind_gauges(
+    clients: Callable[[], int], redis_up: Callable[[], bool], overdue_s: Callable[[], float]
+) -> None:
     """Read the gauges from live values at scrape time."""
     SSE_CLIENTS.set_function(lambda: float(clients()))
     REDIS_UP.set_function(lambda: 1.0 if redis_up() else 0.0)
+    STATUS_OVERDUE.set_function(overdue_s)
 
 
 def exposition() -> tuple[bytes, str]:

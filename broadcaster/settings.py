@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -14,7 +15,10 @@ class Settings(BaseSettings):
     """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
 
     Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``) or
-    milliseconds (``retry_ms``) as their names say.
+    milliseconds (``retry_ms``) as their names say. ``schedule_file`` is re-imported by the
+    leading publisher whenever the store has no catalog. ``clock`` (an RFC 3339 instant),
+    ``clock_speed`` and ``clock_wall`` (Unix seconds at which the clock reads ``clock``) make
+    a rehearsal clock shared by every process given the same three (``--clock`` flags win).
     """
 
     model_config = SettingsConfigDict(env_prefix="MAINTCAST_", extra="ignore")
@@ -34,6 +38,10 @@ class Settings(BaseSettings):
     client_queue: int = Field(64, ge=1)
     gate_bypass_secret: str | None = None
     log_format: Literal["text", "json"] = "text"
+    schedule_file: Path | None = None
+    clock: str | None = None
+    clock_speed: float = Field(1.0, gt=0)
+    clock_wall: float | None = None
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
 

@@ -101,9 +101,18 @@ def tails(procs: list[Proc]) -> str:
 
 
 async def wait_ready(
-    client: httpx.AsyncClient, base: str, procs: list[Proc], timeout: float = 20
+    client: httpx.AsyncClient,
+    base: str,
+    procs: list[Proc],
+    timeout: float = 20,
+    *,
+    empty_store: bool = False,
 ) -> None:
-    """Poll ``base``/readyz until 200 (bounded); fail with the logs if a process died."""
+    """Poll ``base``/readyz until 200 (bounded); fail with the logs if a process died.
+
+    ``empty_store``: the test imports only after the processes are up, so a 503
+    ``catalog_missing`` (ready but for the catalog) counts as up too.
+    """
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -112,6 +121,8 @@ async def wait_ready(
         try:
             r = await client.get(f"{base}/readyz", timeout=1)
             if r.status_code == 200:
+                return
+            if empty_store and r.status_code == 503 and "catalog_missing" in r.text:
                 return
             last = f"{r.status_code} {r.text}"
         except httpx.HTTPError as exc:

@@ -130,7 +130,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                 httpx.AsyncClient(timeout=timeout) as c2,
             ):
                 for client, base, proc in zip((c1, c2), bases, apis, strict=True):
-                    await wait_ready(client, base, [proc], timeout=15)
+                    await wait_ready(client, base, [proc], timeout=15, empty_store=True)
                 seen: list[list[dict[str, Any]]] = [[], []]
                 connected = [asyncio.Event(), asyncio.Event()]
                 tasks = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import EXAMPLE, free_port
 from tests.procs import Proc, env_for, processes, wait_ready
 
 
@@ -18,7 +18,9 @@ async def test_sigterm_ends_open_streams_cleanly_and_exits(tmp_path: Path) -> No
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with processes() as procs:
-        serve = Proc("serve", ["serve", "--port", str(port)], env_for(), tmp_path)
+        serve = Proc(
+            "serve", ["serve", "--schedule", str(EXAMPLE), "--port", str(port)], env_for(), tmp_path
+        )
         procs.append(serve)
         async with httpx.AsyncClient(timeout=10) as client:
             await wait_ready(client, base, procs)

@@ -8,9 +8,9 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -20,7 +20,7 @@ from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.metrics import REDIS_UP
 from broadcaster.status import boundaries_after
-from broadcaster.store import RECONNECT_ERRORS, Store
+from broadcaster.store import RECONNECT_ERRORS, STANDBY_SUFFIX, Lease, Store
 from worker.jobs import reconcile, reconcile_until_done
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,12 @@ LEADER_TTL_S = 3.0
 """The leader lock's TTL: a crashed leader is replaced within about this long (plus one
 keepalive), inside the 5 s misfire grace, so its boundary is still typed as on time."""
 
+Role = Literal["worker", "standby"]
+"""``worker``: a ``maintcast worker`` process (heartbeat, preferred leader). ``standby``: the
+publisher inside every ``maintcast api`` process, leading only while no worker does."""
+Heal = Callable[[], Awaitable[object]]
+"""Re-imports the schedule file (``MAINTCAST_SCHEDULE_FILE``) into a store without a catalog."""
+
 
 class Worker:
     """Schedules one DateTrigger job per upcoming boundary and re-plans on every change.
@@ -44,13 +50,28 @@ class Worker:
     1 s would silently skip a late job) and coalesce (one run for several missed fire times).
     Under a rehearsal clock each job is set at the wall-clock instant the clock reaches the
     boundary (``Clock.wall_time_of``), since APScheduler 3.x reads the real wall clock.
+
+    Every process plans the same jobs; only the leader-lock holder publishes (fenced).
+    ``role="standby"`` (API processes) writes no worker heartbeat and yields the lock to any
+    worker. ``heal``, when given, is awaited by the leader whenever the store has no catalog.
     """
 
-    def __init__(self, store: Store, clock: Clock, *, tick_s: float = TICK_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        tick_s: float = TICK_S,
+        role: Role = "worker",
+        heal: Heal | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.tick_s = tick_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.role = role
+        self.heal = heal
+        suffix = STANDBY_SUFFIX if role == "standby" else ""
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}{suffix}"
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._planned: dict[str, datetime] = {}
         self.leader = False
@@ -144,22 +165,49 @@ class Worker:
             log.warning("re-plan failed: %s", exc)
 
     async def _keepalive(self) -> None:
-        """Heartbeat, and take or renew the leader lock; a new leader reconciles at once."""
+        """Heartbeat (workers), take or renew the leader lock, heal an empty store.
+
+        Whoever takes the lock anew reconciles at once, also a leader whose own lock lapsed
+        while it was frozen (GC pause, SIGSTOP, VM freeze): its fenced boundary job published
+        nothing, and the 30 s tick is too late for a boundary.
+        """
         try:
-            await self.store.heartbeat(self.clock.now(), self.worker_id)
-            leads = await self.store.lead(self.worker_id, LEADER_TTL_S)
+            if self.role == "worker":
+                await self.store.heartbeat(self.clock.now(), self.worker_id)
+            lease = await self.store.lead(
+                self.worker_id, LEADER_TTL_S, preempt_standby=self.role == "worker"
+            )
         except RECONNECT_ERRORS as exc:
             REDIS_UP.set(0.0)
             log.debug("keepalive failed: %s", exc)
             return
         REDIS_UP.set(1.0)
-        if leads != self.leader:
-            log.info("worker %s %s", self.worker_id, "leads" if leads else "lost the lead")
-            self.leader = leads
-            if leads:
-                await reconcile_until_done(
-                    self.store, self.clock, deadline_s=LEADER_TTL_S, fence=self.worker_id
-                )
+        leads = lease is not Lease.REFUSED
+        if not leads and self.leader:
+            log.info("%s %s lost the lead", self.role, self.worker_id)
+        elif lease is Lease.ACQUIRED:
+            lapsed = " (its own lock had lapsed)" if self.leader else ""
+            log.info("%s %s leads%s", self.role, self.worker_id, lapsed)
+        self.leader = leads
+        if leads and self.heal is not None:
+            await self._heal()
+        if lease is Lease.ACQUIRED:
+            await reconcile_until_done(
+                self.store, self.clock, deadline_s=LEADER_TTL_S, fence=self.worker_id
+            )
+
+    async def _heal(self) -> None:
+        """Re-import the schedule file if the store lost its catalog (Redis restarted empty)."""
+        assert self.heal is not None
+        try:
+            if await self.store.has_catalog():
+                return
+            log.warning("the store has no catalog (Redis restarted empty?): re-importing")
+            await self.heal()
+        except RECONNECT_ERRORS as exc:
+            log.warning("healing the store failed: %s", exc)
+        except ValueError as exc:  # the file became unreadable or invalid meanwhile
+            log.error("healing the store failed: %s", exc)
 
     async def _listen(self) -> None:
         """Re-plan on every published change and after every (re)subscription."""
@@ -176,9 +224,11 @@ class Worker:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(store: Store, clock: Clock) -> AsyncIterator[Worker]:
-    """Run a worker for the duration of the block (used by ``serve`` and tests)."""
-    w = Worker(store, clock)
+async def running_worker(
+    store: Store, clock: Clock, *, role: Role = "worker", heal: Heal | None = None
+) -> AsyncIterator[Worker]:
+    """Run a worker (or an API's standby publisher) for the duration of the block."""
+    w = Worker(store, clock, role=role, heal=heal)
     await w.start()
     try:
         yield w

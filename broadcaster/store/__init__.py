@@ -10,13 +10,16 @@ from broadcaster.store.client import (
     Redis,
     connect,
 )
+from broadcaster.store.coordination import STANDBY_SUFFIX, Lease
 from broadcaster.store.core import MAX_REPLAY, Change, Plan, State, Store
 
 __all__ = [
     "MAX_REPLAY",
     "RECONNECT_ERRORS",
     "SOCKET_TIMEOUT_S",
+    "STANDBY_SUFFIX",
     "Change",
+    "Lease",
     "Plan",
     "Redis",
     "State",

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -24,6 +25,20 @@ from broadcaster.store.client import (
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 200
+STANDBY_SUFFIX = ":standby"
+"""Ends the lock holder id of a standby publisher (an API process); a worker preempts it."""
+
+
+class Lease(Enum):
+    """What :meth:`Coordination.lead` did with the leader lock."""
+
+    RENEWED = "renewed"
+    """Held without a break since the last call: nothing was missed."""
+    ACQUIRED = "acquired"
+    """Taken anew (it was free, expired, or held by a standby this worker preempts): the
+    lock lapsed, and a boundary may have passed unpublished meanwhile, so reconcile now."""
+    REFUSED = "refused"
+    """Another process holds it."""
 
 
 class Coordination:
@@ -36,6 +51,9 @@ class Coordination:
         self,
         handle: Callable[[bytes | None], Awaitable[None]],
         on_lost: Callable[[BaseException], None],
+        *,
+        audit: Callable[[], Awaitable[None]] | None = None,
+        audit_s: float = 5.0,
     ) -> None:
         """Follow the change channel forever (cancel to stop).
 
@@ -45,6 +63,8 @@ class Coordination:
         stored status. ``handle(payload)`` is awaited for each published status. On a
         connection error (raised here or by ``handle``) ``on_lost`` is called and the
         subscription is rebuilt after a backoff with jitter (0.1 s doubling to 2 s).
+        ``audit()``, when given, is awaited every ``audit_s`` seconds in the same loop (one
+        task: a cancellation always reaches whatever it awaits).
         """
         backoff = 0.1
         while True:
@@ -52,9 +72,13 @@ class Coordination:
             try:
                 await pubsub.subscribe(self.keys.channel)
                 last_seen, pinged = time.monotonic(), False
+                audited = last_seen
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
                     now = time.monotonic()
+                    if audit is not None and now - audited >= audit_s:
+                        audited = now
+                        await self._safely(lambda _: audit(), None)
                     if msg is None:
                         if now - last_seen > DEAD_AFTER_S:
                             raise RedisTimeoutError("no reply on the subscription (half-open?)")
@@ -92,24 +116,31 @@ class Coordination:
         except Exception:
             log.exception("handling a change failed; following on")
 
-    async def lead(self, worker_id: str, ttl_s: float) -> bool:
-        """Take or renew the leader lock for ``ttl_s`` seconds; False if another holds it."""
+    async def lead(self, holder_id: str, ttl_s: float, *, preempt_standby: bool = False) -> Lease:
+        """Take or renew the leader lock for ``ttl_s`` seconds.
+
+        With ``preempt_standby`` (workers) a lock held by a standby (an id ending in
+        :data:`STANDBY_SUFFIX`) is taken over: workers are the preferred publishers, API
+        standbys publish only while no worker holds the lock.
+        """
         k = self.keys.worker_leader
+        mine = holder_id.encode()
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(k)
                     holder = await pipe.get(k)
-                    if holder is not None and holder != worker_id.encode():
+                    standby = holder is not None and holder.endswith(STANDBY_SUFFIX.encode())
+                    if holder is not None and holder != mine and not (preempt_standby and standby):
                         await pipe.reset()
-                        return False
+                        return Lease.REFUSED
                     pipe.multi()
-                    pipe.set(k, worker_id, px=int(ttl_s * 1000))
+                    pipe.set(k, holder_id, px=int(ttl_s * 1000))
                     await pipe.execute()
-                    return True
+                    return Lease.RENEWED if holder == mine else Lease.ACQUIRED
                 except WatchError:
                     continue
-        return False
+        return Lease.REFUSED
 
     async def resign(self, worker_id: str) -> None:
         """Give the leader lock up if ``worker_id`` holds it (clean shutdown: no TTL wait)."""
@@ -135,3 +166,7 @@ class Coordination:
     async def worker_alive(self) -> bool:
         """Whether some worker's heartbeat is fresh."""
         return bool(await self.redis.exists(self.keys.worker_heartbeat))
+
+    async def has_catalog(self) -> bool:
+        """Whether a catalog is stored (False after Redis restarted empty or was flushed)."""
+        return bool(await self.redis.exists(self.keys.catalog))

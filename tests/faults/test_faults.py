@@ -114,10 +114,13 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient() as probe:
-                await wait_ready(probe, base, procs)
+                await wait_ready(probe, base, procs, empty_store=True)
             r = redis.Redis.from_url(server.url)
             deadline = time.monotonic() + 10
-            while (holder := r.get(f"{{{prefix}}}:worker:leader")) is None:
+            # API processes are standby publishers: a worker takes the lock from them
+            while (holder := r.get(f"{{{prefix}}}:worker:leader")) is None or holder.endswith(
+                b":standby"
+            ):
                 assert time.monotonic() < deadline, tails(procs)
                 await asyncio.sleep(0.05)
             leader_pid = int(holder.decode().split(":")[1])
@@ -165,7 +168,7 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
             procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient() as probe:
-                await wait_ready(probe, base, procs)
+                await wait_ready(probe, base, procs, empty_store=True)
             async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
                 await client.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
                 starts = write_schedule(schedule, starts_in_s=5, lasts_s=60)
