@@ -85,7 +85,7 @@ def clock_or_fail(start: str | None, speed: float, wall: float | None = None) ->
 
 def store_for(settings: Settings, redis: Any, clock: Clock | None = None) -> Store:
     """The store for ``settings`` over ``redis`` (the caller closes ``redis``)."""
-    from broadcaster.app import make_store
+    from broadcaster.store import make_store
 
     return make_store(settings, redis, clock_speed=clock.speed if clock else 1.0)
 

@@ -216,9 +216,8 @@ def gate_for_redis(
 
     The subscription starts with the app's lifespan (or on the first request).
     """
-    from broadcaster.app import make_store
     from broadcaster.settings import Settings
-    from broadcaster.store import connect
+    from broadcaster.store import connect, make_store
 
     settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
     redis, _ = connect(redis_url)
