@@ -148,6 +148,7 @@ def create_app(
             rules=[rule],
             bypass_secret=settings.gate_bypass_secret,
             clock=clock,
+            retry_after_min_s=settings.retry_after_min_s,
         )
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, **cors_options(settings))

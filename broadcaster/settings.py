@@ -13,8 +13,8 @@ from broadcaster.validation import Defaults
 class Settings(BaseSettings):
     """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
 
-    Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``) or
-    milliseconds (``retry_ms``) as their names say.
+    Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``,
+    ``retry_after_min_s``) or milliseconds (``retry_ms``) as their names say.
     """
 
     model_config = SettingsConfigDict(env_prefix="MAINTCAST_", extra="ignore")
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     misfire_grace_s: float = Field(5.0, ge=0)
     client_queue: int = Field(64, ge=1)
     gate_bypass_secret: str | None = None
+    retry_after_min_s: int = Field(30, ge=0)
+    """The gate's ``Retry-After`` is never below this (whole seconds)."""
     log_format: Literal["text", "json"] = "text"
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
