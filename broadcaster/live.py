@@ -126,14 +126,17 @@ class LiveRoutes:
         s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
+            async with asyncio.timeout(SEND_TIMEOUT_S) as opening_time:
                 opening = await self._opening(s, resume)
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await send(chunk(opening))
                 await streams.pump(s)  # what arrived meanwhile; then the fan-out loop writes
             while (await receive())["type"] != "http.disconnect":
                 pass
-        except TimeoutError:  # the opening did not get out in time: the server cuts it
+        except TimeoutError:
+            if not opening_time.expired():  # the store's own timeout: a store error (503)
+                raise
+            # the opening did not get out in time: the server cuts it
             log.warning("SSE stream not opened within %.0f s; closing it", SEND_TIMEOUT_S)
         except asyncio.CancelledError:
             if not s.aborted:
