@@ -149,7 +149,8 @@ class MaintenanceGate:
     are checked against the catalog when the app's lifespan start-up completes: a rule naming
     an unknown service, method or channel turns ``lifespan.startup.complete`` into
     ``lifespan.startup.failed`` with :func:`validate_rules`' message (uvicorn exits). With no
-    catalog at start they are checked when one first arrives (an ERROR line if wrong).
+    catalog at start they are checked at the first request once one has arrived (an ERROR
+    line if wrong; the process keeps running).
     """
 
     def __init__(
