@@ -15,24 +15,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
 from broadcaster import codec
 from broadcaster.aio import stop_task
-from broadcaster.auth import Forbidden, Tokens, Unauthorized
+from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import Conflict, InvalidInput, NotFound, Window, is_public, lifecycle
+from broadcaster.domain import InvalidInput, NotFound, Window, is_public, lifecycle
+from broadcaster.errors import HANDLED, answer_for
 from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
-from broadcaster.keys import Keys
 from broadcaster.live import PATHS, SERVER_SEND, STREAM_PATH, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import ops_router, principal_of
 from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
-from broadcaster.store import RECONNECT_ERRORS, Redis, Store, connect
+from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +44,6 @@ Background = Callable[[Store, Clock], AbstractAsyncContextManager[Any]]
 MAX_SEQ = 10**18 - 1
 """The largest seq accepted on input (a Redis stream id part is a 64-bit integer)."""
 LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
-
-
-def make_store(settings: Settings, redis: Redis, *, clock_speed: float = 1.0) -> Store:
-    """The store for ``settings`` over a client the caller owns.
-
-    The misfire grace is real seconds: under a rehearsal clock running ``clock_speed`` times
-    faster it spans that many more clock seconds.
-    """
-    return Store(
-        redis,
-        keys=Keys(settings.key_prefix),
-        defaults=settings.defaults,
-        grace_s=settings.misfire_grace_s * clock_speed,
-        retention=settings.event_retention,
-    )
 
 
 class MaintcastAPI(FastAPI):
@@ -161,6 +148,7 @@ def create_app(
             rules=[rule],
             bypass_secret=settings.gate_bypass_secret,
             clock=clock,
+            retry_after_min_s=settings.retry_after_min_s,
         )
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, **cors_options(settings))
@@ -238,8 +226,10 @@ def create_app(
         try:
             await asyncio.wait_for(store.ping(), 1.0)
             has_catalog = await asyncio.wait_for(store.has_catalog(), 1.0)
-        except RECONNECT_ERRORS as exc:
-            return error(503, "redis_unreachable", f"redis unreachable: {exc}")
+        except STORE_ERRORS as exc:
+            answer = answer_for(exc, "GET /readyz")
+            assert answer is not None  # every store error is in the table
+            return error(answer.status, answer.code, answer.doc["error"]["message"])
         if not has_catalog:
             return error(
                 503,
@@ -263,29 +253,28 @@ def create_app(
 
 
 def _errors(app: FastAPI) -> None:
-    """Map domain errors and validation errors to the JSON error shape, in one place."""
+    """Map exceptions to the JSON error shape: the table of :mod:`broadcaster.errors` (domain,
+    auth and store errors) plus FastAPI's own validation and HTTP errors."""
 
-    @app.exception_handler(InvalidInput)
-    async def invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        return error(422, "invalid", exc.message, exc.field)
+    async def from_table(request: Request, exc: Exception) -> Response:
+        answer = answer_for(exc, f"{request.method} {request.url.path}")
+        if answer is None:  # not registered for it: cannot happen
+            raise exc
+        return Response(
+            answer.body(),
+            status_code=answer.status,
+            headers=dict(answer.headers),
+            media_type="application/json",
+        )
 
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return error(404, "not_found", exc.message, exc.field)
+    for cls in HANDLED:
+        app.add_exception_handler(cls, from_table)
 
-    @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
-        response = error(401, "unauthorized", str(exc))
-        response.headers["WWW-Authenticate"] = 'Bearer realm="maintcast"'
-        return response
+    async def client_gone(request: Request, exc: Exception) -> None:
+        """The client left while its body was read: nobody to answer, nothing wrong here."""
+        log.debug("client disconnected during %s %s", request.method, request.url.path)
 
-    @app.exception_handler(Forbidden)
-    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
-        return error(403, "forbidden", str(exc))
-
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return error(409, "conflict", exc.message, exc.field)
+    app.add_exception_handler(ClientDisconnect, client_gone)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -299,7 +288,3 @@ def _errors(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(RECONNECT_ERRORS[0])
-    async def unreachable(_: Request, exc: Exception) -> JSONResponse:
-        return error(503, "redis_unreachable", f"redis unreachable: {exc}")

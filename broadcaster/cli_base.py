@@ -109,7 +109,7 @@ ClockWallOption = Annotated[
 
 def store_for(settings: Settings, redis: Any, clock: Clock | None = None) -> Store:
     """The store for ``settings`` over ``redis`` (the caller closes ``redis``)."""
-    from broadcaster.app import make_store  # moves to broadcaster.store with the gate split
+    from broadcaster.store import make_store
 
     return make_store(settings, redis, clock_speed=clock.speed if clock else 1.0)
 

@@ -8,9 +8,17 @@ Add it to any ASGI app of the platform in one line::
 or let :func:`gate_for_redis` build the hub from a Redis URL. The status is read from the
 hub's memory (one Redis subscription per process, kept live): no Redis call per request.
 During maintenance of a rule's scope a request gets HTTP 503 with ``Retry-After`` (whole
-seconds to ``until``, RFC 9110 10.2.3; omitted when ``until`` is null) and
-``{"errorCode", "message", "until", "processed": false}`` — the request was not acted on.
-It is not ``BaseHTTPMiddleware``: that wraps every response and hides stream disconnects.
+seconds to ``until``, RFC 9110 10.2.3, never below ``retry_after_min_s``; omitted when
+``until`` is null) and ``{"errorCode", "message", "until", "processed": false}`` — the
+request was not acted on. It is not ``BaseHTTPMiddleware``: that wraps every response and
+hides stream disconnects.
+
+The gate never answers 500 and never raises: rules naming a service, method or channel the
+catalog does not know fail the app's start-up (:func:`validate_rules`); a scope that
+vanished at run time, or any error while deciding, is decided as "no status known"
+(``when_unknown``), logged at most once a minute and counted in
+``maintcast_gate_unknown_total``. Importing this module imports neither FastAPI nor
+sse-starlette.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import hmac
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,8 +35,9 @@ from typing import Any, Literal
 from broadcaster import codec
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import DEFAULT_MESSAGES
+from broadcaster.domain import CHANNELS, DEFAULT_MESSAGES, Catalog
 from broadcaster.hub import Hub
+from broadcaster.metrics import GATE_UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+UnknownReason = Literal["no_status", "scope_gone", "error"]
+LOG_EVERY_S = 60.0
+"""The gate logs one line per reason at most this often (seconds), not one per request."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,38 @@ class Rule:
         return path.startswith(self.path) and (
             not self.http_methods or http_method in self.http_methods
         )
+
+
+class UnknownScope(LookupError):
+    """Gate rules name a service, method or channel that does not exist; the message names
+    each such rule and lists the known names."""
+
+
+def validate_rules(rules: Iterable[Rule], catalog: Catalog) -> None:
+    """Check that every rule names a service (and method) of ``catalog`` and a known channel.
+
+    Pure. Raises:
+        UnknownScope: e.g. ``gate rule '/api/token': unknown service 'webcolect' (known:
+            atobarai, webcollect)``; several problems are joined with ``"; "``.
+    """
+    problems: list[str] = []
+    for rule in rules:
+        where = f"gate rule {rule.path!r}"
+        svc = catalog.services.get(rule.service)
+        if svc is None:
+            known = ", ".join(sorted(catalog.services)) or "none"
+            problems.append(f"{where}: unknown service {rule.service!r} (known: {known})")
+        elif rule.method is not None and rule.method not in svc.methods:
+            known = ", ".join(sorted(svc.methods)) or "none"
+            problems.append(
+                f"{where}: unknown method {rule.method!r} of service {rule.service!r} "
+                f"(known: {known})"
+            )
+        if rule.channel not in CHANNELS:
+            known = ", ".join(CHANNELS)
+            problems.append(f"{where}: unknown channel {rule.channel!r} (known: {known})")
+    if problems:
+        raise UnknownScope("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -96,8 +141,17 @@ def _header(scope: Scope, wanted: bytes) -> bytes | None:
 
 
 class MaintenanceGate:
-    """The middleware. ``when_unknown``: ``"allow"`` (default; logs a warning) or ``"block"``
-    for requests while no status was ever known (e.g. Redis down at start)."""
+    """The middleware. ``when_unknown``: ``"allow"`` (default) or ``"block"`` guarded requests
+    while the status of their scope is not known: none read yet (e.g. Redis down at start),
+    the scope vanished from the catalog (Redis restarted empty), or deciding failed.
+
+    ``retry_after_min_s`` (whole seconds, >= 0) is the floor of ``Retry-After``. The rules
+    are checked against the catalog when the app's lifespan start-up completes: a rule naming
+    an unknown service, method or channel turns ``lifespan.startup.complete`` into
+    ``lifespan.startup.failed`` with :func:`validate_rules`' message (uvicorn exits). With no
+    catalog at start they are checked at the first request once one has arrived (an ERROR
+    line if wrong; the process keeps running).
+    """
 
     def __init__(
         self,
@@ -112,7 +166,10 @@ class MaintenanceGate:
         render: Callable[[Refusal], tuple[bytes, str]] = json_body,
         clock: Clock | None = None,
         own_hub: bool = False,
+        retry_after_min_s: int = 30,
     ) -> None:
+        if retry_after_min_s < 0:
+            raise ValueError(f"retry_after_min_s must be >= 0, got {retry_after_min_s}")
         self.app = app
         self.hub = hub
         self.rules = tuple(rules)
@@ -123,23 +180,33 @@ class MaintenanceGate:
         self.render = render
         self.clock = clock or hub.clock or SystemClock()
         self.own_hub = own_hub
+        self.retry_after_min_s = retry_after_min_s
         self._task: asyncio.Task[None] | None = None
-        self._warned = False
+        self._unchecked = True  # the rules wait for a catalog to be checked against
+        self._logged: dict[str, tuple[float, int]] = {}  # reason -> (last line, suppressed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and self.own_hub:
-            await self.app(scope, self._lifespan(receive), send)
+        if scope["type"] == "lifespan":
+            if self.own_hub:
+                receive = self._lifespan(receive)
+            await self.app(scope, receive, self._checked_start(send))
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.own_hub and self._task is None:
             self._start()
+        if self._unchecked and self.hub.catalog.services:
+            self._check_late()
         refusal = self.refusal(scope)
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        body, content_type = self.render(refusal)
+        try:
+            body, content_type = self.render(refusal)
+        except Exception:
+            log.exception("gate: the custom renderer failed; answering the JSON body")
+            body, content_type = json_body(refusal)
         headers = [
             (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),
@@ -151,7 +218,28 @@ class MaintenanceGate:
         await send({"type": "http.response.body", "body": body})
 
     def refusal(self, scope: Scope) -> Refusal | None:
-        """The refusal for this request, or None to let it through (no I/O)."""
+        """The refusal for this request, or None to let it through (no I/O, never raises:
+        an unknown status is decided by ``when_unknown``)."""
+        rule: Rule | None = None
+        lang = "ja"
+        try:
+            rule = self._guarding(scope)
+            if rule is None:
+                return None
+            lang = _lang(scope)
+            event = self.hub.current
+            if event is None:
+                return self._unknown(rule, lang, "no_status")
+            return self._decide(
+                event.view((rule.service, rule.method), self.hub.scope_view)[0], rule, lang
+            )
+        except LookupError as exc:  # NotFound: the catalog lost the rule's scope
+            return self._unknown(rule, lang, "scope_gone", exc)
+        except Exception as exc:
+            return self._unknown(rule, lang, "error", exc)
+
+    def _guarding(self, scope: Scope) -> Rule | None:
+        """The rule guarding this request, or None (exempt, unguarded, or bypassed)."""
         path = scope.get("path", "")
         if path.startswith(self.exempt):
             return None
@@ -162,24 +250,17 @@ class MaintenanceGate:
             given = _header(scope, self.bypass_header)
             if given is not None and hmac.compare_digest(given, self.bypass_secret):
                 return None
-        event = self.hub.current
-        lang = _lang(scope)
-        if event is None:
-            if not self._warned:
-                log.warning("gate: no status known yet; %s guarded requests", self.when_unknown)
-                self._warned = True
-            if self.when_unknown == "allow":
-                return None
-            text = DEFAULT_MESSAGES[rule.channel].pick(lang)
-            return Refusal(self.hub.store.defaults.error_code, text, None, None, rule, lang)
-        doc = event.view((rule.service, rule.method), self.hub.scope_view)[0]
+        return rule
+
+    def _decide(self, doc: codec.Doc, rule: Rule, lang: str) -> Refusal | None:
+        """The refusal for ``rule`` given its scoped status ``doc``."""
         if doc["state"] != "maintenance":
             return None
         until = doc["until"]
         retry = None
         if until is not None:
             left = (codec.parse_wire_instant(until) - self.clock.now()).total_seconds()
-            retry = max(1, math.ceil(left))
+            retry = max(self.retry_after_min_s, 1, math.ceil(left))
         message = DEFAULT_MESSAGES[rule.channel].pick(lang)
         for w in doc["active"]:
             texts = w.get("messages", {}).get(rule.channel)
@@ -187,6 +268,80 @@ class MaintenanceGate:
                 message = texts.get(lang) or texts.get("ja") or texts.get("en") or message
                 break
         return Refusal(doc["error_code"], message, until, retry, rule, lang)
+
+    def _unknown(
+        self,
+        rule: Rule | None,
+        lang: str,
+        reason: UnknownReason,
+        exc: BaseException | None = None,
+    ) -> Refusal | None:
+        """Decide a guarded request by ``when_unknown``: count, log (rate-limited)."""
+        GATE_UNKNOWN.labels(reason).inc()
+        self._log_unknown(reason, exc)
+        if self.when_unknown == "allow":
+            return None
+        if rule is None:  # failed before a rule was matched: block as the API channel
+            rule = Rule("", "", channel="api")
+        default = DEFAULT_MESSAGES.get(rule.channel) or DEFAULT_MESSAGES["api"]
+        return Refusal(
+            self.hub.store.defaults.error_code, default.pick(lang), None, None, rule, lang
+        )
+
+    def _log_unknown(self, reason: UnknownReason, exc: BaseException | None) -> None:
+        """One WARNING per ``reason`` per :data:`LOG_EVERY_S`, saying how many were not
+        logged since the last one."""
+        now = time.monotonic()
+        last, suppressed = self._logged.get(reason, (-math.inf, 0))
+        if now - last < LOG_EVERY_S:
+            self._logged[reason] = (last, suppressed + 1)
+            return
+        self._logged[reason] = (now, 0)
+        why = {
+            "no_status": "no status known yet",
+            "scope_gone": "a rule's scope is not in the catalog",
+            "error": "deciding failed",
+        }[reason]
+        detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        more = f"; {suppressed} more since the last line" if suppressed else ""
+        log.warning("gate: %s%s; %s guarded requests%s", why, detail, self.when_unknown, more)
+
+    def _checked_start(self, send: Send) -> Send:
+        """``send`` for the lifespan: start-up completes only if the rules are valid."""
+
+        async def checked(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                problem = self._check_at_start()
+                if problem is not None:
+                    if self.own_hub:
+                        await stop_task(self._task, "gate hub")
+                    message = {"type": "lifespan.startup.failed", "message": problem}
+            await send(message)
+
+        return checked
+
+    def _check_at_start(self) -> str | None:
+        """Check the rules against the hub's catalog; the failure message, or None."""
+        if not self.hub.catalog.services:
+            log.warning(
+                "gate: no catalog at start (store unreachable or empty); "
+                "the rules are checked when one arrives"
+            )
+            return None
+        self._unchecked = False
+        try:
+            validate_rules(self.rules, self.hub.catalog)
+        except UnknownScope as exc:
+            return str(exc)
+        return None
+
+    def _check_late(self) -> None:
+        """The first catalog arrived after start: check the rules once (never fatal)."""
+        self._unchecked = False
+        try:
+            validate_rules(self.rules, self.hub.catalog)
+        except UnknownScope as exc:
+            log.error("%s; their requests are decided by when_unknown=%s", exc, self.when_unknown)
 
     def _start(self) -> None:
         self._task = asyncio.create_task(self.hub.run(), name="maintcast-gate-hub")
@@ -215,13 +370,14 @@ def gate_for_redis(
     """A gate with its own hub on ``redis_url`` (one subscription for this process).
 
     The subscription starts with the app's lifespan (or on the first request).
+    ``retry_after_min_s`` defaults to ``MAINTCAST_RETRY_AFTER_MIN_S`` (30).
     """
-    from broadcaster.app import make_store
     from broadcaster.settings import Settings
-    from broadcaster.store import connect
+    from broadcaster.store import connect, make_store
 
     settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
     redis, _ = connect(redis_url)
     clock = options.pop("clock", None) or SystemClock()
+    options.setdefault("retry_after_min_s", settings.retry_after_min_s)
     hub = Hub(make_store(settings, redis), clock, zone=settings.timezone)
     return MaintenanceGate(app, hub=hub, rules=rules, clock=clock, own_hub=True, **options)

@@ -4,7 +4,8 @@ They are the two endpoints every checkout page and dashboard hits, so
 :class:`broadcaster.app.MaintcastAPI` hands them here before FastAPI's own layers (its
 telemetry check, middleware stack, router and dependency injection; docs/performance.md
 measures the cost), wrapped only in CORS when configured. They answer from the hub's
-memory. Errors keep the JSON shape of CONTRACT.md.
+memory. Errors keep the JSON shape of CONTRACT.md and are answered from the one table of
+:mod:`broadcaster.errors` (a store error is 503 ``store_unavailable``, as on every route).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from broadcaster import codec
-from broadcaster.domain import InvalidInput, NotFound
+from broadcaster.errors import HANDLED, answer_for
 from broadcaster.hub import Event, Hub
 from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
-from broadcaster.store import RECONNECT_ERRORS, Store
+from broadcaster.store import STORE_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,11 @@ class LiveRoutes:
         try:
             self.hub.catalog.scope(*view)
             await handler(scope, receive, send, view, query)
-        except InvalidInput as exc:
-            await _respond(send, 422, *error_response("invalid", exc.message, exc.field))
-        except NotFound as exc:
-            await _respond(send, 404, *error_response("not_found", exc.message, exc.field))
-        except RECONNECT_ERRORS as exc:  # no status known yet and Redis unreachable
-            headers, body = error_response("redis_unreachable", f"redis unreachable: {exc}")
-            await _respond(send, 503, headers, body)
+        except HANDLED as exc:  # before any response started: the stream's start is last
+            answer = answer_for(exc, f"{scope['method']} {scope['path']}")
+            assert answer is not None  # HANDLED is the table's keys
+            body = answer.body()
+            await _respond(send, answer.status, answer.raw_headers(body), body)
 
     async def status(
         self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
@@ -127,14 +126,17 @@ class LiveRoutes:
         s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
+            async with asyncio.timeout(SEND_TIMEOUT_S) as opening_time:
                 opening = await self._opening(s, resume)
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await send(chunk(opening))
                 await streams.pump(s)  # what arrived meanwhile; then the fan-out loop writes
             while (await receive())["type"] != "http.disconnect":
                 pass
-        except TimeoutError:  # the opening did not get out in time: the server cuts it
+        except TimeoutError:
+            if not opening_time.expired():  # the store's own timeout: a store error (503)
+                raise
+            # the opening did not get out in time: the server cuts it
             log.warning("SSE stream not opened within %.0f s; closing it", SEND_TIMEOUT_S)
         except asyncio.CancelledError:
             if not s.aborted:
@@ -192,7 +194,7 @@ class LiveRoutes:
                     if seen.seq == after:
                         return seen, [Event(codec.loads(p), p) for p in got[1:]]
             payloads = await self.store.replay(after)
-        except RECONNECT_ERRORS:
+        except STORE_ERRORS:  # the log cannot be read now: a resync from memory instead
             return None
         if payloads is None:
             return None

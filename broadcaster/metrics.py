@@ -42,6 +42,14 @@ SLOW_CLIENTS_DROPPED = Counter(
     "SSE clients disconnected because their bounded buffer filled.",
     registry=REGISTRY,
 )
+GATE_UNKNOWN = Counter(
+    "maintcast_gate_unknown",
+    "Guarded requests the gate decided by when_unknown (allow or block) because the status "
+    "of the rule's scope was not known, by reason: no_status (none read yet), scope_gone "
+    "(the catalog no longer has the rule's service or method), error (anything else).",
+    ["reason"],
+    registry=REGISTRY,
+)
 SSE_CLIENTS = Gauge("maintcast_sse_clients", "Open SSE streams in this process.", registry=REGISTRY)
 REDIS_UP = Gauge(
     "maintcast_redis_up",

@@ -14,11 +14,12 @@ from broadcaster.validation import Defaults
 class Settings(BaseSettings):
     """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
 
-    Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``) or
-    milliseconds (``retry_ms``) as their names say. ``schedule_file`` is re-imported by the
-    leading publisher whenever the store has no catalog. ``clock`` (an RFC 3339 instant),
-    ``clock_speed`` and ``clock_wall`` (Unix seconds at which the clock reads ``clock``) make
-    a rehearsal clock shared by every process given the same three (``--clock`` flags win).
+    Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``,
+    ``retry_after_min_s``) or milliseconds (``retry_ms``) as their names say.
+    ``schedule_file`` is re-imported by the leading publisher whenever the store has no
+    catalog. ``clock`` (an RFC 3339 instant), ``clock_speed`` and ``clock_wall`` (Unix seconds
+    at which the clock reads ``clock``) make a rehearsal clock shared by every process given
+    the same three (``--clock`` flags win).
     """
 
     model_config = SettingsConfigDict(env_prefix="MAINTCAST_", extra="ignore")
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     misfire_grace_s: float = Field(5.0, ge=0)
     client_queue: int = Field(64, ge=1)
     gate_bypass_secret: str | None = None
+    retry_after_min_s: int = Field(30, ge=0)
+    """The gate's ``Retry-After`` is never below this (whole seconds)."""
     log_format: Literal["text", "json"] = "text"
     schedule_file: Path | None = None
     clock: str | None = None

@@ -19,7 +19,8 @@ frame; docs/performance.md has the before/after numbers) while keeping its guara
   reconnects to a fresh status;
 - **shutdown**: on server exit every stream is ended with its final chunk, so browsers
   reconnect (to another replica) at once; sse-starlette's ``AppStatus`` still tells us
-  when uvicorn is exiting.
+  when uvicorn is exiting (read through :mod:`broadcaster.exiting`, imported lazily so
+  that importing the hub or the gate does not import ``sse_starlette``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
-
-from sse_starlette.sse import AppStatus
 
 from broadcaster import codec
 from broadcaster.codec import Scope, Scoper
@@ -339,10 +337,9 @@ class _Resumed:
 
 
 def server_exiting() -> bool:
-    """Whether uvicorn is shutting down: sse-starlette's patched exit handler sets
-    ``AppStatus.should_exit``; where the patch came too late, the server's own flag is
-    found through its SIGTERM handler (sysid/sse-starlette#132)."""
-    if AppStatus.should_exit:
-        return True
-    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    return bool(getattr(server, "should_exit", False))
+    """Whether the ASGI server is shutting down (see :func:`broadcaster.exiting.server_exiting`;
+    imported here, on first use, so that importing this module does not import
+    ``sse_starlette``)."""
+    from broadcaster.exiting import server_exiting as exiting
+
+    return exiting()

@@ -113,6 +113,9 @@ async def at_instant(store: Store, hub: Hub, clock: FixedClock, t: datetime) -> 
 
 
 def gate(hub: Hub, rules: list[Rule] | None = None, **kw: Any) -> MaintenanceGate:
+    """A gate over :func:`ok_app`; no ``Retry-After`` floor unless given (the floor has its
+    own test), so the seconds to ``until`` are seen as they are."""
+    kw.setdefault("retry_after_min_s", 0)
     return MaintenanceGate(ok_app, hub=hub, rules=rules or [CARD, BANK], **kw)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster import codec, sse
+from broadcaster import codec, exiting, sse
 from broadcaster.hub import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 from broadcaster.sse import ALL, FINAL, PING, Stream, Streams
@@ -184,9 +184,9 @@ async def test_a_send_that_raises_cuts_the_stream() -> None:
 
 
 def test_server_exit_is_seen_through_sse_starlette(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sse.AppStatus, "should_exit", False)
+    monkeypatch.setattr(exiting.AppStatus, "should_exit", False)
     assert not sse.server_exiting()
-    monkeypatch.setattr(sse.AppStatus, "should_exit", True)
+    monkeypatch.setattr(exiting.AppStatus, "should_exit", True)
     assert sse.server_exiting()
 
 

@@ -1,23 +1,27 @@
 """The only package that talks to Redis.
 
-:mod:`client` connects, :mod:`core` reads and publishes atomically, :mod:`coordination`
-follows the change feed and holds the leader lock.
+:mod:`client` connects (and names the errors that mean "the store is unavailable"),
+:mod:`core` reads and publishes atomically, :mod:`coordination` follows the change feed and
+holds the leader lock, :mod:`factory` builds a store from the settings.
 """
 
 from broadcaster.store.client import (
     RECONNECT_ERRORS,
     SOCKET_TIMEOUT_S,
+    STORE_ERRORS,
     Redis,
     connect,
 )
 from broadcaster.store.coordination import STANDBY_SUFFIX, Lease
 from broadcaster.store.core import MAX_REPLAY, Change, Plan, State, Store
+from broadcaster.store.factory import make_store
 
 __all__ = [
     "MAX_REPLAY",
     "RECONNECT_ERRORS",
     "SOCKET_TIMEOUT_S",
     "STANDBY_SUFFIX",
+    "STORE_ERRORS",
     "Change",
     "Lease",
     "Plan",
@@ -25,4 +29,5 @@ __all__ = [
     "State",
     "Store",
     "connect",
+    "make_store",
 ]

@@ -6,11 +6,16 @@ import asyncio
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Redis = aioredis.Redis
 RECONNECT_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 """Errors that mean "Redis is unreachable right now": retry, serve last known state."""
+STORE_ERRORS: tuple[type[Exception], ...] = (*RECONNECT_ERRORS, RedisError)
+"""Every error a store call may raise because of Redis: the unreachable ones and any other
+reply error (``LOADING`` after a restart, ``READONLY`` from a replica, ``ResponseError``).
+An HTTP request failing with one answers 503 ``store_unavailable``."""
 SOCKET_TIMEOUT_S = 5.0
 """Seconds a Redis command or connect may take before it counts as unreachable."""
 MAX_BACKOFF_S = 2.0
