@@ -1,0 +1,126 @@
+"""Overdue status, the hub's seq audit and the leader lease, without processes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from broadcaster.app import create_app
+from broadcaster.clock import RehearsalClock
+from broadcaster.hub import Hub, expected_change_at
+from broadcaster.store import Lease
+from broadcaster.validation import parse_schedule
+from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store, settings_for
+
+
+def _doc(until: str | None = None, starts: list[str] = (), expires: str | None = None) -> Any:
+    override = {"mode": "maintenance", "expires_at": expires} if expires else None
+    return {"until": until, "upcoming": [{"starts_at": s} for s in starts], "override": override}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (_doc(), None),
+        (_doc(until="2021-08-09T06:00:00+09:00"), jst(2021, 8, 9, 6)),
+        (
+            _doc(starts=["2021-08-16T01:00:00+09:00", "2021-08-09T01:00:00+09:00"]),
+            jst(2021, 8, 9, 1),
+        ),
+        (
+            _doc(until="2021-08-09T06:00:00+09:00", expires="2021-08-09T03:00:00+09:00"),
+            jst(2021, 8, 9, 3),
+        ),
+    ],
+)
+def test_expected_change_at(doc: Any, expected: Any) -> None:
+    assert expected_change_at(doc) == expected
+
+
+class SetClock:
+    """A clock that reads whatever the test sets (``at``)."""
+
+    speed = 1.0
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def wall_time_of(self, instant: datetime) -> datetime:
+        return instant
+
+
+def metric(text: str, name: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} not exposed")
+
+
+async def test_readyz_and_metric_say_overdue_when_nothing_publishes(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """An API with no publisher (no worker, no standby) inside a window: once the window's
+    end is more than the grace behind, /readyz is 503 status_overdue and the gauge > 0."""
+    clock = SetClock(jst(2021, 8, 9, 5, 59, 50))
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
+    store = app.state.store
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert metric((await http.get("/metrics")).text, "maintcast_status_overdue_seconds") == 0
+        clock.at = jst(2021, 8, 9, 6, 0, 10)  # 10 s past the end, nothing published it
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "status_overdue"
+        late = metric((await http.get("/metrics")).text, "maintcast_status_overdue_seconds")
+        assert late >= 10
+
+
+async def test_audit_finds_a_flush_that_nothing_published(fake_redis: Any, key_prefix: str) -> None:
+    """Pub/sub says nothing when the store is emptied: the hub's audit sees the stored seq
+    go back and adopts the empty status (no stale maintenance held forever)."""
+    clock = RehearsalClock(jst(2021, 8, 9, 2))
+    store = make_store(fake_redis, key_prefix)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    hub = Hub(store, clock)
+    task = asyncio.create_task(hub.run(audit_s=0.1))
+    try:
+        assert await hub.wait_ready(5)
+        assert hub.current is not None and hub.current.doc["state"] == "maintenance"
+        await fake_redis.flushall()
+        async with asyncio.timeout(3):
+            while hub.current.seq != 0:
+                await asyncio.sleep(0.02)
+        assert hub.current.doc["state"] == "normal" and hub.current.doc["components"] == {}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_lease(fake_redis: Any, key_prefix: str) -> None:
+    """Taken anew vs renewed; a worker preempts a standby, never another worker."""
+    store = make_store(fake_redis, key_prefix)
+    assert await store.lead("h:1:a:standby", 3) is Lease.ACQUIRED
+    assert await store.lead("h:1:a:standby", 3) is Lease.RENEWED
+    assert await store.lead("h:2:b:standby", 3) is Lease.REFUSED
+    assert await store.lead("h:2:b:standby", 3, preempt_standby=True) is Lease.ACQUIRED
+    assert await store.lead("h:3:c", 3, preempt_standby=True) is Lease.ACQUIRED
+    assert await store.lead("h:4:d", 3, preempt_standby=True) is Lease.REFUSED
+    assert await store.lead("h:1:a:standby", 3) is Lease.REFUSED
+    await fake_redis.delete(store.keys.worker_leader)  # the TTL ran out while frozen
+    assert await store.lead("h:3:c", 3, preempt_standby=True) is Lease.ACQUIRED
