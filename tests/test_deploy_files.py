@@ -28,6 +28,8 @@ METRICS = (
     "maintcast_publish_lag_seconds",
     "maintcast_slow_clients_dropped_total",
     "maintcast_redis_up",
+    "maintcast_status_overdue_seconds",
+    "maintcast_gate_unknown_total",
 )
 SETTINGS = {f"MAINTCAST_{name.upper()}" for name in Settings.model_fields}
 DEFAULT_PING_S = Settings.model_fields["ping_s"].default
