@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,19 @@ def write_schedule(path: Path) -> datetime:
     return t0
 
 
+def ended(window_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a status is the end of ``window_id`` (on time or ``reconciled``)."""
+
+    def check(d: dict[str, Any]) -> bool:
+        cause = d["cause"] or {}
+        return cause.get("window_id") == window_id and cause.get("type") in (
+            "maintenance.ended",
+            "reconciled",
+        )
+
+    return check
+
+
 def view(d: dict[str, Any]) -> tuple[str, str, str, str]:
     wc, ab = d["components"]["webcollect"], d["components"]["atobarai"]
     return (d["state"], wc["credit_card"], wc["cvs_online"], ab["bank_transfer"])
@@ -120,10 +133,7 @@ async def test_failover_during_a_run_of_boundaries(
             t0 = write_schedule(schedule)
             done = run_cli(["windows", "import", str(schedule)], env)
             assert done.returncode == 0, done.stdout + done.stderr
-            w1_ended = lambda d: (d["cause"] or {}).get("window_id") == "w1" and (  # noqa: E731
-                d["cause"]["type"] == "maintenance.ended"
-            )
-            await c1.wait_for(w1_ended, 15, "w1's end", logs())
+            await c1.wait_for(ended("w1"), 15, "w1's end", logs())
 
             old = sentinel_set.master()
             old.kill()
@@ -134,11 +144,8 @@ async def test_failover_during_a_run_of_boundaries(
             new_port = await asyncio.to_thread(sentinel_set.wait_failover, old.port)
             failover_s = time.monotonic() - killed
 
-            w3_end = lambda d: (d["cause"] or {}).get("window_id") == "w3" and (  # noqa: E731
-                d["cause"]["type"] in ("maintenance.ended", "reconciled")
-            )
             for c in (c1, c2):
-                await c.wait_for(w3_end, 40, "w3's end", logs())
+                await c.wait_for(ended("w3"), 40, "w3's end", logs())
 
         r = redis.Redis(port=new_port, socket_timeout=2)
         try:
