@@ -18,7 +18,11 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
    the leading worker and of the other worker (each restarted after a short random delay),
    SIGKILL of Redis (restarted on the same port and AOF directory after a short delay),
    SIGSTOP/SIGCONT of Redis, and SIGKILL of the API (restarted after a short delay; the
-   client resumes with ``Last-Event-ID``);
+   client resumes with ``Last-Event-ID``). With ``--sentinel`` Redis is a master, one
+   replica and three sentinels (``tests/sentinels.py``), every process uses
+   ``redis+sentinel://…``, and the Redis fault is a *failover*: SIGKILL of the current master,
+   the sentinels promote the replica, and the killed node comes back as a replica after a
+   short delay (so the next failover has a replica to promote);
 5. compares the event log (XRANGE) and what the client saw with the ground truth computed by
    the pure domain function (``compute_status`` at every instant of ``boundaries_after``
    over the windows read back from the store), collapsing boundaries that change nothing.
@@ -46,6 +50,7 @@ Run (from the repository root, in the venv)::
     python bench/soak.py --seed 7 --json /tmp/soak.json
     python bench/soak.py --windows 60 --leader-kills 1 --other-kills 0 --redis-freezes 0 \
         --api-kills 0                                     # a ~2-minute smoke run
+    python bench/soak.py --sentinel                       # failovers instead of Redis kills
 
 Exit status 0 when every count is 0 and the final state converged, else 1.
 """
@@ -83,6 +88,9 @@ from broadcaster.status import boundaries_after, compute_status
 from worker.scheduler import KEEPALIVE_S, LEADER_TTL_S
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.sentinels: the same Sentinel set as tests/test_sentinel.py
+from tests.sentinels import SentinelSet  # noqa: E402
+
 MAINTCAST = str(Path(sys.executable).parent / "maintcast")
 TICK = timedelta(minutes=5)
 """The schedule's grid: every instant is T0 + n ticks."""
@@ -249,6 +257,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def data_url(self) -> str:
+        """Where the data is now (the soak's own reads)."""
+        return self.url
+
     def start(self, timeout: float = 20) -> None:
         self.starts += 1
         log = (self.dir / f"redis.{self.starts}.log").open("wb")
@@ -308,6 +321,28 @@ class RedisServer:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
         self.stopped = False
+
+
+class SentinelBackend:
+    """Redis as a master, one replica and three sentinels; ``url`` is ``redis+sentinel://``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.set = SentinelSet(workdir / "redis")
+
+    @property
+    def url(self) -> str:
+        return self.set.url
+
+    @property
+    def data_url(self) -> str:
+        """The current master (the soak's own reads)."""
+        return f"redis://127.0.0.1:{self.set.master_port()}/0"
+
+    def start(self) -> None:
+        self.set.start()
+
+    def kill(self) -> None:
+        self.set.stop()
 
 
 class Proc:
@@ -451,12 +486,14 @@ class Poller:
 @dataclass
 class Fault:
     kind: str  # worker_kill_leader | worker_kill_other | redis_kill | redis_freeze | api_kill
+    # | failover
     at: float  # planned real time
     hold: float  # seconds until restart / SIGCONT
     started: float = 0.0
     undone: float = 0.0
     detail: str = ""
     takeover_s: float | None = None
+    """Leader kill: until the other worker holds the lock; failover: until a new master."""
     ttc_s: float = 0.0
     wrong_s: float = 0.0
     stale_s: float = 0.0
@@ -494,13 +531,17 @@ async def leader_pid(url: str) -> int | None:
 
 
 async def inject(
-    faults: list[Fault], server: RedisServer, workers: list[Proc], api: Proc, log: list[str]
+    faults: list[Fault],
+    server: RedisServer | SentinelBackend,
+    workers: list[Proc],
+    api: Proc,
+    log: list[str],
 ) -> None:
     """Run the planned faults at their moments (sequentially, each undone before the next)."""
     for f in faults:
         await asyncio.sleep(max(0.0, f.at - time.time()))
         if f.kind.startswith("worker"):
-            lead = await leader_pid(server.url)
+            lead = await leader_pid(await asyncio.to_thread(lambda: server.data_url))
             leader = next((w for w in workers if w.pid == lead), None)
             target = leader if f.kind == "worker_kill_leader" else None
             if target is None:
@@ -512,7 +553,7 @@ async def inject(
             await asyncio.to_thread(target.kill)
             if target is leader:
                 for _ in range(200):  # the other worker takes the lock over: how fast
-                    pid = await leader_pid(server.url)
+                    pid = await leader_pid(await asyncio.to_thread(lambda: server.data_url))
                     if pid is not None and pid != lead:
                         f.takeover_s = time.time() - f.started
                         break
@@ -527,7 +568,22 @@ async def inject(
             api.start()
             f.undone = time.time()
             f.detail = f"api down {f.undone - f.started:.1f} s; client resumes (Last-Event-ID)"
+        elif f.kind == "failover":
+            assert isinstance(server, SentinelBackend)
+            old = await asyncio.to_thread(server.set.master)
+            f.started = time.time()
+            await asyncio.to_thread(old.kill)
+            new = await asyncio.to_thread(server.set.wait_failover, old.port)
+            f.undone = time.time()
+            f.takeover_s = f.undone - f.started
+            await asyncio.sleep(f.hold)
+            await asyncio.to_thread(server.set.restart_as_replica, old)
+            f.detail = (
+                f"master :{old.port} killed, :{new} promoted after {f.takeover_s:.1f} s;"
+                f" old back as replica after {f.hold:.1f} s"
+            )
         elif f.kind == "redis_kill":
+            assert isinstance(server, RedisServer)
             f.started = time.time()
             await asyncio.to_thread(server.kill)
             await asyncio.sleep(f.hold)
@@ -535,6 +591,7 @@ async def inject(
             f.undone = time.time()
             f.detail = f"down {f.undone - f.started:.1f} s (AOF reload)"
         elif f.kind == "redis_freeze":
+            assert isinstance(server, RedisServer)
             f.started = time.time()
             server.stop_signal()
             await asyncio.sleep(f.hold)
@@ -842,7 +899,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     path = workdir / "schedule.yaml"
     path.write_text(yaml.safe_dump(schedule, allow_unicode=True, sort_keys=False), "utf-8")
 
-    server = RedisServer(workdir)
+    server = SentinelBackend(workdir) if args.sentinel else RedisServer(workdir)
     procs: list[Proc] = []
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -860,7 +917,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         if done.returncode != 0:
             raise RuntimeError(f"import failed: {done.stdout}{done.stderr}")
-        catalog, windows, import_seq = read_store(server.url)
+        catalog, windows, import_seq = read_store(server.data_url)
         if {w.id for w in windows} != {w["id"] for w in schedule["windows"]}:
             raise RuntimeError("the store does not hold the generated windows")
         await asyncio.sleep(1.2)  # appendfsync everysec: let the AOF cover the import
@@ -879,7 +936,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         workers = [Proc(f"worker{i}", ["worker", *clock_args], env, workdir) for i in (1, 2)]
-        api = Proc("api", ["api", "--port", str(port)], env, workdir)
+        api = Proc("api", ["api", "--port", str(port), *clock_args], env, workdir)
         procs += [*workers, api]
         for p in procs:
             p.start()
@@ -893,6 +950,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "redis_kill": args.redis_kills,
             "redis_freeze": args.redis_freezes,
             "api_kill": args.api_kills,
+            "failover": args.failovers,
         }
         run_s = last_tick * args.tick_real
         faults = plan_faults(rng, wall0 + 0.08 * run_s, wall0 + 0.88 * run_s, counts, 20.0)
@@ -924,7 +982,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        log_events = read_log(server.url)
+        log_events = read_log(server.data_url)
         report = analyse(
             exp,
             log_events,
@@ -966,6 +1024,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "schedule_span": f"{t0.isoformat()} .. {(t0 + last_tick * TICK).isoformat()}",
             "real_s": round(end - wall0, 1),
             "faults": len(faults),
+            "redis": "sentinel (master + replica + 3 sentinels)" if args.sentinel else "single",
         }
         report["worst_time_to_correct_s"] = max((f.ttc_s for f in faults), default=0.0)
         return report
@@ -1057,9 +1116,17 @@ def main() -> int:
     )
     ap.add_argument("--leader-kills", type=int, default=3)
     ap.add_argument("--other-kills", type=int, default=2)
-    ap.add_argument("--redis-kills", type=int, default=2)
-    ap.add_argument("--redis-freezes", type=int, default=2)
+    ap.add_argument("--redis-kills", type=int, help="default 2; 0 with --sentinel")
+    ap.add_argument("--redis-freezes", type=int, help="default 2; 0 with --sentinel")
     ap.add_argument("--api-kills", type=int, default=1)
+    ap.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="run on a master + replica + 3 sentinels (redis+sentinel:// URL), with failovers",
+    )
+    ap.add_argument(
+        "--failovers", type=int, help="SIGKILL the master (needs --sentinel); default 3 with it"
+    )
     ap.add_argument(
         "--lead",
         type=float,
@@ -1087,6 +1154,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--keep", type=Path, help="keep the logs and schedule in this directory")
     args = ap.parse_args()
+    single = 0 if args.sentinel else 2
+    args.redis_kills = single if args.redis_kills is None else args.redis_kills
+    args.redis_freezes = single if args.redis_freezes is None else args.redis_freezes
+    args.failovers = (3 if args.sentinel else 0) if args.failovers is None else args.failovers
+    if args.sentinel and (args.redis_kills or args.redis_freezes):
+        ap.error("--sentinel replaces Redis kills and freezes by --failovers")
+    if args.failovers and not args.sentinel:
+        ap.error("--failovers needs --sentinel")
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 RECENT = 256
 """How many of the latest events the hub keeps for replay from memory."""
+REWRITES_KEPT = 16
+"""How many rewritten seq ranges (store resets, failovers) the hub remembers."""
 AUDIT_S = 5.0
 """Seconds between checks of the stored seq against memory. Pub/sub says nothing when Redis
 is flushed or restarted empty with nobody publishing after it, and drops what it could not
@@ -104,6 +106,7 @@ class Hub:
         self.stale = False
         self.streams = Streams(self.scope_view, backlog_limit=queue_size)
         self._recent: deque[Event] = deque(maxlen=RECENT)
+        self._rewritten: deque[tuple[int, int]] = deque(maxlen=REWRITES_KEPT)
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()  # a resync and a delivery never interleave
 
@@ -143,6 +146,13 @@ class Hub:
             return None
         return [ev for ev in recent if ev.seq > seq]
 
+    def rewritten(self, seq: int) -> bool:
+        """Whether this process delivered ``seq`` with a status the store no longer holds
+        (the seq went back, or came again with another status: a store reset, or a Sentinel
+        failover that lost the last writes). A client holding such a seq needs a ``resync``:
+        its ``Last-Event-ID`` would otherwise look current."""
+        return any(lo <= seq <= hi for lo, hi in self._rewritten)
+
     def event_at(self, seq: int) -> Event | None:
         """The event with ``seq`` if memory holds it (the current one or a recent one)."""
         if self.current is not None and self.current.seq == seq:
@@ -152,11 +162,12 @@ class Hub:
     def _deliver(self, event: Event) -> None:
         current = self.current
         if current is not None and event.seq <= current.seq:
-            if event.seq == current.seq or (event.seq == 0 and current.seq == 0):
-                if event.seq == 0:
-                    self.current = event  # before any publish: refresh the computed snapshot
+            if event.seq == 0 and current.seq == 0:
+                self.current = event  # before any publish: refresh the computed snapshot
+                return
+            if event.seq == current.seq and event.doc == current.doc:
                 return  # a resync re-read what pub/sub already delivered
-            self._reset(event)
+            self._reset(event)  # went back, or the same seq with another status
             return
         if current is None or event.seq != current.seq + 1:
             self._recent.clear()  # keep memory's log gapless
@@ -166,16 +177,20 @@ class Hub:
         self.streams.deliver(event)
 
     def _reset(self, event: Event) -> None:
-        """The store's seq went back (Redis restarted empty, or was flushed): adopt the new
-        status and end every stream, so clients reconnect with a Last-Event-ID above the
-        new seq and get a ``resync`` (CONTRACT.md "SSE")."""
+        """The store's history changed under us: its seq went back (Redis restarted empty or
+        was flushed; a failover lost the last writes) or a seq came again with another
+        status (a lost write was re-published differently before we re-read). Adopt the new
+        status, remember the rewritten seqs (:meth:`rewritten`) and end every stream, so
+        clients reconnect and get a ``resync`` (CONTRACT.md "SSE")."""
         assert self.current is not None
         log.warning(
-            "store seq went back from %s to %s (store reset); resyncing %d client(s)",
+            "store seq went back from %s to %s (store reset or failover); resyncing %d client(s)",
             self.current.seq,
             event.seq,
             len(self.streams),
         )
+        same = event.seq == self.current.seq  # the same seq, another status
+        self._rewritten.append((event.seq if same else event.seq + 1, self.current.seq))
         self.current = event
         self._recent.clear()
         self.streams.end_all()

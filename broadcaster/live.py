@@ -183,6 +183,8 @@ class LiveRoutes:
         if not (resume.isascii() and resume.isdigit()) or len(resume) > MAX_SEQ_DIGITS:
             return None  # not a seq we could have sent: resync
         after = int(resume)
+        if self.hub.rewritten(after):
+            return None  # the client holds a status the store lost: resync
         recent, seen = self.hub.recent_after(after), self.hub.event_at(after)
         if recent is not None and (seen is not None or not scoped or after == 0):
             return seen, recent

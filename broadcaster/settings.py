@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
 
 
@@ -22,7 +23,10 @@ class Settings(BaseSettings):
     the same three (``--clock`` flags win).
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAINTCAST_", extra="ignore")
+    # hide_input_in_errors: a rejected URL or token may carry a password; never echo it
+    model_config = SettingsConfigDict(
+        env_prefix="MAINTCAST_", extra="ignore", hide_input_in_errors=True
+    )
 
     redis_url: str | None = None
     key_prefix: str = Field("maintcast", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -51,8 +55,11 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if url:
+            try:
+                validate_url(url)
+            except ValueError as exc:  # pydantic names the field; say the variable too
+                raise ValueError(f"MAINTCAST_REDIS_URL: {exc}") from None
         return url or None
 
     @property

@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
+from httpx_sse import aconnect_sse
 
 from tests.conftest import ROOT
 
@@ -129,3 +132,78 @@ async def wait_ready(
             last = repr(exc)
         await asyncio.sleep(0.1)
     pytest.fail(f"{base} not ready within {timeout} s ({last})\n{tails(procs)}")
+
+
+class Client:
+    """One SSE client that records every status it receives (seq, cause type, state) and
+    when (Unix seconds, ``time.time()``, in ``arrived``).
+
+    With ``resume`` a stream that ends or fails is reopened (at most ``max_connections``
+    times, 0.2 s apart) with ``Last-Event-ID`` like a browser; without it one stream only.
+    """
+
+    def __init__(self, base: str, *, resume: bool = False, max_connections: int = 20) -> None:
+        self.base = base
+        self.resume = resume
+        self.max_connections = max_connections
+        self.seen: list[dict[str, Any]] = []
+        self.arrived: list[float] = []
+        self.connections = 0
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(5, read=None)
+        last_id: str | None = None
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            while self.connections < self.max_connections:
+                headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+                try:
+                    async with aconnect_sse(
+                        http, "GET", f"{self.base}/v1/stream", headers=headers
+                    ) as source:
+                        self.connections += 1
+                        async for ev in source.aiter_sse():
+                            if ev.data:
+                                self.seen.append(orjson.loads(ev.data))
+                                self.arrived.append(time.time())
+                            if ev.id:
+                                last_id = ev.id
+                except (httpx.HTTPError, OSError):
+                    if not self.resume:
+                        raise
+                if not self.resume:
+                    return
+                await asyncio.sleep(0.2)
+
+    def arrival_of(self, cause_type: str) -> float:
+        """When the first status of ``cause_type`` arrived (Unix seconds)."""
+        i = next(i for i, d in enumerate(self.seen) if (d["cause"] or {}).get("type") == cause_type)
+        return self.arrived[i]
+
+    def summary(self) -> list[tuple[int, str | None, str]]:
+        return [(d["seq"], (d["cause"] or {}).get("type"), d["state"]) for d in self.seen]
+
+    async def wait_for(self, predicate: Any, timeout: float, what: str, logs: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(predicate(d) for d in self.seen):
+            assert time.monotonic() < deadline, (
+                f"no {what} within {timeout} s: {self.summary()}\n{logs}"
+            )
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def client_of(base: str, *, resume: bool = False) -> AsyncIterator[Client]:
+    """A running :class:`Client` of ``base`` for the block (cancelled on exit)."""
+    client = Client(base, resume=resume)
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def assert_clean_sequence(client: Client) -> None:
+    """Seqs strictly increase by one (nothing lost, nothing twice) after the first status."""
+    seqs = [d["seq"] for d in client.seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), client.summary()

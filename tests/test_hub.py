@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
-from broadcaster.hub import Hub
+from broadcaster.hub import Event, Hub
 from broadcaster.sse import ALL, FINAL, Stream
 from broadcaster.validation import parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
@@ -173,3 +173,32 @@ async def live_stream(hub: Hub) -> tuple[Stream, list[Any]]:
     hub.streams.join(s)
     await hub.streams.pump(s)
     return s, sent
+
+
+async def test_a_rewritten_history_is_adopted_and_its_seqs_get_a_resync(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """A failover can lose the last writes: the seq goes back, or (the lost change already
+    re-published differently) the same seq comes with another status. Either way the hub
+    adopts the store's status, ends the streams, and remembers the rewritten seqs, so a
+    client resuming from one of them gets a resync rather than "nothing new"."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
+    hub = Hub(make_store(fake_redis, key_prefix), clock)
+
+    def doc(seq: int, state: str) -> dict[str, Any]:
+        return {"seq": seq, "state": state, "cause": None}
+
+    for seq in (1, 2, 3):
+        hub._deliver(Event(doc(seq, "normal" if seq % 2 else "maintenance")))
+    sub, sent = await live_stream(hub)
+    hub._deliver(Event(doc(3, "normal")))  # the same status again (a resync): nothing
+    assert not sub.ended and not hub.rewritten(3)
+
+    hub._deliver(Event(doc(3, "maintenance")))  # seq 3 with another status
+    assert sub.ended and sent == [FINAL]
+    assert hub.current is not None and hub.current.doc["state"] == "maintenance"
+    assert hub.rewritten(3) and not hub.rewritten(2)
+
+    hub._deliver(Event(doc(1, "normal")))  # the seq went back: 2 and 3 are gone
+    assert hub.current.seq == 1 and hub.recent_after(1) == []
+    assert [hub.rewritten(s) for s in (1, 2, 3, 4)] == [False, True, True, False]

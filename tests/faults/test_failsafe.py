@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from tests.conftest import EXAMPLE, free_port, start_redis
-from tests.faults.scenario import Client, client_of, write_schedule
-from tests.procs import Proc, env_for, processes, run_cli, tails, wait_ready
+from tests.faults.scenario import write_schedule
+from tests.procs import Client, Proc, client_of, env_for, processes, run_cli, tails, wait_ready
 
 pytestmark = pytest.mark.slow
 

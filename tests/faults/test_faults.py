@@ -19,8 +19,17 @@ import pytest
 import redis
 
 from tests.conftest import free_port, start_redis
-from tests.faults.scenario import assert_clean_sequence, client_of, write_schedule
-from tests.procs import Proc, env_for, processes, run_cli, tails, wait_ready
+from tests.faults.scenario import write_schedule
+from tests.procs import (
+    Proc,
+    assert_clean_sequence,
+    client_of,
+    env_for,
+    processes,
+    run_cli,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
