@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -41,6 +42,24 @@ Role = Literal["worker", "standby"]
 publisher inside every ``maintcast api`` process, leading only while no worker does."""
 Heal = Callable[[], Awaitable[object]]
 """Re-imports the schedule file (``MAINTCAST_SCHEDULE_FILE``) into a store without a catalog."""
+
+
+def ended_quietly(job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``job`` as APScheduler runs it, except that being cancelled ends it quietly.
+
+    ``AsyncIOScheduler.shutdown`` cancels the jobs still running (a keepalive waiting on an
+    unreachable Redis, a boundary retrying its publish); APScheduler 3.x would log each as
+    a job that "raised an exception", with a traceback, on every clean stop.
+    """
+
+    @functools.wraps(job)
+    async def run(*args: Any) -> None:
+        try:
+            await job(*args)
+        except asyncio.CancelledError:
+            log.debug("%s cancelled (scheduler shut down)", job.__name__)
+
+    return run
 
 
 class Worker:
@@ -87,10 +106,10 @@ class Worker:
         self.scheduler.start()
         common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         self.scheduler.add_job(
-            self._tick, IntervalTrigger(seconds=self.tick_s), id="tick", **common
+            ended_quietly(self._tick), IntervalTrigger(seconds=self.tick_s), id="tick", **common
         )
         self.scheduler.add_job(
-            self._keepalive,
+            ended_quietly(self._keepalive),
             IntervalTrigger(seconds=KEEPALIVE_S),
             id="keepalive",
             next_run_time=datetime.now(UTC),
@@ -137,7 +156,7 @@ class Worker:
                 log.warning("boundary %s cannot be scheduled (out of range); skipped", b)
                 continue
             self.scheduler.add_job(
-                self._boundary,
+                ended_quietly(self._boundary),
                 DateTrigger(run_date=run_date),
                 args=[b],
                 id=job_id,
