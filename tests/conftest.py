@@ -46,6 +46,21 @@ def need(what: str, ok: bool) -> None:
     pytest.skip(f"{what} not available")
 
 
+class FixedClock:
+    """A clock standing still at ``t`` (tests move it by assignment)."""
+
+    speed = 1.0
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
+
+    def wall_time_of(self, instant: datetime) -> datetime:
+        return instant
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:

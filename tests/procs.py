@@ -174,6 +174,12 @@ class Client:
                     return
                 await asyncio.sleep(0.2)
 
+    async def wait_for_cause(self, cause_type: str, timeout: float, logs: str) -> None:
+        """Wait (bounded) until a status caused by ``cause_type`` has arrived."""
+        await self.wait_for(
+            lambda d: (d["cause"] or {}).get("type") == cause_type, timeout, cause_type, logs
+        )
+
     def arrival_of(self, cause_type: str) -> float:
         """When the first status of ``cause_type`` arrived (Unix seconds)."""
         i = next(i for i, d in enumerate(self.seen) if (d["cause"] or {}).get("type") == cause_type)

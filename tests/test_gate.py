@@ -15,27 +15,12 @@ from broadcaster.gate import MaintenanceGate, Refusal, Rule
 from broadcaster.hub import Hub
 from broadcaster.store import Store
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
+from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, jst, make_store
 
 UNTIL = "2021-08-09T06:00:00+09:00"
 MS = timedelta(milliseconds=1)
 CARD = Rule("/api/token", "webcollect", "credit_card")
 BANK = Rule("/api/bank", "atobarai", "bank_transfer")
-
-
-class FixedClock:
-    """A clock standing still at ``t`` (tests move it by assignment)."""
-
-    speed = 1.0
-
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def now(self) -> datetime:
-        return self.t
-
-    def wall_time_of(self, instant: datetime) -> datetime:
-        return instant
 
 
 async def ok_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:

@@ -29,13 +29,14 @@ from tests.conftest import (
     DEFAULTS,
     EXAMPLE,
     ROOT,
+    FixedClock,
     free_port,
     jst,
     make_store,
     settings_for,
     start_redis,
 )
-from tests.test_gate import CARD, FixedClock, at_instant, call, ok_app
+from tests.test_gate import CARD, at_instant, call, ok_app
 
 store = test_gate.store  # the example schedule in fakeredis
 

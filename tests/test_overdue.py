@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from broadcaster.clock import RehearsalClock
 from broadcaster.hub import Hub, expected_change_at
 from broadcaster.store import Lease
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store, settings_for
+from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, jst, make_store, settings_for
 
 
 def _doc(until: str | None = None, starts: list[str] = (), expires: str | None = None) -> Any:
@@ -42,21 +41,6 @@ def test_expected_change_at(doc: Any, expected: Any) -> None:
     assert expected_change_at(doc) == expected
 
 
-class SetClock:
-    """A clock that reads whatever the test sets (``at``)."""
-
-    speed = 1.0
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def wall_time_of(self, instant: datetime) -> datetime:
-        return instant
-
-
 def metric(text: str, name: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -70,7 +54,7 @@ async def test_readyz_and_metric_say_overdue_when_nothing_publishes(
 ) -> None:
     """An API with no publisher (no worker, no standby) inside a window: once the window's
     end is more than the grace behind, /readyz is 503 status_overdue and the gauge > 0."""
-    clock = SetClock(jst(2021, 8, 9, 5, 59, 50))
+    clock = FixedClock(jst(2021, 8, 9, 5, 59, 50))
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     store = app.state.store
     schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
@@ -82,7 +66,7 @@ async def test_readyz_and_metric_say_overdue_when_nothing_publishes(
         ready = await http.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert metric((await http.get("/metrics")).text, "maintcast_status_overdue_seconds") == 0
-        clock.at = jst(2021, 8, 9, 6, 0, 10)  # 10 s past the end, nothing published it
+        clock.t = jst(2021, 8, 9, 6, 0, 10)  # 10 s past the end, nothing published it
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "status_overdue"

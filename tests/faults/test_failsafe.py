@@ -104,12 +104,7 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
                 for w in workers:
                     os.kill(w.proc.pid, signal.SIGKILL)
                 for c in (one, two):
-                    await c.wait_for(
-                        lambda d: (d["cause"] or {}).get("type") == "maintenance.ended",
-                        20,
-                        "maintenance.ended",
-                        tails(procs),
-                    )
+                    await c.wait_for_cause("maintenance.ended", 20, tails(procs))
             for c in (one, two):
                 assert types_of(c) == EXPECTED, tails(procs)
                 assert c.connections == 1
@@ -165,12 +160,7 @@ async def test_leader_frozen_across_a_boundary_for_twice_its_ttl(tmp_path: Path)
                     await asyncio.sleep(6)
                 finally:
                     os.kill(worker.proc.pid, signal.SIGCONT)
-                await client.wait_for(
-                    lambda d: (d["cause"] or {}).get("type") == "maintenance.ended",
-                    20,
-                    "maintenance.ended",
-                    tails(procs),
-                )
+                await client.wait_for_cause("maintenance.ended", 20, tails(procs))
                 await until_true(
                     lambda: (h := leader_of(r, prefix)) and pid_of(h) == worker.proc.pid,
                     5,
@@ -350,12 +340,7 @@ async def test_the_2021_notice_rehearsed_on_redis(tmp_path: Path) -> None:
             assert time.time() < wall, "start-up took longer than the rehearsal's lead"
             async with client_of(bases[0]) as one, client_of(bases[1]) as two:
                 for c in (one, two):
-                    await c.wait_for(
-                        lambda d: (d["cause"] or {}).get("type") == "maintenance.ended",
-                        25,
-                        "maintenance.ended at 06:00",
-                        tails(procs),
-                    )
+                    await c.wait_for_cause("maintenance.ended", 25, tails(procs))
             for c in (one, two):
                 moves = [
                     (d["cause"]["type"], d["state"], d["until"], d["as_of"])
