@@ -2,7 +2,7 @@
 
 What it does, in one run (everything on 127.0.0.1, every process its own, all stopped on exit):
 
-1. generates a seeded random schedule (``--windows``, default 360): random lengths, gaps,
+1. generates a seeded random schedule (``--windows``, default 380): random lengths, gaps,
    overlaps, windows that share a start, back-to-back windows that meet at one instant,
    several services and methods, every window announced (at import or at a random lead
    before its start, so announcements are boundaries too). Times sit on a grid of 5-minute
@@ -66,6 +66,8 @@ Counts (all must be 0):
   INVENTED      a published time-driven status that is no state of the schedule
   RESET-WRONG   an epoch after a flush without a re-import, or whose re-imported status is
                 not the ground truth at its ``as_of``
+  REGRESSED     the client received a status of the re-import block (seq below the healed
+                one) after it had received the healed status or a later one of that epoch
 
 Time-to-correct, per fault: from the fault to the end of the last period (longer than
 ``--attr-min`` s) in which the client's view differed from the ground truth, or in which
@@ -74,7 +76,7 @@ undone); 0 when the view never went wrong (no boundary passed while the fault la
 
 Run (from the repository root, in the venv)::
 
-    python bench/soak.py                                  # seed 1, 360 windows, ~7 min
+    python bench/soak.py                                  # seed 1, 380 windows, ~8 min
     python bench/soak.py --seed 7 --json /tmp/soak.json
     python bench/soak.py --windows 60 --leader-kills 1 --other-kills 0 --redis-freezes 0 \
         --api-kills 0                                     # a ~2-minute smoke run
@@ -989,12 +991,20 @@ def analyse(
     # after a flush that is no state of the schedule (the emptied store, a re-import half
     # way): the client's view is wrong until the next known one
     client_idx: list[tuple[float, int | None]] = []
+    heal_seq = {h["epoch"]: h["seq"] for h in heals}
+    regressed: list[dict[str, Any]] = []
     for n, mine in enumerate(cepochs):
+        top = 0
         for g in mine:
             if n == 0 and g.seq < import_seq:
                 continue
             idx = key_index.get(g.key)
-            if idx is None:
+            if n and g.seq < heal_seq.get(n, 0):
+                idx = None  # a re-import half way: no state of the schedule, whatever it says
+                if top >= heal_seq.get(n, 0):  # after the client had the healed status
+                    regressed.append({"epoch": n, "seq": g.seq, "after_seq": top})
+            top = max(top, g.seq)
+            if idx is None and not (n and g.seq < heal_seq.get(n, 0)):
                 if not g.components:
                     empty_seen += 1
                 elif g.key not in log_keys:
@@ -1059,8 +1069,10 @@ def analyse(
     wrong = [w for w in intervals_where(flags, end) if w[1] - w[0] > attr_min]
     stale = intervals_where([(t, bool(st)) for t, st, _ in poller.samples], end)
     unready = intervals_where([(t, rd != 200) for t, _, rd in poller.samples], end)
+    starts = sorted(f.started for f in faults)
     for f in faults:
         lo, hi = f.started, (f.undone or f.started) + 15.0
+        hi = min([hi, *(t for t in starts if t > f.started)])  # the next fault's are its own
         mine = [w for w in wrong if w[1] > lo and w[0] < hi]
         mine_stale = [w for w in stale if w[1] > lo and w[0] < hi]
         ends = [w[1] for w in mine + mine_stale]
@@ -1084,6 +1096,7 @@ def analyse(
             "out_of_order": len(out_of_order) + client_back,
             "invented": len(invented) + client_invented,
             "reset_wrong": len(heal_wrong),
+            "regressed": len(regressed),
         },
         "log": {
             "epochs": len(epochs),
@@ -1117,6 +1130,7 @@ def analyse(
         "out_of_order_detail": out_of_order[:20],
         "invented_detail": invented[:20],
         "reset_wrong_detail": heal_wrong[:20],
+        "regressed_detail": regressed[:20],
         "lag_calm_s": {
             "n": len(calm),
             "p50": pct(calm, 0.5),
@@ -1382,6 +1396,7 @@ def print_report(rep: dict[str, Any]) -> None:
         ("OUT-OF-ORDER", c["out_of_order"]),
         ("INVENTED", c["invented"]),
         ("RESET-WRONG (re-import missing or not the truth)", c["reset_wrong"]),
+        ("REGRESSED (client sent a half re-import after the healed status)", c["regressed"]),
         ("converged (log / client)", f"{rep['converged']['log']} / {rep['converged']['client']}"),
         (
             "client lag outside faults p50/p99/max s",
@@ -1416,7 +1431,7 @@ def print_report(rep: dict[str, Any]) -> None:
         "worst time-to-correct by kind: "
         + ", ".join(f"{k} {max(v):.2f} s ({len(v)})" for k, v in sorted(by_kind.items()))
     )
-    for name in ("missed", "duplicate", "out_of_order", "invented", "reset_wrong"):
+    for name in ("missed", "duplicate", "out_of_order", "invented", "reset_wrong", "regressed"):
         if rep[f"{name}_detail"]:
             print(f"{name}: {rep[f'{name}_detail']}")
 
@@ -1425,7 +1440,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--windows", type=int, default=360, help="(240 before the fail-safe faults: 409 boundaries)"
+        "--windows", type=int, default=380, help="(240 before the fail-safe faults: 409 boundaries)"
     )
     ap.add_argument(
         "--tick-real",
