@@ -2,7 +2,7 @@
 
 What it does, in one run (everything on 127.0.0.1, every process its own, all stopped on exit):
 
-1. generates a seeded random schedule (``--windows``, default 240): random lengths, gaps,
+1. generates a seeded random schedule (``--windows``, default 380): random lengths, gaps,
    overlaps, windows that share a start, back-to-back windows that meet at one instant,
    several services and methods, every window announced (at import or at a random lead
    before its start, so announcements are boundaries too). Times sit on a grid of 5-minute
@@ -18,7 +18,14 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
    the leading worker and of the other worker (each restarted after a short random delay),
    SIGKILL of Redis (restarted on the same port and AOF directory after a short delay),
    SIGSTOP/SIGCONT of Redis, and SIGKILL of the API (restarted after a short delay; the
-   client resumes with ``Last-Event-ID``). With ``--sentinel`` Redis is a master, one
+   client resumes with ``Last-Event-ID``). The fail-safe faults: SIGKILL of *every* worker
+   at once (the API's standby publisher must take the lock and publish; the workers are
+   restarted 4.5–8 s later and take the lock back), SIGSTOP of the lock-holding worker for
+   2 to 2.7 times the lock TTL (6–8 s) then SIGCONT (another process takes over; the woken one must
+   publish nothing), and ``FLUSHALL`` (a store reset: every process runs with
+   ``MAINTCAST_SCHEDULE_FILE`` pointing at the soak's schedule, so the leader re-imports it;
+   the log read in the same ``MULTI`` as the flush is kept as the epoch it ends). With
+   ``--sentinel`` Redis is a master, one
    replica and three sentinels (``tests/sentinels.py``), every process uses
    ``redis+sentinel://…``, and the Redis fault is a *failover*: SIGKILL of the current master,
    the sentinels promote the replica, and the killed node comes back as a replica after a
@@ -26,6 +33,25 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
 5. compares the event log (XRANGE) and what the client saw with the ground truth computed by
    the pure domain function (``compute_status`` at every instant of ``boundaries_after``
    over the windows read back from the store), collapsing boundaries that change nothing.
+
+Epochs (``redis_flush``). A FLUSHALL starts a new *epoch* of the store: seq restarts at 1,
+the event log starts again, open streams are ended and clients reconnect and get a
+``resync``. The log is judged epoch by epoch and the rules below run across the epochs in
+order. An epoch after a flush must begin with the re-import (events whose actor is
+``import:<file>``, one ``maintenance.scheduled`` per window, seq 1…N): those events are *not*
+transitions (each carries the status over the windows imported so far, so a window already
+past is no INVENTED change) and are not judged one by one; only the status after the last of
+them is, and it must equal the ground truth at its ``as_of`` (``compute_status`` at that
+instant), else RESET-WRONG. That status counts as the publication of the change it states
+if nobody had published it before the flush, and is never a DUPLICATE of one published
+before. The changes between the flush and the re-import cannot be published (empty store)
+and count as ``superseded``. On the client a new epoch begins with the first status of a new
+connection after a flush whose seq is not above what it had (or a ``resync``); seqs,
+redeliveries and gaps are counted per epoch; a status of a later epoch that is no state of
+the schedule but is in that epoch's log (a re-import half way) or has no components (the
+emptied store, adopted by the API's 5 s audit before the re-import) is not INVENTED, but
+the client's view is wrong until the next true one. A flush's time-to-correct is at least
+the time until the client holds a status of the new epoch equal to the truth (``resync_s``).
 
 Counts (all must be 0):
   MISSED        an expected change never published, although no fault touched the time it
@@ -38,6 +64,10 @@ Counts (all must be 0):
   OUT-OF-ORDER  a published change older than one published before it (or ``as_of`` going
                 back, or a seq going back on the client's stream)
   INVENTED      a published time-driven status that is no state of the schedule
+  RESET-WRONG   an epoch after a flush without a re-import, or whose re-imported status is
+                not the ground truth at its ``as_of``
+  REGRESSED     the client received a status of the re-import block (seq below the healed
+                one) after it had received the healed status or a later one of that epoch
 
 Time-to-correct, per fault: from the fault to the end of the last period (longer than
 ``--attr-min`` s) in which the client's view differed from the ground truth, or in which
@@ -46,13 +76,17 @@ undone); 0 when the view never went wrong (no boundary passed while the fault la
 
 Run (from the repository root, in the venv)::
 
-    python bench/soak.py                                  # seed 1, 240 windows, ~5 min
+    python bench/soak.py                                  # seed 1, 380 windows, ~8 min
     python bench/soak.py --seed 7 --json /tmp/soak.json
     python bench/soak.py --windows 60 --leader-kills 1 --other-kills 0 --redis-freezes 0 \
         --api-kills 0                                     # a ~2-minute smoke run
     python bench/soak.py --sentinel                       # failovers instead of Redis kills
+    python bench/soak.py --windows 100 --leader-kills 0 --other-kills 0 --redis-kills 0 \
+        --redis-freezes 0 --api-kills 0 --workers-kill-all 1 --leader-freezes 1 \
+        --redis-flushes 1                                 # only the fail-safe faults, ~2 min
 
-Exit status 0 when every count is 0 and the final state converged, else 1.
+Exit status 0 when every count is 0, no seq was left undelivered on an open stream, and the
+final state converged, else 1.
 """
 
 from __future__ import annotations
@@ -352,9 +386,11 @@ class Proc:
         self.name, self.args, self.env, self.workdir = name, args, env, workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.frozen = False
 
     def start(self) -> None:
         self.runs += 1
+        self.frozen = False
         log = (self.workdir / f"{self.name}.{self.runs}.log").open("wb")
         self.proc = subprocess.Popen(
             [MAINTCAST, *self.args],
@@ -375,10 +411,23 @@ class Proc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self.frozen = False
+
+    def freeze(self) -> None:
+        """SIGSTOP (a GC pause, a VM freeze): the process holds its sockets and does nothing."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.proc is not None and self.frozen and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.frozen = False
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.thaw()  # a stopped process would not see SIGTERM
         self.proc.terminate()
         try:
             self.proc.wait(8)
@@ -485,19 +534,35 @@ class Poller:
 
 @dataclass
 class Fault:
-    kind: str  # worker_kill_leader | worker_kill_other | redis_kill | redis_freeze | api_kill
-    # | failover
+    kind: str  # worker_kill_leader | worker_kill_other | workers_kill_all | leader_freeze
+    # | redis_kill | redis_freeze | redis_flush | api_kill | failover
     at: float  # planned real time
     hold: float  # seconds until restart / SIGCONT
     started: float = 0.0
     undone: float = 0.0
     detail: str = ""
     takeover_s: float | None = None
-    """Leader kill: until the other worker holds the lock; failover: until a new master."""
+    """Leader kill / freeze, every worker killed: until another process holds the lock;
+    failover: until a new master; flush: until the schedule file was re-imported."""
     ttc_s: float = 0.0
     wrong_s: float = 0.0
     stale_s: float = 0.0
     superseded: int = 0
+    log_rows: list[Any] | None = None
+    """redis_flush: the event log (XRANGE) read in the same MULTI as the FLUSHALL: the epoch
+    it ends."""
+    resync_s: float | None = None
+    """redis_flush: until the client held a status of the new epoch equal to the truth."""
+
+
+HOLD_S = {
+    "worker_kill_leader": (0.5, 4.0),
+    "worker_kill_other": (0.5, 4.0),
+    "workers_kill_all": (LEADER_TTL_S + 1.5, LEADER_TTL_S + 5.0),
+    "leader_freeze": (2 * LEADER_TTL_S, 2 * LEADER_TTL_S + 2.0),
+    "redis_flush": (0.0, 0.0),
+}
+"""Real seconds a fault lasts (uniform in the range); other kinds 1–5 s."""
 
 
 def plan_faults(
@@ -510,24 +575,75 @@ def plan_faults(
         return []
     slot = (end - begin) / len(kinds)
     if slot < spacing:
-        raise SystemExit(f"{len(kinds)} faults do not fit {end - begin:.0f} s {spacing} s apart")
+        raise SystemExit(
+            f"{len(kinds)} faults do not fit {end - begin:.0f} s {spacing} s apart"
+            " (more --windows, or fewer faults)"
+        )
     out = []
     for i, kind in enumerate(kinds):
         at = begin + i * slot + rng.uniform(0, slot - spacing * 0.8)
-        hold = rng.uniform(0.5, 4.0) if kind.startswith("worker") else rng.uniform(1.0, 5.0)
+        hold = rng.uniform(*HOLD_S.get(kind, (1.0, 5.0)))
         out.append(Fault(kind, at, hold))
     return out
 
 
-async def leader_pid(url: str) -> int | None:
+async def lock_holder(url: str) -> str | None:
+    """The leader lock's holder id (``host:pid:hex`` or ``host:pid:hex:standby``)."""
     r: Any = redis.asyncio.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         holder = await asyncio.wait_for(r.get(f"{{{PREFIX}}}:worker:leader"), 2)
-        return int(holder.decode().split(":")[1]) if holder else None
-    except (redis.RedisError, OSError, TimeoutError, ValueError, IndexError):
+        return holder.decode() if holder else None
+    except (redis.RedisError, OSError, TimeoutError, UnicodeDecodeError):
         return None
     finally:
         await r.aclose()
+
+
+def pid_of(holder: str | None) -> int | None:
+    try:
+        return int(holder.split(":")[1]) if holder else None
+    except (ValueError, IndexError):
+        return None
+
+
+async def leader_pid(url: str) -> int | None:
+    return pid_of(await lock_holder(url))
+
+
+async def wait_holder(
+    server: RedisServer | SentinelBackend, ok: Any, timeout: float = 15.0
+) -> str | None:
+    """Poll the lock every 50 ms until ``ok(holder)``; the holder, or None on timeout."""
+    for _ in range(int(timeout / 0.05)):
+        holder = await lock_holder(await asyncio.to_thread(lambda: server.data_url))
+        if ok(holder):
+            return holder
+        await asyncio.sleep(0.05)
+    return None
+
+
+def flush_all(url: str) -> list[Any]:
+    """XRANGE the event log and FLUSHALL in one MULTI: the log of the epoch that ends."""
+    r: Any = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        pipe = r.pipeline(transaction=True)
+        pipe.xrange(f"{{{PREFIX}}}:events")
+        pipe.flushall()
+        rows, _ = pipe.execute()
+        return list(rows)
+    finally:
+        r.close()
+
+
+def healed(url: str) -> bool:
+    """Whether the store has a catalog and a published status again (the re-import)."""
+    r: Any = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(r.exists(f"{{{PREFIX}}}:catalog")) and bool(r.get(f"{{{PREFIX}}}:seq"))
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        r.close()
 
 
 async def inject(
@@ -540,7 +656,7 @@ async def inject(
     """Run the planned faults at their moments (sequentially, each undone before the next)."""
     for f in faults:
         await asyncio.sleep(max(0.0, f.at - time.time()))
-        if f.kind.startswith("worker"):
+        if f.kind in ("worker_kill_leader", "worker_kill_other"):
             lead = await leader_pid(await asyncio.to_thread(lambda: server.data_url))
             leader = next((w for w in workers if w.pid == lead), None)
             target = leader if f.kind == "worker_kill_leader" else None
@@ -561,6 +677,68 @@ async def inject(
             await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
             target.start()
             f.undone = time.time()
+        elif f.kind == "workers_kill_all":
+            pids = [w.pid for w in workers]
+            f.started = time.time()
+            await asyncio.gather(*(asyncio.to_thread(w.kill) for w in workers))
+            # the API's standby publisher takes the lock once it lapses: how fast
+            holder = await wait_holder(
+                server, lambda h, p=pids: h is not None and pid_of(h) not in p, timeout=f.hold
+            )
+            if holder is not None:
+                f.takeover_s = time.time() - f.started
+            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+            for w in workers:
+                w.start()
+            f.undone = time.time()
+            who = "api standby" if holder and holder.endswith(":standby") else holder
+            f.detail = (
+                f"workers pid {', '.join(map(str, pids))} killed; {who} leads;"
+                f" restarted after {f.undone - f.started:.1f} s"
+            )
+        elif f.kind == "leader_freeze":
+            # the lock holder should be a worker (one leads whenever one runs): wait for it
+            pids = {w.pid: w for w in workers}
+            holder = await wait_holder(server, lambda h, p=pids: pid_of(h) in p, timeout=6.0)
+            target = pids.get(pid_of(holder)) if holder else None
+            note = " (leader)"
+            if target is None:
+                target, note = workers[0], " (no worker led: a non-leader)"
+            frozen_pid = target.pid
+            f.started = time.time()
+            await asyncio.to_thread(target.freeze)
+            got = await wait_holder(
+                server, lambda h, p=frozen_pid: h is not None and pid_of(h) != p, timeout=f.hold
+            )
+            if got is not None:
+                f.takeover_s = time.time() - f.started
+            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+            await asyncio.to_thread(target.thaw)
+            f.undone = time.time()
+            by = "" if got is None else " by api standby" if got.endswith(":standby") else ""
+            if got is not None and not by:
+                other = pids.get(pid_of(got))
+                by = f" by {other.name}" if other is not None else ""
+            f.detail = (
+                f"SIGSTOP {target.name} pid {frozen_pid}{note} {f.undone - f.started:.1f} s;"
+                + (" lock taken" + by if got is not None else " lock not taken")
+            )
+        elif f.kind == "redis_flush":
+            url = await asyncio.to_thread(lambda: server.data_url)
+            f.started = time.time()
+            f.log_rows = await asyncio.to_thread(flush_all, url)
+            for _ in range(300):  # the leader re-imports MAINTCAST_SCHEDULE_FILE: how fast
+                if await asyncio.to_thread(healed, url):
+                    f.takeover_s = time.time() - f.started
+                    break
+                await asyncio.sleep(0.05)
+            f.undone = time.time()
+            last = int(f.log_rows[-1][0].split(b"-")[0]) if f.log_rows else 0
+            f.detail = f"FLUSHALL at seq {last};" + (
+                f" re-imported after {f.takeover_s:.2f} s"
+                if f.takeover_s is not None
+                else " NOT re-imported within 15 s"
+            )
         elif f.kind == "api_kill":
             f.started = time.time()
             await asyncio.to_thread(api.kill)
@@ -608,8 +786,10 @@ def effect_window(f: Fault) -> tuple[float, float]:
     """Real time during which this fault may keep anyone from publishing (plus recovery)."""
     if f.kind in ("worker_kill_other", "api_kill"):
         return (f.started, f.started)
-    if f.kind == "worker_kill_leader":
+    if f.kind in ("worker_kill_leader", "workers_kill_all", "leader_freeze"):
         return (f.started, f.started + LEADER_TTL_S + 2 * KEEPALIVE_S + 1.0)
+    if f.kind == "redis_flush":  # nothing to publish from until the re-import
+        return (f.started, f.started + (15.0 if f.takeover_s is None else f.takeover_s) + 1.0)
     return (f.started, f.undone + 7.0)  # reconnect backoff (5 s) + re-subscribe + reconcile
 
 
@@ -636,9 +816,19 @@ def intervals_where(flags: list[tuple[float, bool]], end: float) -> list[tuple[f
     return out
 
 
+def truth_at(exp: list[Expected], at: datetime) -> int:
+    """The index of the ground-truth status that holds at clock instant ``at``."""
+    idx = 0
+    for x in exp:
+        if x.at > at:
+            break
+        idx = x.index
+    return idx
+
+
 def analyse(
     exp: list[Expected],
-    log_events: list[dict[str, Any]],
+    epochs: list[list[dict[str, Any]]],
     import_seq: int,
     client: Client,
     poller: Poller,
@@ -648,43 +838,91 @@ def analyse(
     attr_min: float,
     origin: float,
 ) -> dict[str, Any]:
+    """``epochs``: the event log of each store epoch (the first up to the first FLUSHALL, …,
+    the last read at the end); see the module docstring for the rules."""
     key_index = {e.key: e.index for e in exp}
     assert len(key_index) == len(exp), "ground-truth statuses must be distinct"
     effects = [effect_window(f) for f in faults]
+    flushes = sorted(f.started for f in faults if f.kind == "redis_flush")
 
-    # -- the event log ------------------------------------------------------------------
-    after_import = [e for e in log_events if e["seq"] > import_seq]
-    seqs = [e["seq"] for e in log_events]
-    log_gaps = sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
+    # -- the event log, epoch by epoch ----------------------------------------------------
     invented, duplicate, out_of_order, not_time_driven = [], [], [], []
+    heals: list[dict[str, Any]] = []
+    heal_wrong: list[dict[str, Any]] = []
     published: dict[int, dict[str, Any]] = {}
     highest, last_as_of, last_key = 0, None, None
     by_type: dict[str, int] = {}
-    for e in after_import:
-        by_type[e["type"]] = by_type.get(e["type"], 0) + 1
-        if e["type"] not in TIME_DRIVEN:
-            not_time_driven.append(e["seq"])
-        # each event is counted once, under the first rule it breaks
-        idx = key_index.get(e["key"])
-        as_of = codec.parse_wire_instant(e["as_of"])
-        went_back = last_as_of is not None and as_of < last_as_of
-        last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
-        repeated = e["key"] == last_key
-        last_key = e["key"]
-        if repeated:
-            duplicate.append({"seq": e["seq"], "why": "same status as the event before"})
-        elif idx is None:
-            invented.append({"seq": e["seq"], "type": e["type"], "as_of": e["as_of"]})
-        elif idx in published:
-            duplicate.append({"seq": e["seq"], "index": idx, "first_seq": published[idx]["seq"]})
-        elif idx < highest or went_back:
-            out_of_order.append(
-                {"seq": e["seq"], "index": idx, "after_index": highest, "as_of": e["as_of"]}
+    log_gaps = heal_events = 0
+    judged: list[dict[str, Any]] = []  # every event judged as a transition, all epochs
+    last_known: dict[str, Any] | None = None  # the store's last status (for convergence)
+    for n, events in enumerate(epochs):
+        seqs = [e["seq"] for e in events]
+        log_gaps += sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
+        log_gaps += 1 if n and seqs and seqs[0] != 1 else 0  # an epoch starts at seq 1
+        if n == 0:
+            block: list[dict[str, Any]] = []
+            rest = [e for e in events if e["seq"] > import_seq]
+        else:  # the re-import of MAINTCAST_SCHEDULE_FILE: one event per window
+            k = next(
+                (i for i, e in enumerate(events) if not str(e["actor"]).startswith("import:")),
+                len(events),
             )
-            published[idx] = {**e, "wall_lag_s": None}
-        else:
-            highest = idx
-            published[idx] = {**e, "wall_lag_s": None}
+            block, rest = events[:k], events[k:]
+            heal_events += len(block)
+            if not block:
+                heal_wrong.append({"epoch": n, "why": "no re-import after the flush"})
+            else:
+                healed_doc = block[-1]
+                as_of = codec.parse_wire_instant(healed_doc["as_of"])
+                want = truth_at(exp, as_of)
+                got = key_index.get(healed_doc["key"])
+                heals.append({"epoch": n, "seq": healed_doc["seq"], "index": got, "want": want})
+                if got != want:
+                    heal_wrong.append(
+                        {
+                            "epoch": n,
+                            "seq": healed_doc["seq"],
+                            "as_of": healed_doc["as_of"],
+                            "index": got,
+                            "want": want,
+                        }
+                    )
+                else:
+                    # the re-import re-states what holds: a publication of that change if
+                    # nobody published it before the flush, never a duplicate
+                    published.setdefault(want, {**healed_doc, "wall_lag_s": None, "healed": True})
+                    highest = max(highest, want)
+                    last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
+                last_key = healed_doc["key"]
+                last_known = healed_doc
+        for e in rest:
+            judged.append(e)
+            last_known = e
+            by_type[e["type"]] = by_type.get(e["type"], 0) + 1
+            if e["type"] not in TIME_DRIVEN:
+                not_time_driven.append(e["seq"])
+            # each event is counted once, under the first rule it breaks
+            idx = key_index.get(e["key"])
+            as_of = codec.parse_wire_instant(e["as_of"])
+            went_back = last_as_of is not None and as_of < last_as_of
+            last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
+            repeated = e["key"] == last_key
+            last_key = e["key"]
+            where = {"epoch": n, "seq": e["seq"]}
+            if repeated:
+                duplicate.append({**where, "why": "same status as the event before"})
+            elif idx is None:
+                invented.append({**where, "type": e["type"], "as_of": e["as_of"]})
+            elif idx in published and not published[idx].get("healed"):
+                duplicate.append({**where, "index": idx, "first_seq": published[idx]["seq"]})
+            elif idx < highest or went_back:
+                out_of_order.append(
+                    {**where, "index": idx, "after_index": highest, "as_of": e["as_of"]}
+                )
+                published.setdefault(idx, {**e, "wall_lag_s": None})
+            else:
+                highest = idx
+                published[idx] = {**e, "wall_lag_s": None}
     missed, superseded, optional = [], [], []
     superseded_at: list[int] = []
     for i, x in enumerate(exp[1:], start=1):
@@ -708,25 +946,79 @@ def analyse(
     for f, (lo, hi) in zip(faults, effects, strict=True):
         f.superseded = sum(1 for i in superseded_at if lo <= exp[i].wall <= hi)
 
-    # -- the client -----------------------------------------------------------------------
-    dedup: list[Seen] = []
-    seen_seqs: set[int] = set()
+    # -- the client, epoch by epoch ------------------------------------------------------
+    # A new epoch starts with the first status of a new connection, after a FLUSHALL not yet
+    # accounted for, whose seq is not above what the client had (or that is a resync).
+    pending = list(flushes)
+    cepochs: list[list[Seen]] = [[]]
     redelivered = client_back = 0
+    seen_seqs: set[int] = set()
+    prev: Seen | None = None
     for got in client.seen:
+        cur = cepochs[-1]
+        top = max((g.seq for g in cur), default=-1)
+        new_conn = prev is not None and got.conn != prev.conn
+        prev = got
+        if (
+            new_conn
+            and pending
+            and pending[0] < got.t
+            and (got.seq <= top or got.cause == "resync")
+        ):
+            pending.pop(0)
+            cepochs.append([])
+            cur = cepochs[-1]
+            seen_seqs = set()
+            top = -1
         if got.seq in seen_seqs:
             redelivered += 1
             continue
-        if dedup and got.seq < dedup[-1].seq:
+        if got.seq < top:
             client_back += 1
         seen_seqs.add(got.seq)
-        dedup.append(got)
-    first_client_seq = dedup[0].seq if dedup else 0
-    client_missing = sorted(set(range(first_client_seq, seqs[-1] + 1)) - seen_seqs)
-    client_idx = [(g.t, key_index.get(g.key)) for g in dedup if g.seq >= import_seq]
-    log_keys = {e["key"] for e in log_events}
-    client_invented = sum(
-        1 for g in dedup if g.seq >= import_seq and g.key not in key_index and g.key not in log_keys
-    )
+        cur.append(got)
+    client_missing: list[tuple[int, int]] = []
+    for n, (mine, events) in enumerate(zip(cepochs, epochs, strict=False)):
+        if mine and events:
+            have = {g.seq for g in mine}
+            lost = set(range(mine[0].seq, events[-1]["seq"] + 1)) - have
+            client_missing += sorted((n, q) for q in lost)
+    dedup = [g for mine in cepochs for g in mine]
+    log_keys = {e["key"] for events in epochs for e in events}
+    client_invented = 0
+    empty_seen = 0
+    # (time, index) for statuses of the ground truth; (time, None) for a status of an epoch
+    # after a flush that is no state of the schedule (the emptied store, a re-import half
+    # way): the client's view is wrong until the next known one
+    client_idx: list[tuple[float, int | None]] = []
+    heal_seq = {h["epoch"]: h["seq"] for h in heals}
+    regressed: list[dict[str, Any]] = []
+    for n, mine in enumerate(cepochs):
+        top = 0
+        for g in mine:
+            if n == 0 and g.seq < import_seq:
+                continue
+            idx = key_index.get(g.key)
+            if n and g.seq < heal_seq.get(n, 0):
+                idx = None  # a re-import half way: no state of the schedule, whatever it says
+                if top >= heal_seq.get(n, 0):  # after the client had the healed status
+                    regressed.append({"epoch": n, "seq": g.seq, "after_seq": top})
+            top = max(top, g.seq)
+            if idx is None and not (n and g.seq < heal_seq.get(n, 0)):
+                if not g.components:
+                    empty_seen += 1
+                elif g.key not in log_keys:
+                    client_invented += 1
+            client_idx.append((g.t, idx))
+    for f in faults:  # flush: until the client holds a status of the new epoch = the truth
+        if f.kind != "redis_flush":
+            continue
+        n = 1 + sum(1 for t in flushes if t < f.started)
+        for g in cepochs[n] if n < len(cepochs) else []:
+            idx = key_index.get(g.key)
+            if idx is not None and idx == max(x.index for x in exp if x.wall <= g.t):
+                f.resync_s = g.t - f.started
+                break
 
     # lag: first arrival of a status at or past change i, minus the change's wall time
     lags: list[tuple[int, float]] = []
@@ -764,7 +1056,7 @@ def analyse(
 
     # wrong periods: the client's view (latest change received) differs from the truth
     points: list[tuple[float, int, int]] = [(x.wall, 0, x.index) for x in exp]
-    points += [(t, 1, i) for t, i in arrivals]
+    points += [(t, 1, -2 if i is None else i) for t, i in client_idx]
     points.sort()
     truth = view = -1
     flags: list[tuple[float, bool]] = []
@@ -772,23 +1064,27 @@ def analyse(
         if what == 0:
             truth = i
         else:
-            view = max(view, i)
+            view = -2 if i == -2 else max(view, i)
         flags.append((t, truth != view and truth >= 0))
     wrong = [w for w in intervals_where(flags, end) if w[1] - w[0] > attr_min]
     stale = intervals_where([(t, bool(st)) for t, st, _ in poller.samples], end)
     unready = intervals_where([(t, rd != 200) for t, _, rd in poller.samples], end)
+    starts = sorted(f.started for f in faults)
     for f in faults:
         lo, hi = f.started, (f.undone or f.started) + 15.0
+        hi = min([hi, *(t for t in starts if t > f.started)])  # the next fault's are its own
         mine = [w for w in wrong if w[1] > lo and w[0] < hi]
         mine_stale = [w for w in stale if w[1] > lo and w[0] < hi]
         ends = [w[1] for w in mine + mine_stale]
         f.ttc_s = max(0.0, max(ends) - f.started) if ends else 0.0
+        if f.kind == "redis_flush":  # the new epoch's first right status counts too
+            f.ttc_s = max(f.ttc_s, 1e9 if f.resync_s is None else f.resync_s)
         f.wrong_s = sum(b - a for a, b in mine)
         f.stale_s = sum(b - a for a, b in mine_stale)
 
     final_truth = max(x.index for x in exp if x.wall <= end)
-    converged_log = bool(after_import) and key_index.get(after_import[-1]["key"]) == final_truth
-    converged_client = bool(arrivals) and arrivals[-1][1] == final_truth
+    converged_log = last_known is not None and key_index.get(last_known["key"]) == final_truth
+    converged_client = bool(client_idx) and client_idx[-1][1] == final_truth
 
     def pct(xs: list[float], p: float) -> float | None:
         return round(xs[min(len(xs) - 1, int(p * len(xs)))], 3) if xs else None
@@ -799,11 +1095,16 @@ def analyse(
             "duplicate": len(duplicate),
             "out_of_order": len(out_of_order) + client_back,
             "invented": len(invented) + client_invented,
+            "reset_wrong": len(heal_wrong),
+            "regressed": len(regressed),
         },
         "log": {
-            "events_total": len(log_events),
+            "epochs": len(epochs),
+            "events_total": sum(len(e) for e in epochs),
             "import_events": import_seq,
-            "time_driven_events": len(after_import),
+            "reimport_events": heal_events,
+            "reimports": heals,
+            "time_driven_events": len(judged),
             "by_type": by_type,
             "seq_gaps": log_gaps,
             "not_time_driven_after_import": not_time_driven,
@@ -817,6 +1118,8 @@ def analyse(
             "component_changes": client_component_changes,
             "connections": client.connections,
             "went_back": client_back,
+            "epochs": len(cepochs),
+            "empty_store_statuses": empty_seen,
             "errors": client.errors[-5:],
         },
         "superseded_in_faults": len(superseded),
@@ -826,6 +1129,8 @@ def analyse(
         "duplicate_detail": duplicate[:20],
         "out_of_order_detail": out_of_order[:20],
         "invented_detail": invented[:20],
+        "reset_wrong_detail": heal_wrong[:20],
+        "regressed_detail": regressed[:20],
         "lag_calm_s": {
             "n": len(calm),
             "p50": pct(calm, 0.5),
@@ -845,12 +1150,15 @@ def analyse(
 # -- the run -------------------------------------------------------------------------------
 
 
-def read_log(url: str) -> list[dict[str, Any]]:
+def read_rows(url: str) -> list[Any]:
     r: Any = redis.Redis.from_url(url, socket_timeout=10)
     try:
-        rows = r.xrange(f"{{{PREFIX}}}:events")
+        return list(r.xrange(f"{{{PREFIX}}}:events"))
     finally:
         r.close()
+
+
+def parse_log(rows: list[Any]) -> list[dict[str, Any]]:
     out = []
     for _, fields in rows:
         entry = orjson.loads(fields[b"e"])
@@ -860,6 +1168,7 @@ def read_log(url: str) -> list[dict[str, Any]]:
                 "seq": entry["seq"],
                 "type": entry["type"],
                 "window_id": entry["window_id"],
+                "actor": entry.get("actor"),
                 "as_of": status["as_of"],
                 "state": status["state"],
                 "key": status_key(status),
@@ -905,7 +1214,10 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         server.start()
         env = env_for(
-            MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=PREFIX, MAINTCAST_TIMEZONE=ZONE
+            MAINTCAST_REDIS_URL=server.url,
+            MAINTCAST_KEY_PREFIX=PREFIX,
+            MAINTCAST_TIMEZONE=ZONE,
+            MAINTCAST_SCHEDULE_FILE=str(path),  # the leader re-imports it after a FLUSHALL
         )
         done = subprocess.run(
             [MAINTCAST, "windows", "import", str(path)],
@@ -951,9 +1263,12 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "redis_freeze": args.redis_freezes,
             "api_kill": args.api_kills,
             "failover": args.failovers,
+            "workers_kill_all": args.workers_kill_all,
+            "leader_freeze": args.leader_freezes,
+            "redis_flush": args.redis_flushes,
         }
         run_s = last_tick * args.tick_real
-        faults = plan_faults(rng, wall0 + 0.08 * run_s, wall0 + 0.88 * run_s, counts, 20.0)
+        faults = plan_faults(rng, wall0 + 0.08 * run_s, wall0 + 0.88 * run_s, counts, args.spacing)
         fault_log: list[str] = []
         print(
             f"soak: {len(schedule['windows'])} windows, {n_boundaries} boundaries, "
@@ -982,10 +1297,11 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        log_events = read_log(server.data_url)
+        epochs = [parse_log(f.log_rows) for f in faults if f.log_rows is not None]
+        epochs.append(parse_log(read_rows(server.data_url)))
         report = analyse(
             exp,
-            log_events,
+            epochs,
             import_seq,
             client,
             poller,
@@ -1007,6 +1323,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "wrong_s": round(f.wrong_s, 2),
                 "stale_s": round(f.stale_s, 2),
                 "time_to_correct_s": round(f.ttc_s, 2),
+                "resync_s": None if f.resync_s is None else round(f.resync_s, 2),
             }
             for f in faults
         ]
@@ -1056,12 +1373,17 @@ def print_report(rep: dict[str, Any]) -> None:
             f"{lg['time_driven_events']} "
             f"(+{lg['import_events']} import), seq gaps {lg['seq_gaps']}",
         ),
+        (
+            "store epochs (FLUSHALL) / re-import events",
+            f"{lg['epochs']} / {lg['reimport_events']}",
+        ),
         ("  by type", ", ".join(f"{k} {v}" for k, v in sorted(lg["by_type"].items()))),
         (
             "statuses seen by the client",
             f"{cl['statuses_received']} "
             f"({cl['distinct_seqs']} distinct seqs, {cl['redelivered_deduplicated']} redelivered, "
-            f"{cl['seqs_missing']} missing, {cl['connections']} connection(s))",
+            f"{cl['seqs_missing']} missing, {cl['connections']} connection(s), "
+            f"{cl['epochs']} epoch(s), {cl['empty_store_statuses']} empty-store status(es))",
         ),
         (
             "component-map changes expected / seen by the client",
@@ -1073,6 +1395,8 @@ def print_report(rep: dict[str, Any]) -> None:
         ("DUPLICATE", c["duplicate"]),
         ("OUT-OF-ORDER", c["out_of_order"]),
         ("INVENTED", c["invented"]),
+        ("RESET-WRONG (re-import missing or not the truth)", c["reset_wrong"]),
+        ("REGRESSED (client sent a half re-import after the healed status)", c["regressed"]),
         ("converged (log / client)", f"{rep['converged']['log']} / {rep['converged']['client']}"),
         (
             "client lag outside faults p50/p99/max s",
@@ -1099,7 +1423,15 @@ def print_report(rep: dict[str, Any]) -> None:
         print(f"seqs never delivered to the client: {rep['client']['seqs_missing_list']}")
     if rep["lag_outliers"]:
         print(f"lag outliers outside faults: {rep['lag_outliers']}")
-    for name in ("missed", "duplicate", "out_of_order", "invented"):
+    by_kind: dict[str, list[float]] = {}
+    for f in rep["faults"]:
+        by_kind.setdefault(f["kind"], []).append(f["time_to_correct_s"])
+    print()
+    print(
+        "worst time-to-correct by kind: "
+        + ", ".join(f"{k} {max(v):.2f} s ({len(v)})" for k, v in sorted(by_kind.items()))
+    )
+    for name in ("missed", "duplicate", "out_of_order", "invented", "reset_wrong", "regressed"):
         if rep[f"{name}_detail"]:
             print(f"{name}: {rep[f'{name}_detail']}")
 
@@ -1107,7 +1439,9 @@ def print_report(rep: dict[str, Any]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--windows", type=int, default=240)
+    ap.add_argument(
+        "--windows", type=int, default=380, help="(240 before the fail-safe faults: 409 boundaries)"
+    )
     ap.add_argument(
         "--tick-real",
         type=float,
@@ -1119,6 +1453,27 @@ def main() -> int:
     ap.add_argument("--redis-kills", type=int, help="default 2; 0 with --sentinel")
     ap.add_argument("--redis-freezes", type=int, help="default 2; 0 with --sentinel")
     ap.add_argument("--api-kills", type=int, default=1)
+    ap.add_argument(
+        "--workers-kill-all",
+        type=int,
+        default=2,
+        help="SIGKILL every worker at once (the API standby publishes), restart after 4.5-8 s",
+    )
+    ap.add_argument(
+        "--leader-freezes",
+        type=int,
+        default=2,
+        help="SIGSTOP the lock-holding worker for 2-2.7x the lock TTL, then SIGCONT",
+    )
+    ap.add_argument(
+        "--redis-flushes",
+        type=int,
+        default=2,
+        help="FLUSHALL (store reset): the leader re-imports MAINTCAST_SCHEDULE_FILE",
+    )
+    ap.add_argument(
+        "--spacing", type=float, default=20.0, help="real seconds between fault moments (min)"
+    )
     ap.add_argument(
         "--sentinel",
         action="store_true",
@@ -1175,6 +1530,7 @@ def main() -> int:
         print()
         print_report(rep)
         ok = all(v == 0 for v in rep["counts"].values()) and all(rep["converged"].values())
+        ok = ok and rep["client"]["seqs_missing"] == 0
         rep["ok"] = ok
         if args.json:
             args.json.write_text(json.dumps(rep, indent=2, default=str) + "\n", "utf-8")
