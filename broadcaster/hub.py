@@ -165,8 +165,9 @@ class Hub:
             if event.seq == 0 and current.seq == 0:
                 self.current = event  # before any publish: refresh the computed snapshot
                 return
-            if event.seq == current.seq and event.doc == current.doc:
-                return  # a resync re-read what pub/sub already delivered
+            held = self.event_at(event.seq)
+            if held is not None and held.doc == event.doc:
+                return  # a resync or an audit re-read what pub/sub delivers (or did)
             self._reset(event)  # went back, or the same seq with another status
             return
         if current is None or event.seq != current.seq + 1:

@@ -202,3 +202,22 @@ async def test_a_rewritten_history_is_adopted_and_its_seqs_get_a_resync(
     hub._deliver(Event(doc(1, "normal")))  # the seq went back: 2 and 3 are gone
     assert hub.current.seq == 1 and hub.recent_after(1) == []
     assert [hub.rewritten(s) for s in (1, 2, 3, 4)] == [False, True, True, False]
+
+
+async def test_a_late_copy_of_a_held_event_is_not_a_rewrite(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """An audit can replay from the log what pub/sub still has queued: the queued copies
+    arrive below the current seq, equal to what memory holds, and must not end the streams
+    (bench/soak.py finding H)."""
+    hub = Hub(make_store(fake_redis, key_prefix), RehearsalClock(jst(2021, 8, 9, 0, 59)))
+
+    def doc(seq: int) -> dict[str, Any]:
+        return {"seq": seq, "state": "normal", "cause": {"type": f"t{seq}"}}
+
+    for seq in (1, 2, 3):
+        hub._deliver(Event(doc(seq)))
+    sub, sent = await live_stream(hub)
+    hub._deliver(Event(doc(2)))  # the pub/sub copy of 2, after the audit's replay
+    assert not sub.ended and sent == [] and hub.current is not None and hub.current.seq == 3
+    assert not hub.rewritten(2)

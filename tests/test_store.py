@@ -437,3 +437,23 @@ async def test_a_reconcile_older_than_the_stored_status_publishes_nothing(
     stored = await store.status(jst(2021, 8, 9, 6, 1))
     assert await store.reconcile(jst(2021, 8, 9, 2)) == []
     assert (await store.status(jst(2021, 8, 9, 6, 1)))["seq"] == stored["seq"]
+
+
+async def test_every_event_of_an_import_carries_the_whole_import(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """An import is one transaction: each of its events carries the status of the whole
+    calendar, so no reader sees a window in progress as normal because the events of the
+    windows listed before it came first (bench/soak.py finding H)."""
+    store = make_store(fake_redis, key_prefix)
+    now = jst(2021, 8, 9, 2)  # inside the 2021 window, which the file lists last
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    earlier = dict(doc["windows"][0], id="earlier", title={"en": "earlier"}, history=[])
+    earlier.update(starts_at="2021-07-01T01:00", ends_at="2021-07-01T02:00")
+    doc["windows"].insert(0, earlier)
+    text = yaml.safe_dump(doc, allow_unicode=True)
+    schedule = parse_schedule(text, source="example", defaults=DEFAULTS, now=now)
+    docs = await store.import_schedule(schedule, now)
+    assert [d["cause"]["window_id"] for d in docs] == ["earlier", "webcollect-2021-08"]
+    assert [d["state"] for d in docs] == ["maintenance", "maintenance"]

@@ -192,3 +192,41 @@ async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_pref
         async with asyncio.timeout(5):
             while w.scheduler.running:
                 await asyncio.sleep(0)
+
+
+async def test_a_clock_behind_the_store_gives_the_lead_up(
+    real_redis: Any, key_prefix: str, caplog: Any
+) -> None:
+    """A publisher whose clock reads an hour before the stored status would hold the lock
+    and publish nothing: it resigns and stays out, so a process with a fit clock leads."""
+    store = await imported(real_redis, key_prefix, jst(2021, 8, 9, 0, 59))
+    behind = RehearsalClock(jst(2021, 8, 8, 23, 59))
+    with caplog.at_level("ERROR", logger="worker.scheduler"):
+        async with a_worker(store, behind) as w:
+            async with asyncio.timeout(5):
+                while w._benched_until == 0:
+                    await asyncio.sleep(0.02)
+            assert not w.leader
+            assert await real_redis.get(store.keys.worker_leader) is None
+            async with a_worker(store, RehearsalClock(jst(2021, 8, 9, 0, 59, 59))) as fit:
+                doc = await status_when(store, in_maintenance, 5.0)
+                assert fit.leader and doc["cause"]["type"] == "maintenance.started"
+    assert any("ahead of this process's clock" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_skewed_host_clock_does_not_lead(
+    fake_redis: Any, key_prefix: str, monkeypatch: Any
+) -> None:
+    """A host clock off Redis's by more than MAX_CLOCK_SKEW_S (broken NTP) never leads."""
+    store = await imported(fake_redis, key_prefix, jst(2021, 8, 9, 0, 59))
+
+    async def skewed() -> float:
+        return 600.0
+
+    monkeypatch.setattr(store, "clock_skew_s", skewed)
+    async with a_worker(store, RehearsalClock(jst(2021, 8, 9, 0, 59))) as w:
+        async with asyncio.timeout(5):
+            while w._benched_until == 0:
+                await asyncio.sleep(0.02)
+        assert not w.leader
+        assert await fake_redis.get(store.keys.worker_leader) is None

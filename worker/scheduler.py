@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,6 +37,13 @@ KEEPALIVE_S = 1.0
 LEADER_TTL_S = 3.0
 """The leader lock's TTL: a crashed leader is replaced within about this long (plus one
 keepalive), inside the 5 s misfire grace, so its boundary is still typed as on time."""
+
+MAX_CLOCK_SKEW_S = 2.0
+"""Largest difference between this host's clock and Redis's (``TIME``) a publisher accepts."""
+BENCH_S = 30.0
+"""Real seconds a publisher with an unfit clock stays out of the lead (then checks again)."""
+HEAL_RETRY_S = 30.0
+"""Real seconds between re-imports of a schedule file that failed to import."""
 
 Role = Literal["worker", "standby"]
 """``worker``: a ``maintcast worker`` process (heartbeat, preferred leader). ``standby``: the
@@ -95,6 +103,8 @@ class Worker:
         self._planned: dict[str, datetime] = {}
         self.leader = False
         self._listener: asyncio.Task[None] | None = None
+        self._benched_until = 0.0  # time.monotonic() until which this process does not lead
+        self._heal_after = 0.0  # time.monotonic() before which no re-import is tried
 
     async def start(self) -> None:
         """Start the scheduler and the listener; returns at once, also while Redis is down.
@@ -193,14 +203,20 @@ class Worker:
         try:
             if self.role == "worker":
                 await self.store.heartbeat(self.clock.now(), self.worker_id)
+            if time.monotonic() < self._benched_until:
+                return
             lease = await self.store.lead(
                 self.worker_id, LEADER_TTL_S, preempt_standby=self.role == "worker"
             )
+            unfit = await self._unfit_clock() if lease is not Lease.REFUSED else None
         except RECONNECT_ERRORS as exc:
             REDIS_UP.set(0.0)
             log.debug("keepalive failed: %s", exc)
             return
         REDIS_UP.set(1.0)
+        if unfit is not None:
+            await self._bench(unfit)
+            return
         leads = lease is not Lease.REFUSED
         if not leads and self.leader:
             log.info("%s %s lost the lead", self.role, self.worker_id)
@@ -215,9 +231,37 @@ class Worker:
                 self.store, self.clock, deadline_s=LEADER_TTL_S, fence=self.worker_id
             )
 
+    async def _unfit_clock(self) -> str | None:
+        """Why this process must not publish time-driven changes, or None.
+
+        A host clock off Redis's by more than :data:`MAX_CLOCK_SKEW_S` (broken NTP) would
+        publish boundaries early or late; a clock behind the stored status by more than the
+        misfire grace (a rehearsal started behind the store, a host clock far behind) would
+        publish nothing while holding the lock, so every boundary would wait for it.
+        """
+        skew = await self.store.clock_skew_s()
+        if abs(skew) > MAX_CLOCK_SKEW_S:
+            return f"this host's clock is {skew:+.1f} s off Redis's (TIME)"
+        behind = await self.store.status_ahead_s(self.clock.now())
+        if behind > self.store.grace_s:
+            return f"the stored status is {behind:.0f} s ahead of this process's clock"
+        return None
+
+    async def _bench(self, why: str) -> None:
+        """Give the lock up and stay out of the lead for :data:`BENCH_S` seconds."""
+        log.error("%s %s will not publish: %s", self.role, self.worker_id, why)
+        self._benched_until = time.monotonic() + BENCH_S
+        self.leader = False
+        try:
+            await self.store.resign(self.worker_id)
+        except RECONNECT_ERRORS as exc:
+            log.warning("could not give the lead up (%s); it expires by itself", exc)
+
     async def _heal(self) -> None:
         """Re-import the schedule file if the store lost its catalog (Redis restarted empty)."""
         assert self.heal is not None
+        if time.monotonic() < self._heal_after:
+            return
         try:
             if await self.store.has_catalog():
                 return
@@ -226,7 +270,8 @@ class Worker:
         except RECONNECT_ERRORS as exc:
             log.warning("healing the store failed: %s", exc)
         except ValueError as exc:  # the file became unreadable or invalid meanwhile
-            log.error("healing the store failed: %s", exc)
+            log.error("healing the store failed (next try in %.0f s): %s", HEAL_RETRY_S, exc)
+            self._heal_after = time.monotonic() + HEAL_RETRY_S
 
     async def _listen(self) -> None:
         """Re-plan on every published change and after every (re)subscription."""

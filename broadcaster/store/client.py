@@ -148,8 +148,15 @@ retries: after a Sentinel failover a worker stalled 13 s in those nested retries
 
 
 def command_retry() -> Retry:
-    """redis-py's retry policy for every connection: :data:`COMMAND_RETRIES`, short backoff."""
-    return Retry(ExponentialBackoff(cap=0.25, base=0.02), COMMAND_RETRIES)
+    """redis-py's retry policy for every connection: :data:`COMMAND_RETRIES` retries of a
+    refused or broken connection, short backoff; a timeout is not retried."""
+    # connection errors only: a timeout already waited SOCKET_TIMEOUT_S, and retrying it
+    # multiplies that wait (a frozen Redis held requests 15-45 s)
+    return Retry(
+        ExponentialBackoff(cap=0.25, base=0.02),
+        COMMAND_RETRIES,
+        supported_errors=(RedisConnectionError,),
+    )
 
 
 def connect(url: str | None) -> tuple[Redis, bool]:
