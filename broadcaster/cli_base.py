@@ -12,7 +12,7 @@ import typer
 from broadcaster import codec
 from broadcaster.auth import TokenConfigError, Tokens
 from broadcaster.clock import Clock, RehearsalClock, SystemClock
-from broadcaster.settings import Settings
+from broadcaster.settings import MAX_SPEED, MAX_WALL, Settings
 from broadcaster.store import Store
 from broadcaster.timeparse import InvalidTime, parse_instant
 
@@ -77,8 +77,10 @@ def clock_or_fail(
     start = start if start is not None else settings.clock
     speed = speed if speed is not None else settings.clock_speed
     wall = wall if wall is not None else settings.clock_wall
-    if speed <= 0:
-        fail(f"--speed must be > 0, got {speed}")
+    if not 0 < speed <= MAX_SPEED:  # also refuses nan and inf
+        fail(f"--speed must be > 0 and at most {MAX_SPEED:.0f}, got {speed}")
+    if wall is not None and not 0 <= wall <= MAX_WALL:
+        fail(f"--clock-wall must be Unix seconds between 0 and {MAX_WALL:.0f}, got {wall}")
     if start is None:
         if wall is not None:
             fail("--clock-wall needs --clock")

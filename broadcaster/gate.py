@@ -176,6 +176,8 @@ class MaintenanceGate:
         self.exempt = tuple(exempt)
         self.bypass_header = bypass_header.lower().encode("latin-1")
         self.bypass_secret = bypass_secret.encode() if bypass_secret else None
+        if when_unknown not in ("allow", "block"):
+            raise ValueError(f"when_unknown: must be 'allow' or 'block', got {when_unknown!r}")
         self.when_unknown = when_unknown
         self.render = render
         self.clock = clock or hub.clock or SystemClock()
@@ -364,18 +366,22 @@ def gate_for_redis(
     *,
     redis_url: str,
     rules: Iterable[Rule],
-    key_prefix: str = "maintcast",
+    key_prefix: str | None = None,
     **options: Any,
 ) -> MaintenanceGate:
     """A gate with its own hub on ``redis_url`` (one subscription for this process).
 
     The subscription starts with the app's lifespan (or on the first request).
-    ``retry_after_min_s`` defaults to ``MAINTCAST_RETRY_AFTER_MIN_S`` (30).
+    ``key_prefix`` defaults to ``MAINTCAST_KEY_PREFIX`` (``maintcast``): it must be the
+    prefix the workers and APIs use, or the gate reads an empty store and lets everything
+    through. ``retry_after_min_s`` defaults to ``MAINTCAST_RETRY_AFTER_MIN_S`` (30).
     """
     from broadcaster.settings import Settings
     from broadcaster.store import connect, make_store
 
-    settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
+    settings = Settings(redis_url=redis_url)
+    if key_prefix is not None:
+        settings = Settings(redis_url=redis_url, key_prefix=key_prefix)
     redis, _ = connect(redis_url)
     clock = options.pop("clock", None) or SystemClock()
     options.setdefault("retry_after_min_s", settings.retry_after_min_s)

@@ -11,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
 
+MAX_SPEED = 1_000_000.0
+"""Fastest rehearsal clock (clock seconds per real second)."""
+MAX_WALL = 7_258_118_400.0
+"""Latest ``clock_wall`` accepted: 2200-01-01T00:00:00Z in Unix seconds (instants end there)."""
+
 
 class Settings(BaseSettings):
     """Every setting of CONTRACT.md "Configuration"; lists are comma-separated strings.
@@ -47,8 +52,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     schedule_file: Path | None = None
     clock: str | None = None
-    clock_speed: float = Field(1.0, gt=0)
-    clock_wall: float | None = None
+    clock_speed: float = Field(1.0, gt=0, le=MAX_SPEED, allow_inf_nan=False)
+    clock_wall: float | None = Field(None, ge=0, le=MAX_WALL, allow_inf_nan=False)
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
 

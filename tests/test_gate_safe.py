@@ -301,3 +301,19 @@ async def test_retry_after_floor_setting(
     )
     (mw,) = [m for m in demo.user_middleware if m.cls is MaintenanceGate]
     assert mw.kwargs["retry_after_min_s"] == 9
+
+
+def test_gate_for_redis_takes_the_key_prefix_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Left out, ``key_prefix`` is MAINTCAST_KEY_PREFIX, like every other process's."""
+    monkeypatch.setenv("MAINTCAST_KEY_PREFIX", "prod")
+    gated = gate_for_redis(ok_app, redis_url="redis://127.0.0.1:1/0", rules=[CARD])
+    assert gated.hub.store.keys.prefix == "prod"
+    gated = gate_for_redis(ok_app, redis_url="redis://127.0.0.1:1/0", rules=[CARD], key_prefix="x")
+    assert gated.hub.store.keys.prefix == "x"
+
+
+def test_when_unknown_must_be_allow_or_block() -> None:
+    with pytest.raises(ValueError, match="when_unknown"):
+        gate_for_redis(ok_app, redis_url="redis://127.0.0.1:1/0", rules=[CARD], when_unknown="deny")
