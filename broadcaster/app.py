@@ -80,7 +80,7 @@ def cors_options(settings: Settings) -> dict[str, Any]:
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    """A response with the JSON error shape of CONTRACT.md (:func:`codec.error_doc`)."""
+    """A response with the JSON error shape of docs/api.md (:func:`codec.error_doc`)."""
     return JSONResponse(codec.error_doc(code, message, field), status_code=status)
 
 

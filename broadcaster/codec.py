@@ -1,7 +1,7 @@
 """JSON <-> domain, and SSE frames encoded once per event.
 
 Wire instants are RFC 3339 with an offset: a window's in its own zone, status-level ones
-(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (CONTRACT.md "Time").
+(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (docs/api.md "Time").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ JSONDecodeError = orjson.JSONDecodeError
 
 
 def error_doc(code: str, message: str, field: str | None = None) -> Doc:
-    """The JSON error shape of CONTRACT.md: ``{"error": {"code", "message", "field"}}``."""
+    """The JSON error shape of docs/api.md: ``{"error": {"code", "message", "field"}}``."""
     return {"error": {"code": code, "message": message, "field": field}}
 
 
@@ -67,7 +67,7 @@ def history_doc(h: HistoryEntry, zone: str) -> Doc:
 
 
 def window_doc(w: Window, now: datetime, *, history: bool = True) -> Doc:
-    """The CONTRACT window object at ``now`` (``status`` is the lifecycle at ``now``)."""
+    """The window object (docs/api.md) at ``now`` (``status`` is the lifecycle at ``now``)."""
     z = w.timezone
     doc: Doc = {
         "id": w.id,
@@ -121,7 +121,7 @@ def window_from_doc(doc: Doc) -> Window:
 
 
 def override_doc(o: Override, zone: str) -> Doc:
-    """The CONTRACT override object, instants in ``zone``."""
+    """The override object (docs/api.md), instants in ``zone``."""
     return {
         "mode": o.mode,
         "affected": None if o.affected is None else {s: list(m) for s, m in o.affected.items()},
@@ -159,7 +159,7 @@ def status_doc(
     zone: str,
     stale: bool = False,
 ) -> Doc:
-    """The whole CONTRACT status object."""
+    """The whole status object (docs/api.md)."""
     return {
         "seq": seq,
         "as_of": _iso(now, zone),
@@ -181,7 +181,7 @@ def cause_doc(cause: Cause) -> Doc:
 
 
 def same_status(a: Doc, b: Doc) -> bool:
-    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale`` (CONTRACT "When published")."""
+    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale`` (docs/api.md "When published")."""
     return {k: v for k, v in a.items() if k not in _VOLATILE} == {
         k: v for k, v in b.items() if k not in _VOLATILE
     }
@@ -233,7 +233,7 @@ def scoped_doc(
     """The view of a full status object restricted to ``service`` [+ ``method``].
 
     Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
-    its ``as_of``), so every process derives the same view (CONTRACT.md "Scope").
+    its ``as_of``), so every process derives the same view (docs/api.md "Scope").
 
     Raises:
         NotFound: unknown service or method.

@@ -1,7 +1,7 @@
 """The pure domain objects: catalog, window, override, lifecycle, causes and errors.
 
 No I/O and no clock here: every function that depends on time takes ``now`` (an aware
-UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (CONTRACT.md "Time").
+UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/api.md "Time").
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ECHO_MAX = 64
 """Names from input echoed in an error message are cut to this many characters."""
 
 MODAL_TEXT_JA = "メンテナンス中です。時間をおいて再度アクセスしてください。"
-"""The card modal's text, verbatim from the 2021 notice's table (CONTRACT.md)."""
+"""The card modal's text, verbatim from the 2021 notice's table (docs/api.md)."""
 
 
 class InvalidInput(ValueError):
@@ -159,7 +159,7 @@ class Span(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    """One recorded change of a window (CONTRACT.md ``history[]``)."""
+    """One recorded change of a window (docs/api.md ``history[]``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     at: datetime
@@ -258,7 +258,7 @@ class Override(BaseModel):
 
 @dataclass(frozen=True)
 class Cause:
-    """Why a status was published (CONTRACT.md ``cause``); ``type`` is an event type."""
+    """Why a status was published (docs/api.md ``cause``); ``type`` is an event type."""
 
     type: str
     window_id: str | None = None

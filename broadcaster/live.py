@@ -4,7 +4,7 @@ They are the two endpoints every checkout page and dashboard hits, so
 :class:`broadcaster.app.MaintcastAPI` hands them here before FastAPI's own layers (its
 telemetry check, middleware stack, router and dependency injection; docs/performance.md
 measures the cost), wrapped only in CORS when configured. They answer from the hub's
-memory. Errors keep the JSON shape of CONTRACT.md and are answered from the one table of
+memory. Errors keep the JSON shape of docs/api.md and are answered from the one table of
 :mod:`broadcaster.errors` (a store error is 503 ``store_unavailable``, as on every route).
 """
 
@@ -44,14 +44,14 @@ MAX_SEQ_DIGITS = 18
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (CONTRACT.md "SSE")
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (docs/api.md "SSE")
 ]
 RawHeaders = list[tuple[bytes, bytes]]
 RESYNC = {"type": "resync", "window_id": None, "actor": None, "reason": None}
 
 
 def error_response(code: str, message: str, field: str | None = None) -> tuple[RawHeaders, bytes]:
-    """Headers and body of the CONTRACT.md error shape (:func:`codec.error_doc`)."""
+    """Headers and body of the docs/api.md error shape (:func:`codec.error_doc`)."""
     body = codec.dumps(codec.error_doc(code, message, field))
     return [
         (b"content-type", b"application/json"),
@@ -118,7 +118,7 @@ class LiveRoutes:
     async def stream(
         self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
     ) -> None:
-        """One SSE stream (WHATWG HTML "Server-sent events", CONTRACT.md "SSE"): ``retry:``,
+        """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "SSE"): ``retry:``,
         then the status or the replay after ``Last-Event-ID``, then every change. The
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))

@@ -65,7 +65,7 @@ def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
 
 
 def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: int) -> APIRouter:
-    """The ops routes of CONTRACT.md "Ops" over ``store``."""
+    """The ops routes of docs/api.md "Ops" over ``store``."""
     router = APIRouter()
 
     def needs(role: Role) -> Callable[..., Awaitable[Principal]]:

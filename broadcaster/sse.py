@@ -1,6 +1,6 @@
 """Open SSE streams, written to straight from the hub's fan-out loop.
 
-The wire format is WHATWG HTML "Server-sent events" (CONTRACT.md "SSE"). Per change, the
+The wire format is WHATWG HTML "Server-sent events" (docs/api.md "SSE"). Per change, the
 per-client work is one ASGI ``send`` of ready bytes, called from the one loop that fans the
 event out: no queue, no task wake-up and no generator step per client. An ASGI server's
 ``send`` finishes without suspending unless the client's transport is flow-control paused
@@ -131,7 +131,7 @@ class Stream:
 
     def frame_for(self, ev: Event, scoper: Scoper, memo: Memo | None = None) -> bytes | None:
         """The frame to send for ``ev``; None when it was already sent, or when a scoped
-        stream's view is unchanged (CONTRACT.md "SSE": scoped streams skip those).
+        stream's view is unchanged (docs/api.md "SSE": scoped streams skip those).
 
         ``memo`` shares the comparison among the streams of one delivery: streams of a
         scope that are up to date hold the same view object, so it is compared once.

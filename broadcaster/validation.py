@@ -58,7 +58,7 @@ class HistoryIn(_Strict):
 
 
 class WindowIn(_Strict):
-    """A window as written by people (CONTRACT.md "Window object"), before time resolution."""
+    """A window as written by people (docs/api.md "Window object"), before time resolution."""
 
     id: str | None = Field(None, pattern=ID_PATTERN)
     title: LocalText
