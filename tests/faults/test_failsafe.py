@@ -12,7 +12,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,22 @@ def pid_of(holder: str) -> int:
 
 def types_of(client: Client) -> list[tuple[int, str | None, str]]:
     return client.summary()
+
+
+@asynccontextmanager
+async def worker_and_api(
+    env: dict[str, str], tmp_path: Path
+) -> AsyncIterator[tuple[list[Proc], str, httpx.AsyncClient]]:
+    """One `maintcast worker` and one `maintcast api`, ready; yields them, the API's base URL
+    and an HTTP client."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with processes() as procs:
+        procs.append(Proc("worker", ["worker"], env, tmp_path))
+        procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
+        async with httpx.AsyncClient(timeout=3) as http:
+            await wait_ready(http, base, procs)
+            yield procs, base, http
 
 
 EXPECTED = [
@@ -229,40 +246,35 @@ async def test_redis_flushed_with_the_schedule_file(tmp_path: Path) -> None:
             MAINTCAST_KEY_PREFIX=prefix,
             MAINTCAST_SCHEDULE_FILE=str(schedule),
         )
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         r = redis.Redis.from_url(server.url)
-        with processes() as procs:
-            procs.append(Proc("worker", ["worker"], env, tmp_path))
-            procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
-            async with httpx.AsyncClient(timeout=3) as http:
-                await wait_ready(http, base, procs)  # the worker imported the file at start
-                status = (await http.get(f"{base}/v1/status")).json()
-                assert status["state"] == "maintenance"
-                r.flushall()
-                flushed = time.monotonic()
-                codes: set[int] = set()
+        # the worker imported the file at start
+        async with worker_and_api(env, tmp_path) as (procs, base, http):
+            status = (await http.get(f"{base}/v1/status")).json()
+            assert status["state"] == "maintenance"
+            r.flushall()
+            flushed = time.monotonic()
+            codes: set[int] = set()
 
-                async def healed() -> bool:
-                    for path in ("/v1/status", "/v1/windows", "/v1/events?after=0", "/metrics"):
-                        codes.add((await http.get(f"{base}{path}")).status_code)
-                    ready = await http.get(f"{base}/readyz")
-                    codes.add(ready.status_code)
-                    doc = (await http.get(f"{base}/v1/status")).json()
-                    # the re-import is the new store's first event
-                    return ready.status_code == 200 and (doc["seq"], doc["state"]) == (
-                        1,
-                        "maintenance",
-                    )
+            async def healed() -> bool:
+                for path in ("/v1/status", "/v1/windows", "/v1/events?after=0", "/metrics"):
+                    codes.add((await http.get(f"{base}{path}")).status_code)
+                ready = await http.get(f"{base}/readyz")
+                codes.add(ready.status_code)
+                doc = (await http.get(f"{base}/v1/status")).json()
+                # the re-import is the new store's first event
+                return ready.status_code == 200 and (doc["seq"], doc["state"]) == (
+                    1,
+                    "maintenance",
+                )
 
-                await until_true(healed, 15, "the store healed", lambda: tails(procs))
-                took = time.monotonic() - flushed
-                print(f"\nre-imported and correct {took:.2f} s after FLUSHALL")
-                assert 500 not in codes, codes
-                events = (await http.get(f"{base}/v1/events?after=0")).json()["events"]
-                assert events[0]["actor"] == f"import:{schedule.name}"
-                assert events[0]["type"] == "maintenance.scheduled"
-                assert run_cli(["worker", "check"], env).returncode == 0
+            await until_true(healed, 15, "the store healed", lambda: tails(procs))
+            took = time.monotonic() - flushed
+            print(f"\nre-imported and correct {took:.2f} s after FLUSHALL")
+            assert 500 not in codes, codes
+            events = (await http.get(f"{base}/v1/events?after=0")).json()["events"]
+            assert events[0]["actor"] == f"import:{schedule.name}"
+            assert events[0]["type"] == "maintenance.scheduled"
+            assert run_cli(["worker", "check"], env).returncode == 0
     finally:
         server.kill()
 
@@ -278,33 +290,27 @@ async def test_redis_flushed_without_the_schedule_file(tmp_path: Path) -> None:
         write_schedule(schedule, starts_in_s=-2, lasts_s=120)
         env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
         assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         r = redis.Redis.from_url(server.url)
-        with processes() as procs:
-            procs.append(Proc("worker", ["worker"], env, tmp_path))
-            procs.append(Proc("api", ["api", "--port", str(port)], env, tmp_path))
-            async with httpx.AsyncClient(timeout=3) as http:
-                await wait_ready(http, base, procs)
-                assert (await http.get(f"{base}/v1/status")).json()["state"] == "maintenance"
-                assert run_cli(["worker", "check"], env).returncode == 0
-                r.flushall()
-                ready = await http.get(f"{base}/readyz")
-                assert ready.status_code == 503
-                assert ready.json()["error"]["code"] == "catalog_missing"
-                check = run_cli(["worker", "check"], env)
-                assert check.returncode == 1 and "no catalog" in check.stdout, check.stdout
-                codes: set[int] = set()
+        async with worker_and_api(env, tmp_path) as (procs, base, http):
+            assert (await http.get(f"{base}/v1/status")).json()["state"] == "maintenance"
+            assert run_cli(["worker", "check"], env).returncode == 0
+            r.flushall()
+            ready = await http.get(f"{base}/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["error"]["code"] == "catalog_missing"
+            check = run_cli(["worker", "check"], env)
+            assert check.returncode == 1 and "no catalog" in check.stdout, check.stdout
+            codes: set[int] = set()
 
-                async def dropped() -> bool:
-                    for path in ("/v1/windows", "/v1/events?after=0", "/metrics", "/status"):
-                        codes.add((await http.get(f"{base}{path}")).status_code)
-                    doc = (await http.get(f"{base}/v1/status")).json()
-                    return doc["seq"] == 0 and doc["state"] == "normal"
+            async def dropped() -> bool:
+                for path in ("/v1/windows", "/v1/events?after=0", "/metrics", "/status"):
+                    codes.add((await http.get(f"{base}{path}")).status_code)
+                doc = (await http.get(f"{base}/v1/status")).json()
+                return doc["seq"] == 0 and doc["state"] == "normal"
 
-                await until_true(dropped, 10, "the calendar dropped", lambda: tails(procs))
-                assert 500 not in codes, codes
-                assert (await http.get(f"{base}/readyz")).status_code == 503
+            await until_true(dropped, 10, "the calendar dropped", lambda: tails(procs))
+            assert 500 not in codes, codes
+            assert (await http.get(f"{base}/readyz")).status_code == 503
     finally:
         server.kill()
 
