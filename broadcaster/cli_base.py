@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -14,7 +15,7 @@ from broadcaster.auth import TokenConfigError, Tokens
 from broadcaster.clock import Clock, RehearsalClock, SystemClock
 from broadcaster.settings import MAX_SPEED, MAX_WALL, Settings
 from broadcaster.store import Store
-from broadcaster.timeparse import InvalidTime, parse_instant
+from broadcaster.timeparse import EARLIEST, LATEST, InvalidTime, parse_instant
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Maintcast: maintenance status.")
 windows_app = typer.Typer(no_args_is_help=True, help="Maintenance windows.")
@@ -65,6 +66,9 @@ def setup_logging(log_format: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached", once a second while a
+    # keepalive waits on a frozen Redis: the keepalive itself says what is wrong
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 def clock_or_fail(
@@ -89,7 +93,19 @@ def clock_or_fail(
         instant = parse_instant(start, field="--clock", zone=None)
     except InvalidTime as exc:
         fail(exc.message)
-    return RehearsalClock(instant, speed, real_start=wall)
+    clock = RehearsalClock(instant, speed, real_start=wall)
+    try:
+        reads = clock.now()
+    except OverflowError:
+        reads = None
+    if reads is None or not EARLIEST <= reads < LATEST - timedelta(days=366):
+        # fine one by one, a far --clock-wall and a high --speed can still put the clock
+        # outside the instants anything accepts (years 1970-2199)
+        fail(
+            f"the rehearsal clock would read {reads.isoformat() if reads else 'out of range'} "
+            "now, outside the years 1970 to 2198: check --clock-wall and --speed"
+        )
+    return clock
 
 
 ClockOption = Annotated[

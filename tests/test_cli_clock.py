@@ -18,6 +18,8 @@ CLOCK = ["--clock", "2021-08-09T00:59:00+09:00"]
         (["--speed", "0"], "--speed must be > 0"),
         (["--clock-wall", "1e20"], "--clock-wall must be Unix seconds"),
         (["--clock-wall", "-1"], "--clock-wall must be Unix seconds"),
+        (["--clock-wall", "0", "--speed", "100"], "outside the years 1970 to 2198"),
+        (["--clock-wall", "0", "--speed", "1000000"], "outside the years 1970 to 2198"),
     ],
 )
 def test_bad_rehearsal_options_fail_in_one_line(extra: list[str], message: str) -> None:
