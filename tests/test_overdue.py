@@ -108,3 +108,43 @@ async def test_lease(fake_redis: Any, key_prefix: str) -> None:
     assert await store.lead("h:1:a:standby", 3) is Lease.REFUSED
     await fake_redis.delete(store.keys.worker_leader)  # the TTL ran out while frozen
     assert await store.lead("h:3:c", 3, preempt_standby=True) is Lease.ACQUIRED
+
+
+async def test_the_subscription_survives_an_unexpected_error(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """A pub/sub read that raises something unexpected (uvloop's RuntimeError on a closed
+    transport after a failover) rebuilds the subscription instead of ending it for good."""
+    store = make_store(fake_redis, key_prefix)
+    real_pubsub = fake_redis.pubsub
+    broken = {"left": 1}
+
+    def pubsub() -> Any:
+        ps = real_pubsub()
+        get_message = ps.get_message
+
+        async def flaky(**kw: Any) -> Any:
+            if broken["left"]:
+                broken["left"] -= 1
+                raise RuntimeError("unable to perform operation: the handler is closed")
+            return await get_message(**kw)
+
+        ps.get_message = flaky
+        return ps
+
+    fake_redis.pubsub = pubsub
+    subscribed: list[bytes | None] = []
+
+    async def handle(payload: bytes | None) -> None:
+        subscribed.append(payload)
+
+    lost: list[BaseException] = []
+    task = asyncio.create_task(store.follow(handle, lost.append))
+    try:
+        async with asyncio.timeout(5):
+            while not subscribed:
+                await asyncio.sleep(0.02)
+        assert isinstance(lost[0], RuntimeError) and subscribed == [None]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

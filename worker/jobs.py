@@ -39,13 +39,15 @@ async def reconcile_until_done(
     deadline_s: float = 60.0,
     fence: str | None = None,
 ) -> int:
-    """:func:`reconcile`, retried with backoff while Redis is unreachable, for up to
-    ``deadline_s`` seconds (the safety tick takes over after that)."""
+    """:func:`reconcile`, retried with backoff while it fails (Redis unreachable, or any
+    other error), for up to ``deadline_s`` seconds (the safety tick takes over after that)."""
     delay, waited = 0.2, 0.0
     while True:
         try:
             return await reconcile(store, clock, boundary, fence=fence)
-        except RECONNECT_ERRORS as exc:
+        except Exception as exc:  # not only RECONNECT_ERRORS: a boundary is never dropped
+            if not isinstance(exc, RECONNECT_ERRORS):  # redis-py in a state it did not expect
+                log.warning("reconcile failed unexpectedly: %r", exc)
             if waited >= deadline_s:
                 log.error(
                     "reconcile gave up after %.0f s (the safety tick retries): %s", waited, exc

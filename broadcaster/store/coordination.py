@@ -65,7 +65,8 @@ class Coordination:
         confirmation): pub/sub dropped whatever was published meanwhile, so re-read the
         stored status. ``handle(payload)`` is awaited for each published status. On a
         connection error (raised here or by ``handle``) ``on_lost`` is called and the
-        subscription is rebuilt after a backoff with jitter (0.1 s doubling to 2 s).
+        subscription is rebuilt after a backoff with jitter (0.1 s doubling to 2 s); any other
+        exception is logged and handled the same way (the loop only ends when cancelled).
         ``audit()``, when given, is awaited when the subscription has been idle for a second
         and ``audit_s`` seconds have passed since the last one, in the same loop (one task: a
         cancellation always reaches whatever it awaits), within ``AUDIT_DEADLINE_S`` (a frozen
@@ -105,7 +106,12 @@ class Coordination:
                         backoff = 0.1
                     elif kind in (b"message", "message"):
                         await self._safely(handle, msg["data"])
-            except RECONNECT_ERRORS as exc:
+            except Exception as exc:
+                # anything else too: a subscription that dies leaves its process deaf for
+                # good (after a Sentinel failover uvloop raised RuntimeError "the handler is
+                # closed" from a connection redis-py was reusing)
+                if not isinstance(exc, RECONNECT_ERRORS):
+                    log.warning("subscription failed (%r); rebuilding it", exc)
                 on_lost(exc)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
