@@ -203,7 +203,9 @@ class Hub:
         # pub/sub dropped what was published while away: deliver it from the event log, in
         # order, so open streams see one event per change (no seq gap); a gap the log cannot
         # fill or a store reset (replay None) falls back to the stored status.
-        missed = await self.store.replay(current.seq) if current and current.seq else None
+        # (also from seq 0: after a flush the re-import's events are 1, 2, … and a client
+        # that got the empty status must get each of them, not a jump to the last one)
+        missed = await self.store.replay(current.seq) if current is not None else None
         if missed:
             if self.stale:
                 log.info("redis reachable again; replaying %d missed event(s)", len(missed))

@@ -221,3 +221,21 @@ async def test_a_late_copy_of_a_held_event_is_not_a_rewrite(
     hub._deliver(Event(doc(2)))  # the pub/sub copy of 2, after the audit's replay
     assert not sub.ended and sent == [] and hub.current is not None and hub.current.seq == 3
     assert not hub.rewritten(2)
+
+
+async def test_a_resync_from_seq_0_replays_every_event(fake_redis: Any, key_prefix: str) -> None:
+    """After a flush the hub holds the empty status (seq 0); when it resyncs (an audit that
+    ran before pub/sub delivered the re-import), its streams get every event from the log,
+    1, 2, 3 — not a jump to the last one (bench/soak.py: 379 statuses never sent)."""
+    clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
+    store = make_store(fake_redis, key_prefix)
+    hub = Hub(store, clock)
+    hub._deliver(Event(await store.status(clock.now())))  # the emptied store: seq 0
+    sub, sent = await live_stream(hub)
+    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
+    await store.import_schedule(schedule, clock.now())
+    await store.reconcile(jst(2021, 8, 9, 1))
+    await store.reconcile(jst(2021, 8, 9, 6))
+    await hub.audit()
+    ids = [m["body"].split(b"\n", 1)[0] for m in sent]
+    assert ids == [b"id: 1", b"id: 2", b"id: 3"] and not sub.ended
