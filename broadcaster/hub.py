@@ -172,6 +172,12 @@ class Hub:
             return
         if current is None or event.seq != current.seq + 1:
             self._recent.clear()  # keep memory's log gapless
+        if self._rewritten and event.seq:
+            # from now on this seq names the new history's status, which streams get here
+            self._rewritten = deque(
+                ((max(lo, event.seq + 1), hi) for lo, hi in self._rewritten if hi > event.seq),
+                maxlen=REWRITES_KEPT,
+            )
         self.current = event
         if event.seq:
             self._recent.append(event)

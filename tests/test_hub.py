@@ -239,3 +239,24 @@ async def test_a_resync_from_seq_0_replays_every_event(fake_redis: Any, key_pref
     await hub.audit()
     ids = [m["body"].split(b"\n", 1)[0] for m in sent]
     assert ids == [b"id: 1", b"id: 2", b"id: 3"] and not sub.ended
+
+
+async def test_seqs_of_the_new_history_are_not_rewritten_once_delivered(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """After a reset the new history reuses the seqs: once this process delivered seq N of
+    it, a client resuming from N is replayed, not sent back to a resync (a slow client cut
+    in the re-import's burst otherwise lost everything up to the current seq)."""
+    hub = Hub(make_store(fake_redis, key_prefix), RehearsalClock(jst(2021, 8, 9, 0, 59)))
+
+    def doc(seq: int, state: str) -> dict[str, Any]:
+        return {"seq": seq, "state": state, "cause": None}
+
+    for seq in range(1, 6):
+        hub._deliver(Event(doc(seq, "normal")))
+    hub._deliver(Event(doc(0, "normal")))  # flushed: 1..5 of the old history are gone
+    assert all(hub.rewritten(s) for s in range(1, 6))
+    for seq in (1, 2, 3):
+        hub._deliver(Event(doc(seq, "maintenance")))  # the re-import
+    assert [hub.rewritten(s) for s in range(1, 6)] == [False, False, False, True, True]
+    assert [ev.seq for ev in hub.recent_after(1) or []] == [2, 3]
