@@ -228,8 +228,9 @@ class Hub:
     # -- the listener --------------------------------------------------------------------
 
     async def run(self, *, audit_s: float = AUDIT_S) -> None:
-        """Follow the store's change channel forever (see :meth:`Store.follow`), and every
-        ``audit_s`` seconds compare the stored seq with memory (see :data:`AUDIT_S`)."""
+        """Follow the store's change channel forever (see :meth:`Store.follow`), and, while
+        it is idle, every ``audit_s`` seconds compare the stored seq with memory
+        (see :data:`AUDIT_S`)."""
         await self.store.follow(self._on_feed, self._on_lost, audit=self.audit, audit_s=audit_s)
 
     async def _on_feed(self, payload: bytes | None) -> None:
@@ -241,7 +242,7 @@ class Hub:
             self.catalog = await self.store.catalog()  # an import may have brought a new one
             event = Event(codec.loads(payload), payload)
             current = self.current
-            if current is not None and event.seq < current.seq and not self.event_at(event.seq):
+            if current is not None and event.seq < current.seq and self.event_at(event.seq) is None:
                 # a lower seq than memory's is a store reset only if the store says so: it
                 # may be a copy that waited in the socket while a resync read past it (a
                 # re-import publishes hundreds at once: bench/soak.py finding H)

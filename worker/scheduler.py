@@ -132,11 +132,7 @@ class Worker:
         cancelled, not awaited)."""
         await stop_task(self._listener, "worker listener")
         if self.leader:
-            try:
-                await asyncio.wait_for(self.store.resign(self.worker_id), 2.0)
-            except (*RECONNECT_ERRORS, TimeoutError):
-                log.warning("could not give the lead up; it expires in %.0f s", LEADER_TTL_S)
-            self.leader = False
+            await self._resign()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             # AsyncIOScheduler.shutdown only queues the real shutdown (call_soon_threadsafe,
@@ -251,11 +247,15 @@ class Worker:
         """Give the lock up and stay out of the lead for :data:`BENCH_S` seconds."""
         log.error("%s %s will not publish: %s", self.role, self.worker_id, why)
         self._benched_until = time.monotonic() + BENCH_S
+        await self._resign()
+
+    async def _resign(self) -> None:
+        """Give the leader lock up now (within 2 s), or let it expire if Redis does not answer."""
         self.leader = False
         try:
-            await self.store.resign(self.worker_id)
-        except RECONNECT_ERRORS as exc:
-            log.warning("could not give the lead up (%s); it expires by itself", exc)
+            await asyncio.wait_for(self.store.resign(self.worker_id), 2.0)
+        except (*RECONNECT_ERRORS, TimeoutError):
+            log.warning("could not give the lead up; it expires in %.0f s", LEADER_TTL_S)
 
     async def _heal(self) -> None:
         """Re-import the schedule file if the store lost its catalog (Redis restarted empty)."""
