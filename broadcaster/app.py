@@ -131,7 +131,12 @@ def create_app(
             if owned:
                 await redis.aclose()
 
-    live: ASGIApp = LiveRoutes(hub=hub, store=store, retry_ms=settings.retry_ms)
+    live: ASGIApp = LiveRoutes(
+        hub=hub,
+        store=store,
+        retry_ms=settings.retry_ms,
+        streams_per_client=settings.streams_per_client,
+    )
     if settings.cors_origin_list:
         live = CORSMiddleware(live, **cors_options(settings))
     app = MaintcastAPI(live, title="Maintcast", version="0.1.0", lifespan=lifespan)

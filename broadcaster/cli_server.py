@@ -35,6 +35,7 @@ from broadcaster.cli_base import (
     worker_app,
 )
 from broadcaster.clock import Clock, RehearsalClock
+from broadcaster.serving import configure, uvicorn_options
 from broadcaster.settings import Settings
 from broadcaster.store import Store, connect
 
@@ -121,6 +122,7 @@ def serve(
             log_config=None,
             backlog=LISTEN_BACKLOG,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            **uvicorn_options(settings),
         )
     finally:
         asyncio.run(redis.aclose())
@@ -134,6 +136,7 @@ def api_factory() -> Any:
 
     settings = Settings()
     setup_logging(settings.log_format)  # in each uvicorn worker process too
+    configure(settings)  # the request-head limits of this worker process
     the_clock = clock_or_fail(settings, None, None)
 
     def standby(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -183,6 +186,7 @@ def api(
         access_log=access_log,
         backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **uvicorn_options(settings),
     )
 
 

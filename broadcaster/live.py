@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from broadcaster import codec
 from broadcaster.errors import HANDLED, answer_for
 from broadcaster.hub import Event, Hub
+from broadcaster.limits import StreamCaps
 from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import STORE_ERRORS, Store
 
@@ -62,11 +63,15 @@ def error_response(code: str, message: str, field: str | None = None) -> tuple[R
 class LiveRoutes:
     """ASGI app serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from ``hub``
     (HTTP requests for :data:`PATHS` only); ``retry_ms`` opens every stream (the client's
-    reconnection delay)."""
+    reconnection delay); ``streams_per_client`` caps the streams one client address holds
+    open (429 past it; 0: no cap, :mod:`broadcaster.limits`)."""
 
-    def __init__(self, *, hub: Hub, store: Store, retry_ms: int) -> None:
+    def __init__(
+        self, *, hub: Hub, store: Store, retry_ms: int, streams_per_client: int = 0
+    ) -> None:
         self.hub, self.store = hub, store
         self.retry = codec.retry_frame(retry_ms)
+        self.caps = StreamCaps(streams_per_client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == STREAM_PATH:
@@ -123,6 +128,7 @@ class LiveRoutes:
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
+        client = self.caps.acquire(scope)  # TooManyStreams (429) past the client's cap
         s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
@@ -144,6 +150,7 @@ class LiveRoutes:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             streams.leave(s)
+            self.caps.release(client)
 
     async def _opening(self, s: Stream, resume: str | None) -> bytes:
         """``retry:`` and the first frames: the replay after ``resume``, or the status (a

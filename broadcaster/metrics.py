@@ -42,6 +42,12 @@ SLOW_CLIENTS_DROPPED = Counter(
     "SSE clients disconnected because their bounded buffer filled.",
     registry=REGISTRY,
 )
+STREAMS_REFUSED = Counter(
+    "maintcast_streams_refused",
+    "Streams refused with 429 because their client address already held "
+    "MAINTCAST_STREAMS_PER_CLIENT open streams in this process.",
+    registry=REGISTRY,
+)
 GATE_UNKNOWN = Counter(
     "maintcast_gate_unknown",
     "Guarded requests the gate decided by when_unknown (allow or block) because the status "
