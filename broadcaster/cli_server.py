@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +36,7 @@ from broadcaster.cli_base import (
     worker_app,
 )
 from broadcaster.clock import Clock, RehearsalClock
+from broadcaster.onetime import Cleanup, hand_over
 from broadcaster.serving import configure, uvicorn_options
 from broadcaster.settings import Settings
 from broadcaster.store import Store, connect
@@ -93,13 +95,14 @@ def serve(
             "rehearsal clock: starts %s, speed x%s", the_clock.now().isoformat(), the_clock.speed
         )
     tokens = tokens_or_fail(settings)
+    cleanup: tuple[Cleanup, ...] = ()
     if not tokens.configured:
         token = new_token()
         tokens = Tokens.parse(entry_line("serve-admin", "admin", token))
-        typer.echo(
-            "No MAINTCAST_TOKENS configured: a one-time admin token for this process "
-            f"(shown once, gone at exit):\n  MAINTCAST_TOKEN={token}"
-        )
+        try:
+            cleanup = hand_over(token, sys.stdout)  # shown on a terminal, else a 0600 file
+        except OSError as exc:
+            fail(f"cannot write the one-time admin token to a private file: {exc}")
 
     def worker(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
         return running_worker(store, clk, heal=healer(settings, store, clk))
@@ -108,7 +111,7 @@ def serve(
         settings,
         redis=redis,
         clock=the_clock,
-        background=(imported, worker),
+        background=(imported, worker, *cleanup),
         tokens=tokens,
         demo=demo,
     )

@@ -24,7 +24,6 @@ sse-starlette.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 from broadcaster import codec
 from broadcaster.aio import stop_task
+from broadcaster.bypass import Bypass
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.domain import CHANNELS, DEFAULT_MESSAGES, Catalog
 from broadcaster.hub import Hub
@@ -133,18 +133,13 @@ def _lang(scope: Scope) -> str:
     return "ja"
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            return bytes(value)
-    return None
-
-
 class MaintenanceGate:
     """The middleware. ``when_unknown``: ``"allow"`` (default) or ``"block"`` guarded requests
     while the status of their scope is not known: none read yet (e.g. Redis down at start),
     the scope vanished from the catalog (Redis restarted empty), or deciding failed.
 
+    ``bypass_secret`` in the ``bypass_header`` lets a request through (compared as digests,
+    logged, and the header removed before the app: :mod:`broadcaster.bypass`).
     ``retry_after_min_s`` (whole seconds, >= 0) is the floor of ``Retry-After``. The rules
     are checked against the catalog when the app's lifespan start-up completes: a rule naming
     an unknown service, method or channel turns ``lifespan.startup.complete`` into
@@ -174,8 +169,7 @@ class MaintenanceGate:
         self.hub = hub
         self.rules = tuple(rules)
         self.exempt = tuple(exempt)
-        self.bypass_header = bypass_header.lower().encode("latin-1")
-        self.bypass_secret = bypass_secret.encode() if bypass_secret else None
+        self.bypass = Bypass(bypass_secret, bypass_header)  # digests; stripped before app
         if when_unknown not in ("allow", "block"):
             raise ValueError(f"when_unknown: must be 'allow' or 'block', got {when_unknown!r}")
         self.when_unknown = when_unknown
@@ -194,7 +188,7 @@ class MaintenanceGate:
             await self.app(scope, receive, self._checked_start(send))
             return
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.app(self.bypass.stripped(scope), receive, send)
             return
         if self.own_hub and self._task is None:
             self._start()
@@ -202,7 +196,7 @@ class MaintenanceGate:
             self._check_late()
         refusal = self.refusal(scope)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await self.app(self.bypass.stripped(scope), receive, send)
             return
         try:
             body, content_type = self.render(refusal)
@@ -248,11 +242,7 @@ class MaintenanceGate:
         rule = next((r for r in self.rules if r.matches(path, scope.get("method", ""))), None)
         if rule is None:
             return None
-        if self.bypass_secret is not None:
-            given = _header(scope, self.bypass_header)
-            if given is not None and hmac.compare_digest(given, self.bypass_secret):
-                return None
-        return rule
+        return None if self.bypass.granted(scope) else rule
 
     def _decide(self, doc: codec.Doc, rule: Rule, lang: str) -> Refusal | None:
         """The refusal for ``rule`` given its scoped status ``doc``."""

@@ -4,6 +4,7 @@ bypass, unknown status, custom bodies, language, and no Redis call per request."
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import AsyncIterator, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -354,3 +355,44 @@ def test_rule_matching() -> None:
     assert not rule.matches("/api/token", "GET")
     assert not rule.matches("/apiv2", "POST")
     assert Rule("/x", "webcollect").matches("/x/y", "DELETE")
+
+
+async def test_bypass_compares_digests_logs_each_use_and_never_reaches_the_app(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FixedClock(jst(2021, 8, 9, 0, 30))
+    hub = Hub(store, clock)
+    await at_instant(store, hub, clock, jst(2021, 8, 9, 2))
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def recording(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await ok_app(scope, receive, send)
+
+    app = MaintenanceGate(
+        recording, hub=hub, rules=[CARD, BANK], bypass_secret="s3cret", retry_after_min_s=0
+    )
+    compared: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    with caplog.at_level("INFO", logger="broadcaster.bypass"):
+        ok = await call(app, headers={"X-Maintcast-Bypass": "s3cret", "X-Other": "1"})
+        refused = await call(app, headers={"X-Maintcast-Bypass": "x" * 1000})
+        unguarded = await call(app, "/api/other", headers={"X-Maintcast-Bypass": "nope"})
+    assert (ok.status, refused.status, unguarded.status) == (200, 503, 200)
+    # SHA-256 digests on both sides, whatever the length presented (no length leak)
+    assert compared == [(32, 32), (32, 32)]
+    # the app never sees the header, accepted or not; the other headers pass
+    assert len(seen) == 2
+    assert all(name != b"x-maintcast-bypass" for headers in seen for name, _ in headers)
+    assert (b"x-other", b"1") in seen[0]
+    # one line per accepted use, saying where and who, never the value
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "POST /api/token" in record.getMessage() and "127.0.0.1" in record.getMessage()
+    assert "s3cret" not in caplog.text

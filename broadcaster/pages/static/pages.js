@@ -137,13 +137,16 @@
     var table = document.getElementById("windows");
     var tokenInput = document.getElementById("token");
     var result = document.getElementById("override-result");
-    tokenInput.value = sessionStorage.getItem("maintcast-token") || "";
+    // The ops token lives in this variable only: never in sessionStorage or localStorage,
+    // which outlive the page and which any script of the origin can read back later.
+    var token = "";
+    try { sessionStorage.removeItem("maintcast-token"); } catch (e) { /* where an older page kept it */ }
     tokenInput.addEventListener("change", function () {
-      sessionStorage.setItem("maintcast-token", tokenInput.value);
+      token = tokenInput.value;
       loadWindows(table, auth());
     });
     function auth() {
-      return tokenInput.value ? { Authorization: "Bearer " + tokenInput.value } : {};
+      return token ? { Authorization: "Bearer " + token } : {};
     }
     var seen = 0;
     function addEvent(e) {
