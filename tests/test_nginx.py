@@ -14,7 +14,11 @@ directory, and run by Debian's ``/usr/sbin/nginx`` as ``nginx -p <dir> -c <conf>
   ``: ping`` comments arrive, the stream stays open and still carries the next event;
 - ``Last-Event-ID`` reaches the replica (replay through nginx);
 - the gate's 503 (``maintcast serve --demo``, the only process that mounts the gate)
-  passes through unchanged.
+  passes through unchanged;
+- hygiene (issue 12): an unknown ``Host`` is closed without an answer, ``Server`` names no
+  version, ``Strict-Transport-Security`` goes out over TLS only (a self-signed certificate
+  in the committed TLS lines), and of 40 streams opened at once from one address 32 open
+  and 8 get nginx's 429 (the replica's own cap is off in that test).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -43,7 +48,7 @@ import orjson
 import pytest
 
 from tests.conftest import EXAMPLE, free_port, need, start_redis
-from tests.nginx_site import SITE, render_site
+from tests.nginx_site import SITE, render_site, replace_region
 from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -52,6 +57,7 @@ NGINX = "/usr/sbin/nginx"
 TOKEN = "nginx-test-" + secrets.token_hex(16)
 TOKENS = f"nginx-test:admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HOST = "127.0.0.1"  # the server_name the rendered site answers (the tests' URLs use it)
 BOUND_S = 0.100  # trigger -> arrival of one event on the subscriber's socket
 TRIGGERS = 6
 
@@ -265,7 +271,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
         api_port, nginx_port, control_port = distinct_ports(3)
         api = f"http://127.0.0.1:{api_port}"
         upstream = [f"127.0.0.1:{api_port}"]
-        site = render_site(upstream, f"127.0.0.1:{nginx_port}")
+        site = render_site(upstream, f"127.0.0.1:{nginx_port}", server_name=HOST)
         # The control: the same file with buffering on and the stream gzipped. With nginx
         # 1.22 neither change alone delayed these small frames (nginx still writes what it
         # has read, flushed, while the client keeps up); together they hold every event
@@ -278,6 +284,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
                 "proxy_buffering off;": "proxy_buffering on; "
                 "proxy_ignore_headers X-Accel-Buffering;",
             },
+            server_name=HOST,
         )
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
@@ -391,7 +398,7 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     need_nginx()
     serve_port, nginx_port = distinct_ports(2)
     direct = f"http://127.0.0.1:{serve_port}"
-    site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}")
+    site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}", server_name=HOST)
     env = env_for(MAINTCAST_TOKENS=TOKENS)  # embedded store: serve needs no Redis
     with processes() as procs:
         args = ["serve", "--demo", "--schedule", str(EXAMPLE), "--port", str(serve_port)]
@@ -428,3 +435,98 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     assert "メンテナンス中です" in doc["message"], doc  # ja: no Accept-Language sent
     assert doc["until"] is not None
     assert doc == plain.json(), "nginx changed the gate's body"
+
+
+# -- hygiene: hosts, version, HSTS, per-address limits ---------------------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key) made by ``openssl``."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def raw_get(port: int, host: str, path: str = "/healthz") -> bytes:
+    """Everything the server sends back to one ``GET`` with ``Host: host`` (until it closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        return got
+
+
+def status_line(s: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\r\n"):
+        chunk = s.recv(1)
+        assert chunk, f"closed after {line!r}"
+        line += chunk
+    return line
+
+
+async def test_hosts_version_hsts_and_stream_limits(tmp_path: Path) -> None:
+    need_nginx()
+    need("openssl (apt-get install openssl)", shutil.which("openssl") is not None)
+    serve_port, plain_port, tls_port = distinct_ports(3)
+    cert, key = self_signed(tmp_path)
+    site = render_site([f"127.0.0.1:{serve_port}"], server_name=HOST)
+    site = replace_region(
+        site, "listen", [f"listen 127.0.0.1:{plain_port};", f"listen 127.0.0.1:{tls_port} ssl;"]
+    )
+    tls = [f"ssl_certificate {cert};", f"ssl_certificate_key {key};"]
+    site = replace_region(
+        site,
+        "default-listen",
+        [
+            f"listen 127.0.0.1:{plain_port} default_server;",
+            f"listen 127.0.0.1:{tls_port} ssl default_server;",
+            *tls,
+        ],
+    )
+    site = replace_region(site, "tls", tls)
+    env = env_for(MAINTCAST_TOKENS=TOKENS, MAINTCAST_STREAMS_PER_CLIENT="0")  # nginx's cap only
+    plain, secure = f"http://127.0.0.1:{plain_port}", f"https://127.0.0.1:{tls_port}"
+    with processes() as procs:
+        args = ["serve", "--schedule", str(EXAMPLE), "--port", str(serve_port)]
+        procs.append(Proc("serve", args, env, tmp_path))
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(timeout=5, verify=trust) as client:
+            await wait_ready(client, f"http://127.0.0.1:{serve_port}", procs)
+            with running_nginx(site, tmp_path / "nginx.log"):
+                # 1. only the configured name is served; anything else is closed unanswered
+                assert raw_get(plain_port, HOST).startswith(b"HTTP/1.1 200 "), "the known name"
+                for other in ("evil.example", "127.0.0.2", f"{HOST}.evil.example"):
+                    assert raw_get(plain_port, other) == b"", f"Host: {other} got an answer"
+                # 2. no version; HSTS over TLS only, on every answer (404 and 429 too)
+                for base in (plain, secure):
+                    for path in ("/healthz", "/metrics"):
+                        r = await client.get(f"{base}{path}")
+                        assert r.status_code == (200 if path == "/healthz" else 404), r.text
+                        assert r.headers["server"] == "nginx", r.headers
+                        hsts = r.headers.get("strict-transport-security")
+                        if base == secure:
+                            assert hsts == "max-age=63072000; includeSubDomains", r.headers
+                        else:
+                            assert hsts is None, r.headers
+                # 3. 40 streams at once from one address: 32 open, 8 refused by nginx
+                socks = [socket.create_connection(("127.0.0.1", plain_port), 5) for _ in range(40)]
+                try:
+                    for s in socks:
+                        s.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                    codes = [status_line(s).split()[1] for s in socks]
+                finally:
+                    for s in socks:
+                        s.close()
+        assert procs[0].alive(), procs[0].tail()
+    assert (codes.count(b"200"), codes.count(b"429")) == (32, 8), codes
