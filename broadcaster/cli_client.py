@@ -54,9 +54,6 @@ def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **param
         fail(f"{r.status_code} from {url} is not JSON (is MAINTCAST_URL a maintcast API?)")
 
 
-DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
 def parse_duration(text: str) -> float:
     """Seconds in ``30m``, ``2h``, ``1h30m``, ``90s``, ``1d`` or plain seconds (``45``).
 

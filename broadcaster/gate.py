@@ -35,7 +35,7 @@ from typing import Any, Literal
 from broadcaster import codec
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import CHANNELS, DEFAULT_MESSAGES, Catalog
+from broadcaster.domain import DEFAULT_MESSAGES, Catalog
 from broadcaster.hub import Hub
 from broadcaster.metrics import GATE_UNKNOWN
 
@@ -95,8 +95,8 @@ def validate_rules(rules: Iterable[Rule], catalog: Catalog) -> None:
                 f"{where}: unknown method {rule.method!r} of service {rule.service!r} "
                 f"(known: {known})"
             )
-        if rule.channel not in CHANNELS:
-            known = ", ".join(CHANNELS)
+        if rule.channel not in DEFAULT_MESSAGES:  # every channel has its built-in text
+            known = ", ".join(DEFAULT_MESSAGES)
             problems.append(f"{where}: unknown channel {rule.channel!r} (known: {known})")
     if problems:
         raise UnknownScope("; ".join(problems))

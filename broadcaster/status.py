@@ -20,6 +20,7 @@ from broadcaster.domain import (
     Override,
     Window,
     is_public,
+    touches,
 )
 
 
@@ -89,7 +90,11 @@ def compute_status(
 
     active = tuple(
         sorted(
-            (w for w in live if w.starts_at <= now < w.ends_at and w.touches(service, method)),
+            (
+                w
+                for w in live
+                if w.starts_at <= now < w.ends_at and touches(w.affected, service, method)
+            ),
             key=lambda w: (w.starts_at, w.id),
         )
     )
@@ -98,13 +103,13 @@ def compute_status(
             (
                 w
                 for w in live
-                if is_public(w, now) and now < w.starts_at and w.touches(service, method)
+                if is_public(w, now) and now < w.starts_at and touches(w.affected, service, method)
             ),
             key=lambda w: (w.starts_at, w.id),
         )
     )
     shown_override = (
-        override if override is not None and override.touches(service, method) else None
+        override if override is not None and touches(override.affected, service, method) else None
     )
 
     if not down:
@@ -157,23 +162,13 @@ def boundaries_after(
 
 @dataclass(frozen=True)
 class Summary:
-    """What a time-driven classification needs of a status: window ids and the override."""
+    """What a time-driven classification needs of the stored status: window ids and the
+    override (read by :func:`broadcaster.codec.summary_of`)."""
 
     active: frozenset[str]
     upcoming: frozenset[str]
     override_expires_at: datetime | None
     has_override: bool
-
-    @classmethod
-    def of(cls, core: StatusCore) -> Summary:
-        """The summary of a computed status."""
-        ov = core.override
-        return cls(
-            frozenset(w.id for w in core.active),
-            frozenset(w.id for w in core.upcoming),
-            ov.expires_at if ov else None,
-            ov is not None,
-        )
 
 
 def time_driven_cause(

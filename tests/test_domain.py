@@ -831,6 +831,11 @@ TD_MAP = {w.id: w for w in TD_WINDOWS}
 EXPIRING = ov("maintenance", t(0, 10))
 
 
+def summary_of(core: StatusCore, now: datetime) -> Summary:
+    """The summary the store reads back from the published status (``codec.summary_of``)."""
+    return codec.summary_of(codec.status_doc(core, seq=1, now=now, cause=None, zone=ZONE))
+
+
 @pytest.mark.parametrize(
     ("before", "override", "now", "type_", "window_id"),
     [
@@ -858,7 +863,7 @@ def test_time_driven_cause(
     type_: str,
     window_id: str | None,
 ) -> None:
-    old = Summary.of(status(TD_WINDOWS, before, override))
+    old = summary_of(status(TD_WINDOWS, before, override), before)
     new = status(TD_WINDOWS, now, override)
     cause = time_driven_cause(old, new, TD_MAP, now, 5.0)
     assert (cause.type, cause.window_id) == (type_, window_id)
@@ -867,11 +872,11 @@ def test_time_driven_cause(
 
 def test_summary_of() -> None:
     core = status(TD_WINDOWS, t(0), EXPIRING)
-    summary = Summary.of(core)
+    summary = summary_of(core, t(0))
     assert summary.active == frozenset()
     assert summary.upcoming == {"a", "b"}  # c is announced at 06:00 only
     assert (summary.has_override, summary.override_expires_at) == (True, t(0, 10))
-    summary = Summary.of(status(TD_WINDOWS, t(4)))
+    summary = summary_of(status(TD_WINDOWS, t(4)), t(4))
     assert (summary.active, summary.upcoming) == ({"b"}, frozenset())
     assert (summary.has_override, summary.override_expires_at) == (False, None)
 

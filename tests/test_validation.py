@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from broadcaster.domain import (
-    CHANNELS,
     DEFAULT_MESSAGES,
     MODAL_TEXT_JA,
     Catalog,
@@ -23,6 +22,8 @@ from broadcaster.domain import (
 )
 from broadcaster.validation import Defaults, ScheduleError, build_window, parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst
+
+CHANNELS = ("link", "token_embedded", "token_modal", "api", "admin")
 
 CAT = Catalog.model_validate(
     {
