@@ -17,6 +17,7 @@ from broadcaster import codec
 from broadcaster.clock import Clock
 from broadcaster.codec import Scope
 from broadcaster.domain import Catalog
+from broadcaster.events import Event
 from broadcaster.sse import Streams
 from broadcaster.store import Store
 
@@ -42,46 +43,6 @@ def expected_change_at(doc: codec.Doc) -> datetime | None:
         instants.append(override.get("expires_at"))
     parsed = [codec.parse_wire_instant(t) for t in instants if t]
     return min(parsed, default=None)
-
-
-class Event:
-    """One published status: the decoded object, its payload and frames, built once."""
-
-    __slots__ = ("_frame", "_views", "doc", "payload", "seq")
-
-    def __init__(self, doc: codec.Doc, payload: bytes | None = None) -> None:
-        self.doc = doc
-        self.seq: int = doc["seq"]
-        self.payload = payload if payload is not None else codec.dumps(doc)
-        self._frame: bytes | None = None
-        self._views: dict[Scope, tuple[codec.Doc, bytes, bytes]] = {}
-
-    def frame(self) -> bytes:
-        """The unscoped SSE frame."""
-        if self._frame is None:
-            self._frame = codec.sse_frame(self.seq, self.payload)
-        return self._frame
-
-    def _scoped(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes, bytes]:
-        got = self._views.get(scope)
-        if got is None:
-            doc = scoper(self.doc, scope)
-            payload = codec.dumps(doc)
-            got = self._views[scope] = (doc, payload, codec.sse_frame(self.seq, payload))
-        return got
-
-    def view(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes]:
-        """The scoped status and its SSE frame, computed once per scope."""
-        if scope == (None, None):
-            return self.doc, self.frame()
-        doc, _, frame = self._scoped(scope, scoper)
-        return doc, frame
-
-    def json(self, scope: Scope, scoper: codec.Scoper) -> bytes:
-        """The scoped status as JSON bytes, computed once per scope."""
-        if scope == (None, None):
-            return self.payload
-        return self._scoped(scope, scoper)[1]
 
 
 class Hub:

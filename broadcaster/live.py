@@ -22,7 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.errors import HANDLED, answer_for
-from broadcaster.hub import Event, Hub
+from broadcaster.events import Event
+from broadcaster.hub import Hub
 from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import STORE_ERRORS, Store
 

@@ -30,14 +30,12 @@ import gc
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from broadcaster import codec
 from broadcaster.codec import Scope, Scoper
+from broadcaster.events import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
-
-if TYPE_CHECKING:
-    from broadcaster.hub import Event
 
 log = logging.getLogger(__name__)
 

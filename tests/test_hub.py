@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
-from broadcaster.hub import Event, Hub
+from broadcaster.events import Event
+from broadcaster.hub import Hub
 from broadcaster.sse import ALL, FINAL, Stream
 from broadcaster.validation import parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from broadcaster import codec, exiting, sse
-from broadcaster.hub import Event
+from broadcaster.events import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 from broadcaster.sse import ALL, FINAL, PING, Stream, Streams
 
