@@ -110,7 +110,7 @@ def create_app(
         if embedded:
             log.warning("no MAINTCAST_REDIS_URL: using an embedded in-memory store")
     store = make_store(settings, redis, clock_speed=clock.speed)
-    hub = Hub(store, clock, queue_size=settings.client_queue, zone=settings.timezone)
+    hub = Hub(store, clock, client_queue=settings.client_queue, zone=settings.timezone)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,10 +17,11 @@ from broadcaster.status import StatusCore, Summary, compute_status
 from broadcaster.timeparse import format_instant, parse_instant
 
 Doc = dict[str, Any]
-Scope = tuple[str | None, str | None]
-"""A view of the status: ``(service, method)``, either None for all."""
-Scoper = Callable[[Doc, Scope], Doc]
-"""Restricts a full status object to a scope."""
+View = tuple[str | None, str | None]
+"""A view of the status: ``(service, method)``, either None for all (the ``service`` and
+``method`` query parameters of ``/v1/status`` and ``/v1/stream``, docs/api.md "Built")."""
+Viewer = Callable[[Doc, View], Doc]
+"""Restricts a full status object to a view."""
 
 dumps = orjson.dumps
 loads = orjson.loads
@@ -221,7 +222,7 @@ def retry_frame(retry_ms: int) -> bytes:
     return b"retry: %d\n\n" % retry_ms
 
 
-def scoped_doc(
+def view_doc(
     doc: Doc,
     catalog: Catalog,
     *,
@@ -230,16 +231,16 @@ def scoped_doc(
     default_error_code: str,
     zone: str,
 ) -> Doc:
-    """The view of a full status object restricted to ``service`` [+ ``method``].
+    """A full status object restricted to the view ``service`` [+ ``method``].
 
     Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
-    its ``as_of``), so every process derives the same view (docs/api.md "Scope").
+    its ``as_of``), so every process derives the same view (docs/api.md "Built").
 
     Raises:
         NotFound: unknown service or method.
     """
     if service is None:
-        catalog.scope(None, method)
+        catalog.components_in(None, method)
         return doc
     now = status_instant(doc)
     windows = [window_from_doc(w) for w in (*doc["active"], *doc["upcoming"])]

@@ -129,8 +129,13 @@ class Catalog(BaseModel):
                 out.update((service, m) for m in names if m in svc.methods)
         return frozenset(out)
 
-    def scope(self, service: str | None, method: str | None) -> frozenset[tuple[str, str]]:
-        """The components in a scope; raises NotFound naming ``service`` or ``method``."""
+    def components_in(self, service: str | None, method: str | None) -> frozenset[tuple[str, str]]:
+        """The components in the view ``service`` [+ ``method``] (None: the whole catalog).
+
+        Raises:
+            NotFound: unknown ``service`` or ``method`` (named).
+            InvalidInput: ``method`` without ``service``.
+        """
         if service is None:
             if method is not None:
                 raise InvalidInput("method", "method needs service")

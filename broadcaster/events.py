@@ -8,7 +8,7 @@ are encoded once, not once per client.
 from __future__ import annotations
 
 from broadcaster import codec
-from broadcaster.codec import Scope
+from broadcaster.codec import View, Viewer
 
 
 class Event:
@@ -21,31 +21,32 @@ class Event:
         self.seq: int = doc["seq"]
         self.payload = payload if payload is not None else codec.dumps(doc)
         self._frame: bytes | None = None
-        self._views: dict[Scope, tuple[codec.Doc, bytes, bytes]] = {}
+        self._views: dict[View, tuple[codec.Doc, bytes, bytes]] = {}
 
     def frame(self) -> bytes:
-        """The unscoped SSE frame."""
+        """The SSE frame of the whole status."""
         if self._frame is None:
             self._frame = codec.sse_frame(self.seq, self.payload)
         return self._frame
 
-    def _scoped(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes, bytes]:
-        got = self._views.get(scope)
+    def _viewed(self, view: View, viewer: Viewer) -> tuple[codec.Doc, bytes, bytes]:
+        got = self._views.get(view)
         if got is None:
-            doc = scoper(self.doc, scope)
+            doc = viewer(self.doc, view)
             payload = codec.dumps(doc)
-            got = self._views[scope] = (doc, payload, codec.sse_frame(self.seq, payload))
+            got = self._views[view] = (doc, payload, codec.sse_frame(self.seq, payload))
         return got
 
-    def view(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes]:
-        """The scoped status and its SSE frame, computed once per scope."""
-        if scope == (None, None):
+    def view(self, view: View, viewer: Viewer) -> tuple[codec.Doc, bytes]:
+        """The status restricted to ``view`` (by ``viewer``) and its SSE frame, computed once
+        per view."""
+        if view == (None, None):
             return self.doc, self.frame()
-        doc, _, frame = self._scoped(scope, scoper)
+        doc, _, frame = self._viewed(view, viewer)
         return doc, frame
 
-    def json(self, scope: Scope, scoper: codec.Scoper) -> bytes:
-        """The scoped status as JSON bytes, computed once per scope."""
-        if scope == (None, None):
+    def json(self, view: View, viewer: Viewer) -> bytes:
+        """The status restricted to ``view`` as JSON bytes, computed once per view."""
+        if view == (None, None):
             return self.payload
-        return self._scoped(scope, scoper)[1]
+        return self._viewed(view, viewer)[1]

@@ -1,6 +1,6 @@
 """One Redis subscription per process, fanned out in memory to every SSE stream and the gate.
 
-Each published status is decoded once and its SSE frame encoded once (per scope) for all
+Each published status is decoded once and its SSE frame encoded once (per view) for all
 streams; :class:`broadcaster.sse.Streams` writes it to each. The last events are kept in
 memory, so a client reconnecting with a recent ``Last-Event-ID`` is served without a Redis
 call (a reconnect storm costs Redis nothing per client).
@@ -15,7 +15,7 @@ from datetime import datetime
 
 from broadcaster import codec
 from broadcaster.clock import Clock
-from broadcaster.codec import Scope
+from broadcaster.codec import View
 from broadcaster.domain import Catalog
 from broadcaster.events import Event
 from broadcaster.sse import Streams
@@ -48,7 +48,8 @@ def expected_change_at(doc: codec.Doc) -> datetime | None:
 class Hub:
     """Keeps the current status in memory and fans every change out to the open streams.
 
-    ``queue_size`` bounds the events held for one stream whose send is pending.
+    ``client_queue`` (``MAINTCAST_CLIENT_QUEUE``) bounds the events held for one stream
+    whose send is pending.
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class Hub:
         store: Store,
         clock: Clock,
         *,
-        queue_size: int = 64,
+        client_queue: int = 64,
         zone: str = "Asia/Tokyo",
     ) -> None:
         self.store = store
@@ -65,7 +66,7 @@ class Hub:
         self.current: Event | None = None
         self.catalog = Catalog()
         self.stale = False
-        self.streams = Streams(self.scope_view, backlog_limit=queue_size)
+        self.streams = Streams(self.view_of, client_queue=client_queue)
         self._recent: deque[Event] = deque(maxlen=RECENT)
         self._rewritten: deque[tuple[int, int]] = deque(maxlen=REWRITES_KEPT)
         self._ready = asyncio.Event()
@@ -76,13 +77,13 @@ class Hub:
         """How many streams are open."""
         return len(self.streams)
 
-    def scope_view(self, doc: codec.Doc, scope: Scope) -> codec.Doc:
-        """``doc`` restricted to ``scope`` (see :func:`codec.scoped_doc`)."""
-        return codec.scoped_doc(
+    def view_of(self, doc: codec.Doc, view: View) -> codec.Doc:
+        """``doc`` restricted to ``view`` (see :func:`codec.view_doc`)."""
+        return codec.view_doc(
             doc,
             self.catalog,
-            service=scope[0],
-            method=scope[1],
+            service=view[0],
+            method=view[1],
             default_error_code=self.store.defaults.error_code,
             zone=self.zone,
         )

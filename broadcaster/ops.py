@@ -204,7 +204,7 @@ def set_override(
     """Validate an override; at most one of ``expires_at`` and ``ttl_s`` (seconds).
 
     Raises:
-        InvalidInput: a bad mode, scope, reason or expiry (named), both expiries, an expiry
+        InvalidInput: a bad mode, affected, reason or expiry (named), both expiries, an expiry
             not after ``now`` or further than ``max_s`` seconds away.
     """
     try:

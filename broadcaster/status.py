@@ -68,24 +68,24 @@ def compute_status(
     service: str | None = None,
     method: str | None = None,
 ) -> StatusCore:
-    """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+    """The status at ``now`` for the whole catalog or a view (``service`` [+ ``method``]).
 
     ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
-    the earliest instant >= ``now`` at which the scope would be normal (docs/api.md "Status
+    the earliest instant >= ``now`` at which the view would be normal (docs/api.md "Status
     object"); None when normal or while an override without expiry holds maintenance.
 
     Raises:
         NotFound: unknown ``service`` or ``method``.
     """
-    scope = catalog.scope(service, method)
+    shown = catalog.components_in(service, method)
     live = [w for w in windows if not w.cancelled]
     if override is not None and not override.holds_at(now):
         override = None
-    down = _under_maintenance(catalog, live, override, now) & scope
+    down = _under_maintenance(catalog, live, override, now) & shown
 
     components: dict[str, dict[str, ComponentStatus]] = {}
     for s, m in catalog.components():
-        if (s, m) in scope:
+        if (s, m) in shown:
             components.setdefault(s, {})[m] = UNDER_MAINTENANCE if (s, m) in down else OPERATIONAL
 
     active = tuple(
@@ -120,7 +120,7 @@ def compute_status(
         if w.covers(catalog) & down:
             error_code = w.error_code
             break
-    until = _until(catalog, active + upcoming, override, now, scope)
+    until = _until(catalog, active + upcoming, override, now, shown)
     return StatusCore(
         "maintenance", until, error_code, components, active, upcoming, shown_override
     )
@@ -131,14 +131,14 @@ def _until(
     windows: tuple[Window, ...],
     override: Override | None,
     now: datetime,
-    scope: frozenset[tuple[str, str]],
+    shown: frozenset[tuple[str, str]],
 ) -> datetime | None:
-    """The first end-type boundary after ``now`` at which nothing in ``scope`` is down."""
+    """The first end-type boundary after ``now`` at which nothing in ``shown`` is down."""
     candidates = {w.ends_at for w in windows if w.ends_at > now}
     if override is not None and override.expires_at is not None and override.expires_at > now:
         candidates.add(override.expires_at)
     for t in sorted(candidates):
-        if not _under_maintenance(catalog, windows, override, t) & scope:
+        if not _under_maintenance(catalog, windows, override, t) & shown:
             return t
     return None
 

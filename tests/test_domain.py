@@ -881,7 +881,7 @@ def test_summary_of() -> None:
     assert (summary.has_override, summary.override_expires_at) == (False, None)
 
 
-# -- codec.scoped_doc agrees with compute_status ------------------------------------------------
+# -- codec.view_doc agrees with compute_status --------------------------------------------------
 
 SCOPES = [
     (None, None),
@@ -908,7 +908,7 @@ def _compare(
     doc = codec.status_doc(full, seq=7, now=now, cause=None, zone=ZONE)
     # through the wire and back, as the hub sees it
     doc = codec.loads(codec.dumps(doc))
-    scoped = codec.scoped_doc(
+    scoped = codec.view_doc(
         doc, catalog, service=service, method=method, default_error_code=default_code, zone=ZONE
     )
     direct = codec.core_doc(
@@ -944,7 +944,7 @@ def test_scoped_doc_matches_compute_status_example(
 def test_scoped_doc_example_values() -> None:
     full = example_status(START)
     doc = codec.status_doc(full, seq=1, now=START, cause=None, zone=ZONE)
-    scoped = codec.scoped_doc(
+    scoped = codec.view_doc(
         doc,
         EX_CATALOG,
         service="atobarai",
@@ -999,7 +999,7 @@ def test_scoped_doc_matches_compute_status_hand_made(
 def test_scoped_doc_unknown_scope(service: str, method: str | None, field: str) -> None:
     doc = codec.status_doc(example_status(START), seq=1, now=START, cause=None, zone=ZONE)
     with pytest.raises(NotFound) as info:
-        codec.scoped_doc(
+        codec.view_doc(
             doc,
             EX_CATALOG,
             service=service,

@@ -64,7 +64,7 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
     store = make_store(fake_redis, key_prefix)
     schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
     await store.import_schedule(schedule, clock.now())
-    hub = Hub(store, clock, queue_size=3)
+    hub = Hub(store, clock, client_queue=3)
     task = asyncio.create_task(hub.run())
     try:
         assert await hub.wait_ready(5)

@@ -175,8 +175,8 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
         **extra: Any,
     ) -> HTMLResponse:
         lang = choose_lang(request)
-        hub.catalog.scope(service, method)
-        doc = (await hub.snapshot()).view((service, method), hub.scope_view)[0]
+        hub.catalog.components_in(service, method)
+        doc = (await hub.snapshot()).view((service, method), hub.view_of)[0]
 
         def span(w: codec.Doc) -> str:
             z = w["timezone"]
@@ -227,7 +227,7 @@ def pages_router(store: Store, hub: Hub, *, demo: bool) -> APIRouter:
         request: Request, service: str | None = None, method: str | None = None
     ) -> HTMLResponse:
         lang = choose_lang(request)
-        doc = (await hub.snapshot()).view((service, method), hub.scope_view)[0]
+        doc = (await hub.snapshot()).view((service, method), hub.view_of)[0]
         window = (doc["active"] or doc["upcoming"] or [None])[0]
         back = request.query_params.get("return", "/status")
         if not back.startswith("/") or back.startswith("//"):
