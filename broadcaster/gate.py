@@ -28,9 +28,11 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.aio import stop_task
@@ -41,11 +43,6 @@ from broadcaster.metrics import GATE_UNKNOWN
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UnknownReason = Literal["no_status", "scope_gone", "error"]
 LOG_EVERY_S = 60.0
 """The gate logs one line per reason at most this often (seconds), not one per request."""

@@ -124,7 +124,7 @@ class LiveRoutes:
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
-        s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
+        s = Stream(send, view, asyncio.current_task(), conn_of(scope))
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S) as opening_time:

@@ -29,8 +29,10 @@ import asyncio
 import gc
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Protocol
+from collections.abc import Coroutine, Generator
+from typing import Any, Protocol, cast
+
+from starlette.types import Message, Send
 
 from broadcaster import codec
 from broadcaster.codec import View, Viewer
@@ -38,9 +40,6 @@ from broadcaster.events import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, Any]
-Send = Callable[[Message], Coroutine[Any, Any, None]]
 
 ALL: View = (None, None)
 """The view of the whole status (no ``service``, no ``method``)."""
@@ -265,7 +264,8 @@ class Streams:
 
     def _write(self, s: Stream, message: Message) -> None:
         """Run ``s.send(message)`` one step; a send that suspends is finished by a task."""
-        coro = s.send(message)
+        # an ASGI server's send is a coroutine function (uvicorn's, and every middleware's)
+        coro = cast(Coroutine[Any, Any, None], s.send(message))
         try:
             waiting = coro.send(None)
         except StopIteration:
