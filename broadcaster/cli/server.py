@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.auth import Tokens, entry_line, new_token
-from broadcaster.cli_base import (
+from broadcaster.cli.base import (
     ClockOption,
     ClockWallOption,
     SpeedOption,

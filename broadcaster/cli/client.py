@@ -12,7 +12,7 @@ import typer
 
 from broadcaster import codec
 from broadcaster.auth import ROLES, TokenConfigError, entry_line, new_token
-from broadcaster.cli_base import (
+from broadcaster.cli.base import (
     app,
     fail,
     override_app,
