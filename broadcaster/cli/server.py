@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.auth import Tokens, entry_line, new_token
@@ -36,7 +34,7 @@ from broadcaster.cli.base import (
 )
 from broadcaster.clock import Clock, RehearsalClock
 from broadcaster.settings import Settings
-from broadcaster.store import Store, connect
+from broadcaster.store import RECONNECT_ERRORS, Store, connect
 
 LISTEN_BACKLOG = 4096
 """Pending connections the listening socket queues (uvicorn's default is 2048; Linux caps it
@@ -285,7 +283,7 @@ def windows_import(
         docs = asyncio.run(run())
     except ValueError as exc:
         fail(str(exc))
-    except (ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+    except RECONNECT_ERRORS as exc:
         fail(f"redis unreachable: {exc}")
     for d in docs:
         typer.echo(f"seq {d['seq']}: {d['cause']['type']} {d['cause']['window_id'] or ''}".rstrip())
