@@ -1,7 +1,7 @@
 """JSON <-> domain, and SSE frames encoded once per event.
 
 Wire instants are RFC 3339 with an offset: a window's in its own zone, status-level ones
-(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (docs/api.md "Time").
+(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (README.md "Configuration").
 """
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ def cause_doc(cause: Cause) -> Doc:
 
 
 def same_status(a: Doc, b: Doc) -> bool:
-    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale`` (docs/api.md "When published")."""
+    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale``: a status that is not
+    different is not published (docs/reliability.md "Guarantees")."""
     return {k: v for k, v in a.items() if k not in _VOLATILE} == {
         k: v for k, v in b.items() if k not in _VOLATILE
     }

@@ -1,7 +1,8 @@
 """The pure domain objects: catalog, window, override, lifecycle, causes and errors.
 
 No I/O and no clock here: every function that depends on time takes ``now`` (an aware
-UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/api.md "Time").
+UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/operations.md
+"2. Schedule a window").
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class Hub:
         was flushed; a failover lost the last writes) or a seq came again with another
         status (a lost write was re-published differently before we re-read). Adopt the new
         status, remember the rewritten seqs (:meth:`rewritten`) and end every stream, so
-        clients reconnect and get a ``resync`` (docs/api.md "SSE")."""
+        clients reconnect and get a ``resync`` (docs/api.md "Built")."""
         assert self.current is not None
         log.warning(
             "store seq went back from %s to %s (store reset or failover); resyncing %d client(s)",

@@ -45,7 +45,7 @@ MAX_SEQ_DIGITS = 18
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (docs/api.md "SSE")
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (docs/api.md "Built")
 ]
 RawHeaders = list[tuple[bytes, bytes]]
 RESYNC = {"type": "resync", "window_id": None, "actor": None, "reason": None}
@@ -119,7 +119,7 @@ class LiveRoutes:
     async def stream(
         self, scope: Scope, receive: Receive, send: Send, view: codec.View, query: Any
     ) -> None:
-        """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "SSE"): ``retry:``,
+        """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "Built"): ``retry:``,
         then the status or the replay after ``Last-Event-ID``, then every change. The
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))

@@ -2,7 +2,7 @@
 
 Each function takes the current inputs and ``now`` (UTC) and returns what to store and the
 event cause, or raises ``InvalidInput`` (422), ``NotFound`` (404) or ``Conflict`` (409)
-before anything is written (docs/api.md "Ops").
+before anything is written (docs/api.md "Built", the ops routes and the error table).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Open SSE streams, written to straight from the hub's fan-out loop.
 
-The wire format is WHATWG HTML "Server-sent events" (docs/api.md "SSE"). Per change, the
-per-client work is one ASGI ``send`` of ready bytes, called from the one loop that fans the
-event out: no queue, no task wake-up and no generator step per client. An ASGI server's
-``send`` finishes without suspending unless the client's transport is flow-control paused
+The wire format is WHATWG HTML "Server-sent events" (docs/api.md "Built", ``GET /v1/stream``).
+Per change, the per-client work is one ASGI ``send`` of ready bytes, called from the one loop
+that fans the event out: no queue, no task wake-up and no generator step per client. An ASGI
+server's ``send`` finishes without suspending unless the client's transport is flow-control paused
 (uvicorn: its write buffer is over the high-water mark), so the loop runs each ``send`` one
 step (what Python 3.12's eager tasks do); only a send that does suspend gets a task, which
 finishes it, writes the client's backlog and gives writing back to the loop.
@@ -130,7 +130,7 @@ class Stream:
 
     def frame_for(self, ev: Event, viewer: Viewer, memo: Memo | None = None) -> bytes | None:
         """The frame to send for ``ev``; None when it was already sent, or when the status
-        of a stream's view is unchanged (docs/api.md "SSE": such streams skip those).
+        of a stream's view is unchanged (such streams skip those: docs/api.md "Built").
 
         ``memo`` shares the comparison among the streams of one delivery: streams of a
         view that are up to date hold the same status object, so it is compared once.

@@ -1,7 +1,7 @@
 """The one place the status is computed: components, state, ``until``, boundaries, causes.
 
 Pure: every function takes ``now`` (an aware UTC ``datetime``). Windows are half-open
-``[starts_at, ends_at)`` (docs/api.md "Time").
+``[starts_at, ends_at)`` (docs/operations.md "2. Schedule a window").
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def compute_status(
     """The status at ``now`` for the whole catalog or a view (``service`` [+ ``method``]).
 
     ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
-    the earliest instant >= ``now`` at which the view would be normal (docs/api.md "Status
-    object"); None when normal or while an override without expiry holds maintenance.
+    the earliest instant >= ``now`` at which the view would be normal; None when normal or
+    while an override without expiry holds maintenance.
 
     Raises:
         NotFound: unknown ``service`` or ``method``.
@@ -183,7 +183,7 @@ def time_driven_cause(
     A window starting wins over one ending at the same instant (one event per boundary,
     typed after the window that starts); then ended, announced, override expired. When the
     boundary lies more than ``grace_s`` seconds before ``now`` nobody published it in time
-    and the type is ``reconciled`` (docs/api.md "Event types").
+    and the type is ``reconciled`` (docs/operations.md "7. Event types").
     """
     new_active = {w.id for w in new.active}
     new_upcoming = {w.id for w in new.upcoming}

@@ -85,7 +85,7 @@ NY = {"timezone": "America/New_York"}
         ({"timezone": "Asia/Tokio"}, "timezone", ["'Asia/Tokio'"]),
         ({"timezone": "JST+9"}, "timezone", ["'JST+9'"]),
         ({"timezone": "../../etc/passwd"}, "timezone", ["'../../etc/passwd'"]),
-        # spring-forward gap and fall-back fold (docs/api.md "Time"): both candidates named
+        # spring-forward gap and fall-back fold (broadcaster/timeparse.py): both candidates named
         (
             {**NY, "starts_at": "2024-03-10T02:30", "ends_at": "2024-03-10T05:00"},
             "starts_at",

@@ -2,7 +2,7 @@
 
 Pages render the current status on the server (jinja2, autoescaped) and then stay live
 through ``/static/maintcast.js`` over SSE. Every page carries the two DOM hooks of
-docs/api.md "Pages" and a strict Content-Security-Policy (no inline script or style).
+docs/api.md "Built" and a strict Content-Security-Policy (no inline script or style).
 """
 
 from __future__ import annotations
