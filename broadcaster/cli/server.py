@@ -47,6 +47,25 @@ what is left. Streams end within a second (the keepalive timer ends them; stuck 
 reset); this only bounds what nothing else would."""
 
 
+def run_server(app: Any, host: str, port: int, **options: Any) -> None:
+    """``uvicorn.run(app, ...)`` until the server exits, with the listen backlog
+    (:data:`LISTEN_BACKLOG`), the shutdown grace (:data:`SHUTDOWN_GRACE_S`) and uvicorn's
+    loggers going through ours (``log_config=None``: one format, JSON if asked); ``options``
+    are further ``uvicorn.run`` arguments."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **options,
+    )
+
+
 @app.command()
 def serve(
     schedule: Annotated[
@@ -59,8 +78,6 @@ def serve(
     port: int = 8000,
 ) -> None:
     """API and worker in one process (embedded in-memory store without MAINTCAST_REDIS_URL)."""
-    import uvicorn
-
     from broadcaster.app import create_app
     from worker.scheduler import running_worker
 
@@ -110,16 +127,7 @@ def serve(
         demo=demo,
     )
     try:
-        # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
-        uvicorn.run(
-            web,
-            host=host,
-            port=port,
-            log_level="info",
-            log_config=None,
-            backlog=LISTEN_BACKLOG,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )
+        run_server(web, host, port)
     finally:
         asyncio.run(redis.aclose())
 
@@ -153,8 +161,6 @@ def api(
     clock_wall: ClockWallOption = None,
 ) -> None:
     """The API alone, on a shared Redis (MAINTCAST_REDIS_URL); also a standby publisher."""
-    import uvicorn
-
     settings = settings_or_fail()
     setup_logging(settings.log_format)
     if not settings.redis_url:
@@ -170,17 +176,13 @@ def api(
         os.environ["MAINTCAST_CLOCK"] = start.isoformat()
         os.environ["MAINTCAST_CLOCK_SPEED"] = repr(the_clock.speed)
         os.environ["MAINTCAST_CLOCK_WALL"] = repr(wall)
-    uvicorn.run(
+    run_server(
         "broadcaster.cli:api_factory",
+        host,
+        port,
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        log_level="info",
-        log_config=None,
         access_log=access_log,
-        backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
 
 
