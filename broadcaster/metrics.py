@@ -1,4 +1,4 @@
-"""Prometheus metrics of this process (``GET /metrics``), names as in docs/api.md "HTTP".
+"""Prometheus metrics of this process (``GET /metrics``), names as in docs/api.md "Built".
 
 Counters count what this process did: events it published, clients it dropped. Gauges are
 read at scrape time from the hub.

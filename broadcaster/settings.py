@@ -18,7 +18,7 @@ MAX_WALL = 7_258_118_400.0
 
 
 class Settings(BaseSettings):
-    """Every setting of docs/api.md "Configuration"; lists are comma-separated strings.
+    """Every setting of README.md "Configuration"; lists are comma-separated strings.
 
     Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``,
     ``retry_after_min_s``, ``header_timeout_s``) or milliseconds (``retry_ms``) as their

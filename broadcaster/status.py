@@ -1,7 +1,7 @@
 """The one place the status is computed: components, state, ``until``, boundaries, causes.
 
 Pure: every function takes ``now`` (an aware UTC ``datetime``). Windows are half-open
-``[starts_at, ends_at)`` (docs/api.md "Time").
+``[starts_at, ends_at)`` (docs/operations.md "2. Schedule a window").
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from broadcaster.domain import (
     Override,
     Window,
     is_public,
+    touches,
 )
 
 
@@ -67,29 +68,33 @@ def compute_status(
     service: str | None = None,
     method: str | None = None,
 ) -> StatusCore:
-    """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+    """The status at ``now`` for the whole catalog or a view (``service`` [+ ``method``]).
 
     ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
-    the earliest instant >= ``now`` at which the scope would be normal (docs/api.md "Status
-    object"); None when normal or while an override without expiry holds maintenance.
+    the earliest instant >= ``now`` at which the view would be normal; None when normal or
+    while an override without expiry holds maintenance.
 
     Raises:
         NotFound: unknown ``service`` or ``method``.
     """
-    scope = catalog.scope(service, method)
+    shown = catalog.components_in(service, method)
     live = [w for w in windows if not w.cancelled]
     if override is not None and not override.holds_at(now):
         override = None
-    down = _under_maintenance(catalog, live, override, now) & scope
+    down = _under_maintenance(catalog, live, override, now) & shown
 
     components: dict[str, dict[str, ComponentStatus]] = {}
     for s, m in catalog.components():
-        if (s, m) in scope:
+        if (s, m) in shown:
             components.setdefault(s, {})[m] = UNDER_MAINTENANCE if (s, m) in down else OPERATIONAL
 
     active = tuple(
         sorted(
-            (w for w in live if w.starts_at <= now < w.ends_at and w.touches(service, method)),
+            (
+                w
+                for w in live
+                if w.starts_at <= now < w.ends_at and touches(w.affected, service, method)
+            ),
             key=lambda w: (w.starts_at, w.id),
         )
     )
@@ -98,13 +103,13 @@ def compute_status(
             (
                 w
                 for w in live
-                if is_public(w, now) and now < w.starts_at and w.touches(service, method)
+                if is_public(w, now) and now < w.starts_at and touches(w.affected, service, method)
             ),
             key=lambda w: (w.starts_at, w.id),
         )
     )
     shown_override = (
-        override if override is not None and override.touches(service, method) else None
+        override if override is not None and touches(override.affected, service, method) else None
     )
 
     if not down:
@@ -115,7 +120,7 @@ def compute_status(
         if w.covers(catalog) & down:
             error_code = w.error_code
             break
-    until = _until(catalog, active + upcoming, override, now, scope)
+    until = _until(catalog, active + upcoming, override, now, shown)
     return StatusCore(
         "maintenance", until, error_code, components, active, upcoming, shown_override
     )
@@ -126,14 +131,14 @@ def _until(
     windows: tuple[Window, ...],
     override: Override | None,
     now: datetime,
-    scope: frozenset[tuple[str, str]],
+    shown: frozenset[tuple[str, str]],
 ) -> datetime | None:
-    """The first end-type boundary after ``now`` at which nothing in ``scope`` is down."""
+    """The first end-type boundary after ``now`` at which nothing in ``shown`` is down."""
     candidates = {w.ends_at for w in windows if w.ends_at > now}
     if override is not None and override.expires_at is not None and override.expires_at > now:
         candidates.add(override.expires_at)
     for t in sorted(candidates):
-        if not _under_maintenance(catalog, windows, override, t) & scope:
+        if not _under_maintenance(catalog, windows, override, t) & shown:
             return t
     return None
 
@@ -157,23 +162,13 @@ def boundaries_after(
 
 @dataclass(frozen=True)
 class Summary:
-    """What a time-driven classification needs of a status: window ids and the override."""
+    """What a time-driven classification needs of the stored status: window ids and the
+    override (read by :func:`broadcaster.codec.summary_of`)."""
 
     active: frozenset[str]
     upcoming: frozenset[str]
     override_expires_at: datetime | None
     has_override: bool
-
-    @classmethod
-    def of(cls, core: StatusCore) -> Summary:
-        """The summary of a computed status."""
-        ov = core.override
-        return cls(
-            frozenset(w.id for w in core.active),
-            frozenset(w.id for w in core.upcoming),
-            ov.expires_at if ov else None,
-            ov is not None,
-        )
 
 
 def time_driven_cause(
@@ -188,7 +183,7 @@ def time_driven_cause(
     A window starting wins over one ending at the same instant (one event per boundary,
     typed after the window that starts); then ended, announced, override expired. When the
     boundary lies more than ``grace_s`` seconds before ``now`` nobody published it in time
-    and the type is ``reconciled`` (docs/api.md "Event types").
+    and the type is ``reconciled`` (docs/operations.md "7. Event types").
     """
     new_active = {w.id for w in new.active}
     new_upcoming = {w.id for w in new.upcoming}

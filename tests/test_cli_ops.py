@@ -23,7 +23,7 @@ import pytest
 import typer
 
 from broadcaster.auth import Principal, Tokens, entry_line, new_token
-from broadcaster.cli_client import parse_duration
+from broadcaster.cli.client import parse_duration
 from tests.conftest import EXAMPLE, ROOT, free_port
 
 MAINTCAST = str(Path(sys.executable).parent / "maintcast")

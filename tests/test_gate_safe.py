@@ -244,7 +244,7 @@ async def test_any_error_while_deciding_is_unknown(store: Store) -> None:
     def broken(doc: Any, scope: Any) -> Any:
         raise RuntimeError("bug")
 
-    hub.scope_view = broken  # type: ignore[method-assign]
+    hub.view_of = broken  # type: ignore[method-assign]
     before = unknown_count("error")
     assert (await call(MaintenanceGate(ok_app, hub=hub, rules=[CARD]))).status == 200
     blocked = await call(MaintenanceGate(ok_app, hub=hub, rules=[CARD], when_unknown="block"))

@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
-from broadcaster.hub import Event, Hub
+from broadcaster.events import Event
+from broadcaster.hub import Hub
 from broadcaster.sse import ALL, FINAL, Stream
 from broadcaster.validation import parse_schedule
 from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
@@ -63,7 +64,7 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
     store = make_store(fake_redis, key_prefix)
     schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
     await store.import_schedule(schedule, clock.now())
-    hub = Hub(store, clock, queue_size=3)
+    hub = Hub(store, clock, client_queue=3)
     task = asyncio.create_task(hub.run())
     try:
         assert await hub.wait_ready(5)

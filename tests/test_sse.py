@@ -182,7 +182,7 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
     fake_redis: Any, key_prefix: str
 ) -> None:
     """Resuming at the current seq, a scoped stream knows the view its client holds, so a
-    change elsewhere is not sent (docs/api.md "SSE": scoped streams skip unchanged views)."""
+    change elsewhere is not sent (docs/api.md "Built": scoped streams skip unchanged views)."""
     from tests.test_hub import _clear_override, _set_override
 
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))

@@ -266,7 +266,7 @@ async def test_reimport_cancelled_is_cancelled(any_redis: Any, key_prefix: str) 
 
 
 async def test_import_publishes_a_due_start_first(any_redis: Any, key_prefix: str) -> None:
-    """docs/api.md "When is something published": the log never loses a maintenance.started."""
+    """ARCHITECTURE.md "The publish": the log never loses a maintenance.started."""
     store = await imported(any_redis, key_prefix, jst(2021, 8, 9, 0, 59))
 
     def retitle(w: dict[str, Any]) -> None:

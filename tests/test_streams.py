@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from broadcaster import codec, exiting, sse
-from broadcaster.hub import Event
+from broadcaster.events import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 from broadcaster.sse import ALL, FINAL, PING, Stream, Streams
 
@@ -18,7 +18,7 @@ def ev(seq: int, **doc: Any) -> Event:
     return Event({"seq": seq, "state": "normal", **doc})
 
 
-def no_scope(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+def no_scope(doc: codec.Doc, scope: codec.View) -> codec.Doc:
     return doc
 
 
@@ -93,7 +93,7 @@ async def test_a_suspended_send_is_finished_by_a_task_and_the_backlog_follows_in
 
 
 async def test_a_full_backlog_cuts_the_stream_and_counts_it() -> None:
-    streams, c = Streams(no_scope, backlog_limit=2), Client()
+    streams, c = Streams(no_scope, client_queue=2), Client()
     request = asyncio.create_task(asyncio.sleep(60))  # stands for the request's task
     s = await open_stream(streams, c, request)
     other = Client()
@@ -157,7 +157,7 @@ async def test_pings_go_to_idle_streams_only() -> None:
 
 
 async def test_a_scoped_stream_skips_events_that_leave_its_view_unchanged() -> None:
-    def scoper(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+    def scoper(doc: codec.Doc, scope: codec.View) -> codec.Doc:
         return {k: v for k, v in doc.items() if k != "other"}
 
     streams, c = Streams(scoper), Client()
@@ -193,7 +193,7 @@ def test_server_exit_is_seen_through_sse_starlette(monkeypatch: pytest.MonkeyPat
 async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
     calls = 0
 
-    def scoper(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+    def scoper(doc: codec.Doc, scope: codec.View) -> codec.Doc:
         return {k: v for k, v in doc.items() if k != "other"}
 
     streams = Streams(scoper)
@@ -221,7 +221,7 @@ async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
 
 async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
     resets: list[int] = []
-    streams, c = Streams(no_scope, backlog_limit=1), Client()
+    streams, c = Streams(no_scope, client_queue=1), Client()
     request = asyncio.create_task(asyncio.sleep(60))
     s = Stream(c.send, ALL, request, FakeConn(resets))
     streams.join(s)

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.auth import Tokens, entry_line, new_token
-from broadcaster.cli_base import (
+from broadcaster.cli.base import (
     ClockOption,
     ClockWallOption,
     SpeedOption,
@@ -39,7 +37,7 @@ from broadcaster.clock import Clock, RehearsalClock
 from broadcaster.onetime import Cleanup, hand_over
 from broadcaster.serving import configure, uvicorn_options
 from broadcaster.settings import Settings
-from broadcaster.store import Store, connect
+from broadcaster.store import RECONNECT_ERRORS, Store, connect
 
 LISTEN_BACKLOG = 4096
 """Pending connections the listening socket queues (uvicorn's default is 2048; Linux caps it
@@ -50,6 +48,27 @@ SHUTDOWN_GRACE_S = 5
 """After SIGTERM uvicorn waits at most this long for connections to close, then cancels
 what is left. Streams end within a second (the keepalive timer ends them; stuck ones are
 reset); this only bounds what nothing else would."""
+
+
+def run_server(app: Any, host: str, port: int, settings: Settings, **options: Any) -> None:
+    """``uvicorn.run(app, ...)`` until the server exits, with the listen backlog
+    (:data:`LISTEN_BACKLOG`), the shutdown grace (:data:`SHUTDOWN_GRACE_S`), the trusted
+    proxies and request-head limits of ``settings`` (:func:`~broadcaster.serving.uvicorn_options`)
+    and uvicorn's loggers going through ours (``log_config=None``: one format, JSON if
+    asked); ``options`` are further ``uvicorn.run`` arguments."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **uvicorn_options(settings),
+        **options,
+    )
 
 
 @app.command()
@@ -64,8 +83,6 @@ def serve(
     port: int = 8000,
 ) -> None:
     """API and worker in one process (embedded in-memory store without MAINTCAST_REDIS_URL)."""
-    import uvicorn
-
     from broadcaster.app import create_app
     from worker.scheduler import running_worker
 
@@ -116,17 +133,7 @@ def serve(
         demo=demo,
     )
     try:
-        # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
-        uvicorn.run(
-            web,
-            host=host,
-            port=port,
-            log_level="info",
-            log_config=None,
-            backlog=LISTEN_BACKLOG,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-            **uvicorn_options(settings),
-        )
+        run_server(web, host, port, settings)
     finally:
         asyncio.run(redis.aclose())
 
@@ -161,8 +168,6 @@ def api(
     clock_wall: ClockWallOption = None,
 ) -> None:
     """The API alone, on a shared Redis (MAINTCAST_REDIS_URL); also a standby publisher."""
-    import uvicorn
-
     settings = settings_or_fail()
     setup_logging(settings.log_format)
     if not settings.redis_url:
@@ -178,18 +183,14 @@ def api(
         os.environ["MAINTCAST_CLOCK"] = start.isoformat()
         os.environ["MAINTCAST_CLOCK_SPEED"] = repr(the_clock.speed)
         os.environ["MAINTCAST_CLOCK_WALL"] = repr(wall)
-    uvicorn.run(
+    run_server(
         "broadcaster.cli:api_factory",
+        host,
+        port,
+        settings,
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        log_level="info",
-        log_config=None,
         access_log=access_log,
-        backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        **uvicorn_options(settings),
     )
 
 
@@ -292,7 +293,7 @@ def windows_import(
         docs = asyncio.run(run())
     except ValueError as exc:
         fail(str(exc))
-    except (ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+    except RECONNECT_ERRORS as exc:
         fail(f"redis unreachable: {exc}")
     for d in docs:
         typer.echo(f"seq {d['seq']}: {d['cause']['type']} {d['cause']['window_id'] or ''}".rstrip())
