@@ -22,7 +22,7 @@ from broadcaster.domain import (
     Window,
 )
 from broadcaster.validation import Defaults, ScheduleError, build_window, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
 
 CAT = Catalog.model_validate(
     {
