@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SITE = ROOT / "deploy" / "nginx" / "maintcast.conf"
 

@@ -27,7 +27,7 @@ from broadcaster.auth import Tokens, entry_line, new_token
 from broadcaster.clock import RehearsalClock
 from broadcaster.store import Store
 from broadcaster.validation import parse_schedule
-from tests.conftest import (
+from tests.support import (
     ARTIFACTS,
     DEFAULTS,
     EXAMPLE,

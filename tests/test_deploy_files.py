@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from broadcaster.settings import Settings
-from tests.conftest import IN_CI, ROOT
 from tests.nginx_site import SITE, render_site
+from tests.support import IN_CI, ROOT
 
 DEPLOY = ROOT / "deploy"
 METRICS = (

@@ -29,7 +29,7 @@ from broadcaster.status import (
     time_driven_cause,
 )
 from broadcaster.validation import build_window, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
 
 MS = timedelta(milliseconds=1)
 US = timedelta(microseconds=1)

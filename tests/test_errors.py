@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,8 +25,14 @@ from broadcaster.domain import Conflict, InvalidInput, NotFound
 from broadcaster.errors import answer_for, http_error_of
 from broadcaster.limits import StreamCaps, TooManyStreams
 from broadcaster.store import RECONNECT_ERRORS, STORE_ERRORS
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, ROOT, jst, live_server, settings_for, start_redis
+from tests.support import (
+    ROOT,
+    import_example,
+    jst,
+    live_server,
+    settings_for,
+    start_redis,
+)
 
 ADDRESS = "10.9.8.7:6379"
 AD = "admin-token-9c1e"
@@ -196,10 +201,7 @@ async def test_real_redis_timeout_on_windows_is_503(key_prefix: str) -> None:
     client: aioredis.Redis = aioredis.Redis.from_url(server.url, socket_timeout=0.5)
     try:
         app = create_app(settings_for(server.url, key_prefix), redis=client, clock=None)
-        store = app.state.store
-        at = jst(2021, 8, 9, 0, 30)
-        schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=at)
-        await store.import_schedule(schedule, at)
+        await import_example(app.state.store, jst(2021, 8, 9, 0, 30))
         async with (
             live_server(app) as url,
             httpx.AsyncClient(base_url=url, timeout=5) as http,
@@ -224,8 +226,7 @@ async def test_real_redis_timeout_on_windows_is_503(key_prefix: str) -> None:
         assert str(server.port) not in ready.text
     finally:
         await client.aclose()
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 def test_the_gate_stands_alone() -> None:

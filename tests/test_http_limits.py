@@ -17,8 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import EXAMPLE, free_port
-from tests.procs import Proc, env_for, processes, run_cli
+from tests.support import EXAMPLE, Proc, env_for, eventually, free_port, processes, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +35,19 @@ def api(tmp_path: Path, redis_url: str, prefix: str, name: str, **env: str) -> I
     with processes() as procs:
         procs.append(Proc(name, ["api", "--port", str(port)], environment, tmp_path))
         with httpx.Client() as probe:
-            deadline = time.monotonic() + 20
-            while True:
+
+            def ready() -> bool:
                 assert procs[0].alive(), procs[0].tail()
-                with contextlib.suppress(httpx.HTTPError):
-                    if probe.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success:
-                        break
-                assert time.monotonic() < deadline, f"not ready\n{procs[0].tail()}"
-                time.sleep(0.1)
+                return probe.get(f"http://127.0.0.1:{port}/readyz", timeout=1).is_success
+
+            eventually(
+                ready,
+                "the api ready",
+                timeout=20,
+                interval=0.1,
+                ignoring=(httpx.HTTPError,),
+                detail=procs[0].tail,
+            )
         yield port
         assert procs[0].alive(), procs[0].tail()
 
@@ -117,15 +121,15 @@ def test_streams_per_client_address(tmp_path: Path, redis_url: str, key_prefix: 
                 assert f"at most {CAP}" in error["message"] and error["field"] is None
 
             opened.pop(0).close()  # the server notices the disconnect, and frees the place
-            deadline = time.monotonic() + 5
-            while True:
+
+            def reopened() -> socket.socket | None:
                 s, status, _ = open_stream(port)
                 if status == 200:
-                    opened.append(s)
-                    break
+                    return s
                 s.close()
-                assert time.monotonic() < deadline, "a closed stream kept its place"
-                time.sleep(0.05)
+                return None
+
+            opened.append(eventually(reopened, "a closed stream gives its place back"))
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             refused = next(
                 ln

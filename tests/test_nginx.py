@@ -31,14 +31,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +46,22 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import EXAMPLE, free_port, need, start_redis
 from tests.nginx_site import SITE, render_site, replace_region
-from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails, wait_ready
+from tests.support import (
+    EXAMPLE,
+    Proc,
+    env_for,
+    eventually,
+    eventually_async,
+    free_ports,
+    need,
+    processes,
+    run_cli,
+    start_redis,
+    tail_of,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -133,50 +145,31 @@ def running_nginx(site_text: str, log: Path) -> Iterator[str]:
     listen = re.search(r"listen 127\.0\.0\.1:(\d+);", site_text)
     assert listen, "the rendered site must listen on 127.0.0.1:<port>"
     port = int(listen.group(1))
-    with nginx_prefix(site_text) as prefix, log.open("wb") as out:
+    with nginx_prefix(site_text) as prefix:
         checked = nginx_t(prefix)
         assert checked.returncode == 0, f"nginx -t failed:\n{checked.stderr}"
-        proc = subprocess.Popen(
-            nginx_args(prefix), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        exe, *args = nginx_args(prefix)
+        proc = Proc(log.stem, args, None, log.parent, exe=exe)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                assert proc.poll() is None, f"nginx exited\n{tail_of(log)}"
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                assert time.monotonic() < deadline, f"nginx not listening\n{tail_of(log)}"
-                time.sleep(0.05)
+
+            def listening() -> bool:
+                assert proc.alive(), f"nginx exited\n{tail_of(log)}"
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+
+            eventually(
+                listening,
+                "nginx listening",
+                timeout=10,
+                ignoring=(OSError,),
+                detail=lambda: tail_of(log),
+            )
             yield f"http://127.0.0.1:{port}"
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            proc.stop(10)  # SIGTERM, nginx's fast shutdown: open streams are cut
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @dataclass
@@ -268,7 +261,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
         imported = await asyncio.to_thread(run_cli, ["windows", "import", str(EXAMPLE)], env, 60)
         assert imported.returncode == 0, imported.stdout + imported.stderr
 
-        api_port, nginx_port, control_port = distinct_ports(3)
+        api_port, nginx_port, control_port = free_ports(3)
         api = f"http://127.0.0.1:{api_port}"
         upstream = [f"127.0.0.1:{api_port}"]
         site = render_site(upstream, f"127.0.0.1:{nginx_port}", server_name=HOST)
@@ -307,8 +300,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
             for p in procs:
                 assert p.alive(), f"{p.name} died\n{p.tail()}"
     finally:
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 async def _check_routes(client: httpx.AsyncClient, api: str, proxy: str) -> None:
@@ -334,7 +326,10 @@ async def _check_streams(
         streaming(client, f"{proxy}/v1/stream") as via,
         streaming(client, f"{buffered}/v1/stream") as held,
     ):
-        await until(lambda: direct.events and via.events, 10, "the initial status")
+        # (the readers take the arrival instants: polling every 2 ms only ends the waits early)
+        await eventually_async(
+            lambda: direct.events and via.events, "the initial status", timeout=10, interval=0.002
+        )
         opened = time.perf_counter()
         assert via.response is not None and via.response.status_code == 200
         headers = via.response.headers
@@ -347,10 +342,11 @@ async def _check_streams(
         rows: list[tuple[int, float]] = []  # (seq, trigger instant)
         for i in range(TRIGGERS):
             seq, t0 = await ops_write(ops, api, i)
-            await until(
+            await eventually_async(
                 lambda s=seq: direct.arrival(s) and via.arrival(s),  # type: ignore[misc]
-                5,
                 f"seq {seq}, direct and through nginx\n{tails(procs)}",
+                timeout=5,
+                interval=0.002,
             )
             rows.append((seq, t0))
             await asyncio.sleep(0.1)
@@ -381,14 +377,18 @@ async def _check_streams(
         pings = [t for t in via.pings if t > quiet_from]
         assert len(pings) >= 2, f"{len(pings)} pings through nginx in 3 s at PING_S=1"
         seq, _ = await ops_write(ops, api, TRIGGERS)
-        await until(lambda: via.arrival(seq), 1, "the next event on the same stream")
+        await eventually_async(
+            lambda: via.arrival(seq), "the next event on the same stream", timeout=1, interval=0.002
+        )
         assert time.perf_counter() - opened > 3.0
         live = [(s, d["cause"]["type"]) for s, _, d in via.events[1:]]
 
     # 3. Last-Event-ID reaches the replica: the events after it are replayed
     first = rows[0][0]
     async with streaming(client, f"{proxy}/v1/stream", {"Last-Event-ID": str(first - 1)}) as r:
-        await until(lambda: len(r.events) >= len(live), 5, f"replay of {live}")
+        await eventually_async(
+            lambda: len(r.events) >= len(live), f"replay of {live}", timeout=5, interval=0.002
+        )
     assert r.types()[: len(live)] == live
     assert live[0] == (first, "override.set")
 
@@ -396,7 +396,7 @@ async def _check_streams(
 async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     """``serve --demo`` (the gate guards ``POST /demo/api/token``) behind the same file."""
     need_nginx()
-    serve_port, nginx_port = distinct_ports(2)
+    serve_port, nginx_port = free_ports(2)
     direct = f"http://127.0.0.1:{serve_port}"
     site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}", server_name=HOST)
     env = env_for(MAINTCAST_TOKENS=TOKENS)  # embedded store: serve needs no Redis
@@ -413,12 +413,11 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
                 r = await client.put(f"{proxy}/v1/override", headers=AUTH, json=body)
                 assert r.status_code == 200, r.text
 
-                deadline = time.monotonic() + 5
-                while True:
-                    via = await client.post(f"{proxy}/demo/api/token", json={})
-                    if via.status_code != 200 or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.05)
+                async def refused() -> httpx.Response | None:
+                    r = await client.post(f"{proxy}/demo/api/token", json={})
+                    return r if r.status_code != 200 else None
+
+                via = await eventually_async(refused, "the gate to refuse through nginx")
                 plain = await client.post(f"{direct}/demo/api/token", json={})
         assert procs[0].alive(), procs[0].tail()
 
@@ -478,7 +477,7 @@ def status_line(s: socket.socket) -> bytes:
 async def test_hosts_version_hsts_and_stream_limits(tmp_path: Path) -> None:
     need_nginx()
     need("openssl (apt-get install openssl)", shutil.which("openssl") is not None)
-    serve_port, plain_port, tls_port = distinct_ports(3)
+    serve_port, plain_port, tls_port = free_ports(3)
     cert, key = self_signed(tmp_path)
     site = render_site([f"127.0.0.1:{serve_port}"], server_name=HOST)
     site = replace_region(

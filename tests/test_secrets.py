@@ -14,7 +14,6 @@ import select
 import signal
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import pytest
 
 from broadcaster.auth import TokenConfigError, Tokens, entry_line
 from broadcaster.onetime import hand_over
-from tests.conftest import ROOT, free_port
-from tests.procs import MAINTCAST, env_for, run_cli
+from tests.support import MAINTCAST, ROOT, env_for, eventually, free_port, run_cli
 
 TOKEN = "mc_" + "t" * 43
 TOKEN_RE = re.compile(rb"MAINTCAST_TOKEN=(mc_[A-Za-z0-9_-]+)")
@@ -78,14 +76,12 @@ def serving(tmp_path: Path, stdout: int, port: int) -> Iterator[subprocess.Popen
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def up() -> bool:
             assert proc.poll() is None, "serve exited"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                    break
-            assert time.monotonic() < deadline, "serve not up within 20 s"
-            time.sleep(0.1)
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success
+
+        eventually(up, "serve up", timeout=20, interval=0.1, ignoring=(httpx.HTTPError,))
         yield proc
     finally:
         if proc.poll() is None:
@@ -135,12 +131,21 @@ def test_serve_on_a_terminal_prints_the_token(tmp_path: Path) -> None:
     got = b""
     try:
         with serving(tmp_path, slave, port):
-            deadline = time.monotonic() + 10
-            while (m := TOKEN_RE.search(got)) is None:
-                assert time.monotonic() < deadline, got.decode(errors="replace")
+
+            def token() -> bytes | None:
+                nonlocal got
                 if select.select([master], [], [], 0.2)[0]:
                     got += os.read(master, 65536)
-            assert token_works(port, m.group(1).decode())
+                m = TOKEN_RE.search(got)
+                return m.group(1) if m else None
+
+            printed = eventually(
+                token,
+                "the token on the terminal",
+                timeout=10,
+                detail=lambda: got.decode(errors="replace"),
+            )
+            assert token_works(port, printed.decode())
     finally:
         os.close(slave)
         os.close(master)

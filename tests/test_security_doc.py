@@ -9,8 +9,8 @@ import pytest
 
 from broadcaster.limits import RETRY_AFTER_S
 from broadcaster.settings import Settings
-from tests.conftest import ROOT
 from tests.nginx_site import SITE
+from tests.support import ROOT
 
 DOC = ROOT / "docs" / "security.md"
 LIMITS = {

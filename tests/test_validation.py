@@ -21,7 +21,7 @@ from broadcaster.domain import (
     Window,
 )
 from broadcaster.validation import Defaults, ScheduleError, build_window, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
 
 CHANNELS = ("link", "token_embedded", "token_modal", "api", "admin")
 
