@@ -7,10 +7,11 @@ Add it to any ASGI app of the platform in one line::
 
 or let :func:`gate_for_redis` build the hub from a Redis URL. The status is read from the
 hub's memory (one Redis subscription per process, kept live): no Redis call per request.
-During maintenance of a rule's view (its service [+ method]) a request gets HTTP 503 with
-``Retry-After`` (whole seconds to ``until``, RFC 9110 10.2.3, never below
-``retry_after_min_s``; omitted when ``until`` is null) and ``{"errorCode", "message",
-"until", "processed": false}`` — the request was not acted on. It is not
+During maintenance of a rule's view (its service [+ method]), and while it drains for a rule
+with ``on_drain=True``, a request gets HTTP 503 with ``Retry-After`` (whole seconds to
+``until``, RFC 9110 10.2.3, never below ``retry_after_min_s``; omitted when ``until`` is
+null) and ``{"errorCode", "message", "until", "latest_end", "processed": false}`` — the
+request was not acted on (the decision: :func:`broadcaster.refusal.refusal_for`). It is not
 ``BaseHTTPMiddleware``: that wraps every response and hides stream disconnects.
 
 The gate never answers 500 and never raises: rules naming a service, method or channel the
@@ -28,7 +29,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,89 +37,33 @@ from broadcaster import codec
 from broadcaster.aio import stop_task
 from broadcaster.bypass import Bypass
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import DEFAULT_MESSAGES, Catalog
+from broadcaster.domain import DEFAULT_MESSAGES
 from broadcaster.hub import Hub
 from broadcaster.metrics import GATE_UNKNOWN
+from broadcaster.refusal import (
+    Refusal,
+    Rule,
+    UnknownScope,
+    json_body,
+    refusal_for,
+    validate_rules,
+)
+
+__all__ = [
+    "MaintenanceGate",
+    "Refusal",
+    "Rule",
+    "UnknownScope",
+    "gate_for_redis",
+    "json_body",
+    "validate_rules",
+]
 
 log = logging.getLogger(__name__)
 
 UnknownReason = Literal["no_status", "scope_gone", "error"]
 LOG_EVERY_S = 60.0
 """The gate logs one line per reason at most this often (seconds), not one per request."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Guard requests whose path starts with ``path`` (and, if given, whose HTTP method is
-    in ``http_methods``) by the status of the view ``service`` [+ ``method``]; ``channel`` picks the
-    message (``api``, ``token_embedded``, ``token_modal``, ``link``, ``admin``)."""
-
-    path: str
-    service: str
-    method: str | None = None
-    channel: str = "api"
-    http_methods: tuple[str, ...] = ()
-
-    def matches(self, path: str, http_method: str) -> bool:
-        """Whether the rule guards this request."""
-        return path.startswith(self.path) and (
-            not self.http_methods or http_method in self.http_methods
-        )
-
-
-class UnknownScope(LookupError):
-    """Gate rules name a service, method or channel that does not exist; the message names
-    each such rule and lists the known names."""
-
-
-def validate_rules(rules: Iterable[Rule], catalog: Catalog) -> None:
-    """Check that every rule names a service (and method) of ``catalog`` and a known channel.
-
-    Pure. Raises:
-        UnknownScope: e.g. ``gate rule '/api/token': unknown service 'webcolect' (known:
-            atobarai, webcollect)``; several problems are joined with ``"; "``.
-    """
-    problems: list[str] = []
-    for rule in rules:
-        where = f"gate rule {rule.path!r}"
-        svc = catalog.services.get(rule.service)
-        if svc is None:
-            known = ", ".join(sorted(catalog.services)) or "none"
-            problems.append(f"{where}: unknown service {rule.service!r} (known: {known})")
-        elif rule.method is not None and rule.method not in svc.methods:
-            known = ", ".join(sorted(svc.methods)) or "none"
-            problems.append(
-                f"{where}: unknown method {rule.method!r} of service {rule.service!r} "
-                f"(known: {known})"
-            )
-        if rule.channel not in DEFAULT_MESSAGES:  # every channel has its built-in text
-            known = ", ".join(DEFAULT_MESSAGES)
-            problems.append(f"{where}: unknown channel {rule.channel!r} (known: {known})")
-    if problems:
-        raise UnknownScope("; ".join(problems))
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """What a guarded request is refused with; handed to a custom body renderer."""
-
-    error_code: str
-    message: str
-    until: str | None
-    retry_after_s: int | None
-    rule: Rule
-    lang: str
-
-
-def json_body(refusal: Refusal) -> tuple[bytes, str]:
-    """The default body: ``{"errorCode", "message", "until", "processed": false}``."""
-    doc = {
-        "errorCode": refusal.error_code,
-        "message": refusal.message,
-        "until": refusal.until,
-        "processed": False,
-    }
-    return codec.dumps(doc), "application/json"
 
 
 def _lang(scope: Scope) -> str:
@@ -244,20 +188,7 @@ class MaintenanceGate:
 
     def _decide(self, doc: codec.Doc, rule: Rule, lang: str) -> Refusal | None:
         """The refusal for ``rule`` given the status of its view, ``doc``."""
-        if doc["state"] != "maintenance":
-            return None
-        until = doc["until"]
-        retry = None
-        if until is not None:
-            left = (codec.parse_wire_instant(until) - self.clock.now()).total_seconds()
-            retry = max(self.retry_after_min_s, 1, math.ceil(left))
-        message = DEFAULT_MESSAGES[rule.channel].pick(lang)
-        for w in doc["active"]:
-            texts = w.get("messages", {}).get(rule.channel)
-            if texts:
-                message = texts.get(lang) or texts.get("ja") or texts.get("en") or message
-                break
-        return Refusal(doc["error_code"], message, until, retry, rule, lang)
+        return refusal_for(doc, rule, lang, self.clock.now(), self.retry_after_min_s)
 
     def _unknown(
         self,

@@ -99,7 +99,8 @@ def patch_window(
 
     A new start or end is a reschedule; a window in progress may move its end, not its
     start; an end at or before ``now`` ends it now (``ended_early``). Local times in the
-    patch use the window's zone after the patch.
+    patch use the window's zone after the patch. Without ``latest_end`` in the patch, the
+    reserve keeps its length (``latest_end`` moves with ``ends_at``).
 
     Raises:
         InvalidInput: a bad field (named), or ``id``/``status``/``history`` sent.
@@ -121,6 +122,9 @@ def patch_window(
         # rather than rejecting a field the patch never sent
         del base["announce_at"]
     merged = {**base, **{k: v for k, v in raw.items() if k != "reason"}}
+    keep_reserve = "latest_end" not in raw and old.latest_end is not None
+    if keep_reserve:
+        merged["latest_end"] = None  # re-derived below from the new end
     ends_early = False
     if state == "in_progress" and "ends_at" in raw:
         # "an end at or before now ends it now": judge the new end before build_window
@@ -133,6 +137,8 @@ def patch_window(
             ends_early = True
             merged["ends_at"] = now.isoformat()
     new = build_window(merged, catalog=catalog, defaults=defaults, now=now, previous=old)
+    if keep_reserve and old.latest_end is not None:
+        new = _keep_reserve(new, old.latest_end - old.ends_at, defaults.max_window_s)
     if state == "in_progress" and new.starts_at != old.starts_at:
         raise Conflict(
             "starts_at",
@@ -160,6 +166,24 @@ def patch_window(
         entry, kind = _entry("updated", now, actor, reason), "maintenance.updated"
     stored = new.model_copy(update={"history": (*old.history, entry)})
     return WindowChange(stored, Cause(kind, old.id, actor, reason))
+
+
+def _keep_reserve(new: Window, reserve: timedelta, max_window_s: int) -> Window:
+    """``new`` with its reserve as long as before (``latest_end - ends_at``): a patch that
+    moves the end and says nothing of ``latest_end`` moves the reserve with it.
+
+    Raises:
+        InvalidInput: the reserve would then pass ``max_window_s``.
+    """
+    latest = new.ends_at + reserve
+    if (latest - new.starts_at).total_seconds() > max_window_s:
+        raise InvalidInput(
+            "latest_end",
+            f"latest_end: keeping the reserve makes the window last up to "
+            f"{(latest - new.starts_at).total_seconds():.0f} s, longer than the maximum "
+            f"{max_window_s} s (MAINTCAST_MAX_WINDOW_S); send a latest_end",
+        )
+    return new.model_copy(update={"latest_end": latest})
 
 
 def cancel_window(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowChange:

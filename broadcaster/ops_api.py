@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from broadcaster import codec, ops
+from broadcaster import codec, ops, window_ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
 from broadcaster.domain import InvalidInput, NotFound, Window
@@ -168,6 +168,46 @@ async def cancel(window_id: str, request: Request, who: Principal = admin) -> Re
     return await write_window(
         request,
         lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name),
+    )
+
+
+@router.post("/v1/windows/{window_id}/extend")
+async def extend(window_id: str, request: Request, who: Principal = operator) -> Response:
+    """Move a window's end later (``ends_at`` or ``by_s``); past ``latest_end`` needs admin."""
+    raw = await json_body(request)
+    max_s = settings_of(request).max_window_s
+    return await write_window(
+        request,
+        lambda st, now: window_ops.extend_window(
+            existing(st, window_id),
+            raw,
+            now=now,
+            actor=who.name,
+            may_pass_reserve=who.may("admin"),
+            max_window_s=max_s,
+        ),
+    )
+
+
+@router.post("/v1/windows/{window_id}/end")
+async def end(window_id: str, request: Request, who: Principal = operator) -> Response:
+    """End a window in progress now."""
+    raw = await json_body(request, optional=True)
+    return await write_window(
+        request,
+        lambda st, now: window_ops.end_window(
+            existing(st, window_id), raw, now=now, actor=who.name
+        ),
+    )
+
+
+@router.post("/v1/windows/{window_id}/notes")
+async def note(window_id: str, request: Request, who: Principal = operator) -> Response:
+    """Post a note (``{"message": {"ja", "en"}}``) on a window; event ``maintenance.note``."""
+    raw = await json_body(request)
+    return await write_window(
+        request,
+        lambda st, now: window_ops.add_note(existing(st, window_id), raw, now=now, actor=who.name),
     )
 
 

@@ -240,6 +240,60 @@ def test_windows_reschedule_uses_the_windows_zone(server: Server) -> None:
 
 
 @pytest.mark.slow
+def test_windows_extend_note_and_end(server: Server) -> None:
+    """A window in progress (with a reserve and a drain, from the CLI) is noted, extended
+    within its reserve by an operator, refused past it, then ended; a second end is 409."""
+    out = ok(
+        server.cli(
+            "windows", "add",
+            "--id", "t-life",
+            "--title", "ライフサイクル",
+            "--starts-at", "2021-08-09T00:00",
+            "--ends-at", "2021-08-09T03:30",
+            "--latest-end", "2021-08-09T04:30",
+            "--drain", "10m",
+            "--timezone", "Asia/Tokyo",
+            "--affected", "atobarai=au_easy",
+            token=server.admin_token,
+        )
+    )  # fmt: skip
+    assert "(latest 2021-08-09T04:30:00+09:00) drain 600s" in out, out
+    op = server.operator_token
+    try:
+        out = ok(
+            server.cli(
+                "windows", "note", "t-life", "--ja", "順調です", "--en", "On track", token=op
+            )
+        )
+        assert "notes: 1" in out, out
+        out = ok(
+            server.cli(
+                "windows", "extend", "t-life", "--by", "30m", "--reason", "overrun", token=op
+            )
+        )
+        assert "→ 2021-08-09T04:00:00+09:00 (latest 2021-08-09T04:30:00+09:00)" in out, out
+        past = server.cli("windows", "extend", "t-life", "--ends-at", "2021-08-09T05:00", token=op)
+        one_line_error(past, "403", "latest_end", "admin")
+        one_line_error(server.cli("windows", "extend", "t-life", token=op), "--by or --ends-at")
+        one_line_error(server.cli("windows", "note", "t-life", token=op), "--ja")
+        w = server.get("/v1/windows/t-life").json()
+        assert [h["change"] for h in w["history"]] == ["extended"]
+        assert w["notes"][0]["message"] == {"ja": "順調です", "en": "On track"}
+        out = ok(server.cli("windows", "end", "t-life", "--reason", "done", token=op))
+        assert out.startswith("t-life  completed"), out
+        one_line_error(server.cli("windows", "end", "t-life", token=op), "409")
+        events = server.get("/v1/events?after=0&limit=1000").json()["events"]
+        assert [e["type"] for e in events if e["window_id"] == "t-life"] == [
+            "maintenance.scheduled",
+            "maintenance.note",
+            "maintenance.extended",
+            "maintenance.ended",
+        ]
+    finally:  # leave the shared server without this window in progress
+        server.cli("windows", "cancel", "t-life", token=server.admin_token)
+
+
+@pytest.mark.slow
 def test_override_set_and_clear(server: Server) -> None:
     try:
         out = ok(

@@ -42,7 +42,8 @@ def assert_refused(r: Reply, retry_after: int) -> None:
     assert r.headers["content-type"] == "application/json"
     assert r.headers["retry-after"] == str(retry_after)
     doc = r.json()
-    assert set(doc) == {"errorCode", "message", "until", "processed"}
+    assert set(doc) == {"errorCode", "message", "until", "latest_end", "processed"}
+    assert doc["latest_end"] is None  # the seed window has no reserve
     assert doc["errorCode"] == "Z010000000"
     assert doc["until"] == UNTIL
     assert doc["processed"] is False

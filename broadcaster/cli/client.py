@@ -100,7 +100,11 @@ def _or_fail(parse: Callable[[T], R], value: T) -> R:
 
 def _show_window(w: Any) -> None:
     title = w["title"].get("ja") or w["title"].get("en")
-    typer.echo(f"{w['id']}  {w['status']:<11}  {w['starts_at']} → {w['ends_at']}  {title}")
+    latest = f" (latest {w['latest_end']})" if w.get("latest_end") else ""
+    drain = f" drain {w['drain_s']}s" if w.get("drain_s") else ""
+    typer.echo(
+        f"{w['id']}  {w['status']:<11}  {w['starts_at']} → {w['ends_at']}{latest}{drain}  {title}"
+    )
 
 
 @windows_app.command("list")
@@ -159,6 +163,8 @@ def windows_add(
     ends_at: Annotated[str | None, Opt()] = None,
     timezone: Annotated[str | None, Opt(help="IANA zone, e.g. Asia/Tokyo.")] = None,
     affected: Annotated[list[str] | None, Opt(help="SERVICE=* or SERVICE=m1,m2; repeat.")] = None,
+    latest_end: Annotated[str | None, Opt(help="End of the reserve (>= --ends-at).")] = None,
+    drain: Annotated[str | None, Opt(help="Drain before the start, e.g. 10m.")] = None,
 ) -> None:
     """Schedule a window (admin role)."""
     import yaml
@@ -179,6 +185,8 @@ def windows_add(
                 "ends_at": ends_at,
                 "timezone": timezone,
                 "affected": _or_fail(parse_affected, affected),
+                "latest_end": latest_end,
+                "drain_s": None if drain is None else round(_or_fail(parse_duration, drain)),
             }.items()
             if v is not None
         }
@@ -219,6 +227,50 @@ def windows_cancel(
             settings_or_fail(), "POST", f"/v1/windows/{window_id}/cancel", body={"reason": reason}
         )
     )
+
+
+@windows_app.command("extend")
+def windows_extend(
+    window_id: str,
+    by: Annotated[str | None, Opt(help="Add this to the end, e.g. 30m.")] = None,
+    ends_at: Annotated[str | None, Opt(help="The new end (RFC 3339, or local time).")] = None,
+    reason: Annotated[str | None, Opt(help="Why (public text).")] = None,
+) -> None:
+    """Move a window's end later (operator role; past its latest_end, admin)."""
+    if (by is None) == (ends_at is None):
+        fail("give --by or --ends-at (one of them)")
+    body: dict[str, Any] = {"reason": reason} if reason is not None else {}
+    if by is not None:
+        body["by_s"] = _or_fail(parse_duration, by)
+    else:
+        body["ends_at"] = ends_at
+    _show_window(_call(settings_or_fail(), "POST", f"/v1/windows/{window_id}/extend", body=body))
+
+
+@windows_app.command("end")
+def windows_end(
+    window_id: str, reason: Annotated[str | None, Opt(help="Why (public text).")] = None
+) -> None:
+    """End a window in progress now (operator role)."""
+    body = {"reason": reason} if reason is not None else {}
+    _show_window(_call(settings_or_fail(), "POST", f"/v1/windows/{window_id}/end", body=body))
+
+
+@windows_app.command("note")
+def windows_note(
+    window_id: str,
+    ja: Annotated[str | None, Opt("--ja", help="The note in Japanese.")] = None,
+    en: Annotated[str | None, Opt("--en", help="The note in English.")] = None,
+) -> None:
+    """Post a note on a window, shown on the pages newest first (operator role)."""
+    message = {k: v for k, v in {"ja": ja, "en": en}.items() if v is not None}
+    if not message:
+        fail("give --ja and/or --en")
+    w = _call(
+        settings_or_fail(), "POST", f"/v1/windows/{window_id}/notes", body={"message": message}
+    )
+    _show_window(w)
+    typer.echo(f"notes: {len(w['notes'])}")
 
 
 @override_app.command("set")
