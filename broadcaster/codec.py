@@ -22,7 +22,7 @@ from broadcaster.domain import (
     Window,
     lifecycle,
 )
-from broadcaster.status import StatusCore, Summary, compute_status
+from broadcaster.status import StatusCore, Summary, compute_status, in_drain
 from broadcaster.timeparse import format_instant, parse_instant
 
 Doc = dict[str, Any]
@@ -229,15 +229,23 @@ def same_status(a: Doc, b: Doc) -> bool:
 
 
 def summary_of(doc: Doc) -> Summary:
-    """The window ids and override of a stored status object."""
+    """The window ids and override of a stored status object; the windows draining are
+    those of ``upcoming`` whose drain had begun at its ``as_of``."""
     ov = doc.get("override")
+    upcoming = doc.get("upcoming", [])
+    at = status_instant(doc) if any(w.get("drain_s") for w in upcoming) else None
     return Summary(
         frozenset(w["id"] for w in doc.get("active", [])),
-        frozenset(w["id"] for w in doc.get("upcoming", [])),
+        frozenset(w["id"] for w in upcoming),
         parse_instant(ov["expires_at"], field="expires_at", zone=None)
         if ov and ov.get("expires_at")
         else None,
         ov is not None,
+        frozenset(
+            w["id"]
+            for w in upcoming
+            if at is not None and w.get("drain_s") and in_drain(window_from_doc(w), at)
+        ),
     )
 
 
