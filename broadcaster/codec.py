@@ -6,6 +6,7 @@ Wire instants are RFC 3339 with an offset: a window's in its own zone, status-le
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -247,6 +248,23 @@ def summary_of(doc: Doc) -> Summary:
             if at is not None and w.get("drain_s") and in_drain(window_from_doc(w), at)
         ),
     )
+
+
+_HHMM = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})")
+
+
+def reserve_text(w: Doc, lang: str) -> str:
+    """「終了予定 03:30（最長 04:30）」 / "planned end 03:30 (at the latest 04:30)" for a
+    window with a ``latest_end`` (its date too when it falls on another day), else ``""``
+    (same as maintcast.js ``reserveText``): the one owner of this text (pages, banner,
+    iCal feed)."""
+    end, latest = _HHMM.match(w.get("ends_at") or ""), _HHMM.match(w.get("latest_end") or "")
+    if end is None or latest is None:
+        return ""
+    at = latest[2] if latest[1] == end[1] else f"{latest[1]} {latest[2]}"
+    if lang == "en":
+        return f"planned end {end[2]} (at the latest {at})"
+    return f"終了予定 {end[2]}（最長 {at}）"
 
 
 def parse_wire_instant(text: str) -> datetime:

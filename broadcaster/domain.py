@@ -241,6 +241,14 @@ class Window(BaseModel):
         """How many times the window was rescheduled (iCalendar SEQUENCE, RFC 5545 3.8.7.4)."""
         return sum(1 for h in self.history if h.change == "rescheduled")
 
+    def revisions(self) -> int:
+        """How many times the window's times moved: reschedules, extensions and early ends
+        (iCalendar SEQUENCE: a new DTSTART or DTEND is a significant revision, RFC 5545
+        3.8.7.4)."""
+        return sum(
+            1 for h in self.history if h.change in ("rescheduled", "extended", "ended_early")
+        )
+
 
 def lifecycle(window: Window, now: datetime) -> Lifecycle:
     """``scheduled`` -> ``in_progress`` (at ``starts_at``) -> ``completed`` (at ``ends_at``).

@@ -87,7 +87,9 @@ class MaintenanceGate:
     an unknown service, method or channel turns ``lifespan.startup.complete`` into
     ``lifespan.startup.failed`` with :func:`validate_rules`' message (uvicorn exits). With no
     catalog at start they are checked at the first request once one has arrived (an ERROR
-    line if wrong; the process keeps running).
+    line if wrong; the process keeps running). ``own_hub`` (as :func:`gate_for_redis` sets
+    it): the gate runs the hub with the app's lifespan and closes its Redis client at
+    shutdown.
     """
 
     def __init__(
@@ -275,6 +277,9 @@ class MaintenanceGate:
                 await self.hub.wait_ready(5.0)
             elif message["type"] == "lifespan.shutdown":
                 await stop_task(self._task, "gate hub")
+                # the hub's Redis client was made for this gate (gate_for_redis): close it,
+                # or its connections outlive the app (ResourceWarning at collection)
+                await self.hub.store.redis.aclose()
             return message
 
         return wrapped

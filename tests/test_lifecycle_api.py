@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from icalendar import Calendar
 
 from broadcaster.app import create_app
 from broadcaster.auth import Tokens, entry_line
@@ -269,3 +270,30 @@ async def test_extend_a_scheduled_window_before_it_starts(fake_redis: Any, key_p
         assert (st["state"], st["until"]) == ("maintenance", "2021-08-09T06:10:00+09:00")
         assert st["until"] is not None
         assert timedelta(minutes=5) == (datetime.fromisoformat(st["until"]) - c.clock.t)
+
+
+async def test_ical_feed_carries_the_reserve_and_counts_extensions(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    async with app_at(fake_redis, key_prefix, DURING) as c:
+
+        async def vevent() -> Any:
+            r = await c.client.get("/v1/windows.ics")
+            assert r.status_code == 200
+            (ev,) = [e for e in Calendar.from_ical(r.content).walk("VEVENT")]
+            assert str(ev["UID"]) == f"{WID}@maintcast"
+            return ev
+
+        ev = await vevent()
+        assert ev["X-MAINTCAST-LATEST-END"].dt == jst(2021, 8, 9, 7)
+        description = str(ev["DESCRIPTION"])
+        assert description.startswith(
+            "終了予定 06:00（最長 07:00） / planned end 06:00 (at the latest 07:00)"
+        ), description
+        sequence = int(ev["SEQUENCE"])
+        r = await c.post("extend", {"by_s": 600})
+        assert r.status_code == 200, r.text
+        ev = await vevent()
+        assert int(ev["SEQUENCE"]) == sequence + 1
+        assert ev.decoded("DTEND") == jst(2021, 8, 9, 6, 10)
+        assert str(ev["DESCRIPTION"]).startswith("終了予定 06:10（最長 07:00）")

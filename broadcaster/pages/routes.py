@@ -8,8 +8,10 @@ docs/api.md "Built" and a strict Content-Security-Policy (no inline script or st
 from __future__ import annotations
 
 import functools
+import math
 import re
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from broadcaster import codec
 from broadcaster.deps import hub_of, store_of
 from broadcaster.domain import DEFAULT_MESSAGES, is_public, lifecycle
+from broadcaster.refusal import draining_windows
 
 HERE = Path(__file__).parent
 CSP = (
@@ -38,12 +41,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "method": "決済方法",
         "state": "状態",
         "operational": "稼働中",
+        "draining": "まもなくメンテナンス",
         "under_maintenance": "メンテナンス中",
         "upcoming": "メンテナンス予定",
         "none": "予定はありません",
         "postponed": "延期",
         "moved": "変更",
         "ended_early": "早期終了",
+        "extended": "延長",
+        "notes": "お知らせ",
         "was": "変更前",
         "ical": "カレンダー (iCal) で購読",
         "when": "日時",
@@ -76,12 +82,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "method": "Payment method",
         "state": "State",
         "operational": "Operational",
+        "draining": "Maintenance soon",
         "under_maintenance": "Under maintenance",
         "upcoming": "Scheduled maintenance",
         "none": "Nothing scheduled",
         "postponed": "Postponed",
         "moved": "Changed",
         "ended_early": "Ended early",
+        "extended": "Extended",
+        "notes": "Updates",
         "was": "was",
         "ical": "Subscribe (iCal)",
         "when": "When",
@@ -120,6 +129,29 @@ def format_wire(instant: str | None, zone: str | None) -> str:
     return f"{m[1]} {m[2]} ({zone + ', ' if zone else ''}{m[3]})"
 
 
+def window_span(w: codec.Doc, lang: str) -> str:
+    """``start – end`` in the window's zone, then the reserve (:func:`reserve_text`)."""
+    z = w["timezone"]
+    text = f"{format_wire(w['starts_at'], z)} – {format_wire(w['ends_at'], z)}"
+    reserve = codec.reserve_text(w, lang)
+    return f"{text} {reserve}" if reserve else text
+
+
+def drain_text(doc: codec.Doc, lang: str, now: datetime | None = None) -> str:
+    """The countdown of a draining view: 「メンテナンス開始まで あとN分です。…」, N whole
+    minutes (rounded up, at least 1) from ``now`` (default: the status's ``as_of``) to the
+    draining window's start."""
+    draining = draining_windows(doc)
+    if not draining:
+        return ""
+    now = now or codec.status_instant(doc)
+    left = codec.parse_wire_instant(draining[0]["starts_at"]) - now
+    n = max(1, math.ceil(left.total_seconds() / 60))
+    if lang == "en":
+        return f"Maintenance starts in {n} min. Please complete your payment soon."
+    return f"メンテナンス開始まで あと{n}分です。お支払いはお早めにお済ませください。"
+
+
 def choose_lang(request: Request) -> str:
     """``?lang=ja|en``, else the first ``Accept-Language``, else ``ja``."""
     q = request.query_params.get("lang")
@@ -144,14 +176,16 @@ def channel_message(doc: codec.Doc, channel: str, lang: str) -> str:
     return DEFAULT_MESSAGES[channel].pick(lang)
 
 
-def banner_text(doc: codec.Doc, channel: str, lang: str) -> str:
-    """What the banner shows before the script takes over (same rules as maintcast.js)."""
+def banner_text(doc: codec.Doc, channel: str, lang: str, now: datetime | None = None) -> str:
+    """What the banner shows before the script takes over (same rules as maintcast.js);
+    ``now`` counts a drain down (default: the status's ``as_of``)."""
     if doc["state"] == "maintenance":
         return channel_message(doc, channel, lang)
+    if doc["state"] == "draining":
+        return drain_text(doc, lang, now)
     if doc.get("upcoming"):
         w = doc["upcoming"][0]
-        when = f"{format_wire(w['starts_at'], w['timezone'])} – "
-        when += format_wire(w["ends_at"], w["timezone"])
+        when = window_span(w, lang)
         return f"{TEXTS[lang]['scheduled_banner']}: {_pick(w['title'], lang)} — {when}"
     return ""
 
@@ -201,8 +235,7 @@ async def render(
     doc = (await hub.snapshot()).view((service, method), hub.view_of)[0]
 
     def span(w: codec.Doc) -> str:
-        z = w["timezone"]
-        return f"{format_wire(w['starts_at'], z)} – {format_wire(w['ends_at'], z)}"
+        return window_span(w, lang)
 
     html = (
         templates()
@@ -216,7 +249,7 @@ async def render(
             method=method,
             status=doc,
             catalog=hub.catalog,
-            banner=banner_text(doc, channel, lang),
+            banner=banner_text(doc, channel, lang, hub.clock.now()),
             text=lambda texts: _pick(texts, lang),
             fmt=format_wire,
             span=span,

@@ -2,10 +2,12 @@
  *
  *   const mc = Maintcast.connect({url, service, method, channel, lang, onChange});
  *   Maintcast.guardForm(form);   // blocks submit during maintenance with the channel's text
+ *   Maintcast.guardForm(form, mc, {blockOnDrain: true});   // ...and while it drains
  *
- * Keeps two DOM hooks live (docs/api.md "Built"): data-maintcast-state="normal|maintenance"
- * on <html>, and exactly one [data-maintcast-banner] element (created when absent, hidden
- * when there is nothing to show). All server text is set with textContent, never as HTML.
+ * Keeps two DOM hooks live (docs/api.md "Built"):
+ * data-maintcast-state="normal|draining|maintenance" on <html>, and exactly one
+ * [data-maintcast-banner] element (created when absent, hidden when there is nothing to
+ * show; while draining it counts the minutes down to the start). All server text is set with textContent, never as HTML.
  * Times are shown as written on the wire, i.e. in the window's own zone, with the zone
  * named, whatever the viewer's zone. No dependencies.
  */
@@ -19,6 +21,10 @@
       upcoming: "メンテナンス予定",
       ended: "メンテナンスは終了しました。",
       unknown: "状態を確認しています…",
+      drain: function (n) {
+        return "メンテナンス開始まで あと" + n + "分です。お支払いはお早めにお済ませください。";
+      },
+      reserve: function (end, latest) { return "終了予定 " + end + "（最長 " + latest + "）"; },
     },
     en: {
       now: "Maintenance in progress.",
@@ -26,6 +32,12 @@
       upcoming: "Scheduled maintenance",
       ended: "Maintenance has ended.",
       unknown: "Checking status…",
+      drain: function (n) {
+        return "Maintenance starts in " + n + " min. Please complete your payment soon.";
+      },
+      reserve: function (end, latest) {
+        return "planned end " + end + " (at the latest " + latest + ")";
+      },
     },
   };
   var DEFAULT_MESSAGES = {
@@ -50,6 +62,33 @@
     return m[1] + " " + m[2] + " (" + (zone ? zone + ", " : "") + m[3] + ")";
   }
 
+  var WIRE = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/;
+
+  /** 「終了予定 03:30（最長 04:30）」 / "planned end 03:30 (at the latest 04:30)" for a window
+   *  with a latest_end (its date too when on another day); "" without one. */
+  function reserveText(w, lang) {
+    var end = WIRE.exec((w && w.ends_at) || "");
+    var latest = WIRE.exec((w && w.latest_end) || "");
+    if (!end || !latest) return "";
+    var at = latest[1] === end[1] ? latest[2] : latest[1] + " " + latest[2];
+    return TEXT[pickLang(lang)].reserve(end[2], at);
+  }
+
+  /** "start – end" in the window's zone, then its reserve. */
+  function windowSpan(w, lang) {
+    var s = formatTime(w.starts_at, w.timezone) + " – " + formatTime(w.ends_at, w.timezone);
+    var r = reserveText(w, lang);
+    return r ? s + " " + r : s;
+  }
+
+  /** The windows of status.upcoming whose drain had begun at status.as_of. */
+  function drainingWindows(status) {
+    var at = Date.parse((status && status.as_of) || "");
+    return ((status && status.upcoming) || []).filter(function (w) {
+      return w.drain_s > 0 && Date.parse(w.starts_at) - w.drain_s * 1000 <= at;
+    });
+  }
+
   function text(texts, lang) {
     if (!texts) return "";
     return texts[lang] || texts.ja || texts.en || "";
@@ -57,6 +96,7 @@
 
   function messageFor(status, channel, lang) {
     var active = (status && status.active) || [];
+    if (status && status.state === "draining") active = drainingWindows(status);
     for (var i = 0; i < active.length; i++) {
       var msgs = active[i].messages || {};
       if (msgs[channel]) return text(msgs[channel], lang);
@@ -91,13 +131,35 @@
     return el;
   }
 
-  function renderBanner(el, status, channel, lang) {
+  /** Whole minutes (rounded up, at least 1) until `w` starts, on the server's clock: its
+   *  as_of plus the time since the status arrived (`receivedAt`, this browser's ms). */
+  function minutesUntil(w, status, receivedAt) {
+    var serverNow = Date.parse(status.as_of) + (Date.now() - receivedAt);
+    return Math.max(1, Math.ceil((Date.parse(w.starts_at) - serverNow) / 60000));
+  }
+
+  function renderBanner(el, status, channel, lang, receivedAt) {
     while (el.firstChild) el.removeChild(el.firstChild);
     if (!status) {
       el.hidden = true;
       return;
     }
     var t = TEXT[lang];
+    var draining = status.state === "draining" ? drainingWindows(status) : [];
+    if (draining.length) {
+      var d = draining[0];
+      var count = el.ownerDocument.createElement("strong");
+      count.className = "maintcast-countdown";
+      count.textContent = t.drain(minutesUntil(d, status, receivedAt || Date.now()));
+      el.appendChild(count);
+      var span = el.ownerDocument.createElement("span");
+      span.className = "maintcast-when";
+      span.textContent = " " + text(d.title, lang) + " — " + windowSpan(d, lang);
+      el.appendChild(span);
+      el.setAttribute("data-maintcast-kind", "draining");
+      el.hidden = false;
+      return;
+    }
     if (status.state === "maintenance") {
       var line = el.ownerDocument.createElement("strong");
       line.textContent = messageFor(status, channel, lang);
@@ -106,6 +168,9 @@
         var until = el.ownerDocument.createElement("span");
         until.className = "maintcast-until";
         until.textContent = " " + t.until + ": " + formatTime(status.until, zoneOfUntil(status));
+        var holding = (status.active || []).filter(function (w) { return w.ends_at === status.until; });
+        var reserve = holding.length ? reserveText(holding[0], lang) : "";
+        if (reserve) until.textContent += " " + reserve;
         el.appendChild(until);
       }
       el.setAttribute("data-maintcast-kind", "maintenance");
@@ -115,9 +180,7 @@
     var upcoming = status.upcoming || [];
     if (upcoming.length) {
       var w = upcoming[0];
-      el.textContent =
-        t.upcoming + ": " + text(w.title, lang) + " — " +
-        formatTime(w.starts_at, w.timezone) + " – " + formatTime(w.ends_at, w.timezone);
+      el.textContent = t.upcoming + ": " + text(w.title, lang) + " — " + windowSpan(w, lang);
       el.setAttribute("data-maintcast-kind", "upcoming");
       el.hidden = false;
       return;
@@ -156,12 +219,23 @@
     };
     var banner = opts.banner === false ? null : bannerElement(doc);
     var retryTimer = null;
+    var countdown = null;
 
     function apply(status) {
+      var receivedAt = Date.now();
       conn.status = status;
       conn.state = status.state;
       doc.documentElement.setAttribute("data-maintcast-state", status.state);
-      if (banner) renderBanner(banner, status, conn.channel, conn.lang);
+      clearInterval(countdown);
+      if (banner) {
+        renderBanner(banner, status, conn.channel, conn.lang, receivedAt);
+        if (status.state === "draining") {
+          // the minutes count down between events: re-render from the same status
+          countdown = setInterval(function () {
+            renderBanner(banner, status, conn.channel, conn.lang, receivedAt);
+          }, 1000);
+        }
+      }
       if (typeof opts.onChange === "function") {
         try {
           opts.onChange(status, conn);
@@ -199,6 +273,7 @@
     conn.close = function () {
       conn.closed = true;
       clearTimeout(retryTimer);
+      clearInterval(countdown);
       if (conn.source) conn.source.close();
     };
     current = conn;
@@ -207,8 +282,15 @@
   }
 
   /** Block `form` submits during maintenance, showing the channel's message inside the form
-   *  (in an element [data-maintcast-form-error], created when absent). */
-  function guardForm(form, conn) {
+   *  (in an element [data-maintcast-form-error], created when absent). While the view only
+   *  drains, submits go through (a payment under way may finish) unless
+   *  options.blockOnDrain. guardForm(form, {blockOnDrain: true}) uses the last connection. */
+  function guardForm(form, conn, options) {
+    if (conn && !options && !("state" in conn) && "blockOnDrain" in conn) {
+      options = conn;
+      conn = null;
+    }
+    var blockOnDrain = !!(options && options.blockOnDrain);
     form.addEventListener(
       "submit",
       function (ev) {
@@ -220,7 +302,7 @@
           box.setAttribute("role", "alert");
           form.insertBefore(box, form.firstChild);
         }
-        if (c && c.state === "maintenance") {
+        if (c && (c.state === "maintenance" || (blockOnDrain && c.state === "draining"))) {
           ev.preventDefault();
           ev.stopImmediatePropagation();
           box.textContent = messageFor(c.status, c.channel, c.lang);
@@ -238,6 +320,9 @@
     connect: connect,
     guardForm: guardForm,
     formatTime: formatTime,
+    reserveText: reserveText,
+    windowSpan: windowSpan,
+    drainingWindows: drainingWindows,
     messageFor: messageFor,
     text: text,
     TEXT: TEXT,

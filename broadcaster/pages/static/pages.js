@@ -11,11 +11,14 @@
   // Each message with its translations side by side: [ja, en].
   var TEXT = {
     operational: ["稼働中", "Operational"],
+    draining: ["まもなくメンテナンス", "Maintenance soon"],
     under_maintenance: ["メンテナンス中", "Under maintenance"],
     none: ["予定はありません", "Nothing scheduled"],
     postponed: ["延期", "Postponed"],
     moved: ["変更", "Changed"],
     endedEarly: ["早期終了", "Ended early"],
+    extended: ["延長", "Extended"],
+    notes: ["お知らせ", "Updates"],
     from: ["変更前", "was"],
     ended: ["メンテナンスは終了しました。", "Maintenance has ended."],
     scheduled: [
@@ -42,7 +45,7 @@
     while (node.firstChild) node.removeChild(node.firstChild);
   }
   function span(w) {
-    return fmt(w.starts_at, w.timezone) + " – " + fmt(w.ends_at, w.timezone);
+    return Maintcast.windowSpan(w, lang);
   }
 
   function renderComponents(status) {
@@ -68,8 +71,10 @@
       li.appendChild(el("strong", txt(w.title, lang)));
       li.appendChild(el("span", " " + span(w), "when"));
       (w.history || []).forEach(function (h) {
-        if ((h.change === "rescheduled" || h.change === "ended_early") && h.from) {
+        if ((h.change === "rescheduled" || h.change === "ended_early" ||
+             h.change === "extended") && h.from) {
           var label = h.change === "ended_early" ? L.endedEarly
+            : h.change === "extended" ? L.extended
             : (h.to && h.to.starts_at > h.from.starts_at ? L.postponed : L.moved);
           li.appendChild(
             el("div", label + " (" + L.from + " " + span({
@@ -78,6 +83,17 @@
           );
         }
       });
+      if (w.notes && w.notes.length) {  // newest first
+        var ul = el("ul", null, "notes");
+        ul.setAttribute("aria-label", L.notes);
+        w.notes.slice().reverse().forEach(function (n) {
+          var item = el("li");
+          item.appendChild(el("time", fmt(n.at, w.timezone)));
+          item.appendChild(document.createTextNode(" " + txt(n.message, lang)));
+          ul.appendChild(item);
+        });
+        li.appendChild(ul);
+      }
       list.appendChild(li);
     });
   }
@@ -107,7 +123,7 @@
     opts.onChange = function (status) {
       renderComponents(status);
       var key = JSON.stringify((status.active || []).concat(status.upcoming || []).map(function (w) {
-        return [w.id, w.starts_at, w.ends_at];
+        return [w.id, w.starts_at, w.ends_at, w.latest_end, (w.notes || []).length];
       }));
       if (key !== lastUpcoming) { lastUpcoming = key; loadWindows(wl, null, listed); }
     };
