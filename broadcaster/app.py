@@ -35,6 +35,8 @@ from broadcaster.pages import pages_router, static_files
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
 from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
+from broadcaster.subscriptions_api import notify_context
+from broadcaster.subscriptions_api import router as subscriptions_router
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,8 @@ def create_app(
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
     _errors(app)
     app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
+    app.state.notify = notify_context(store, clock, tokens, settings)
+    app.include_router(subscriptions_router)
     app.include_router(pages_router(store, hub, demo=demo))
     app.mount("/static", static_files(), name="static")
     if demo:

@@ -229,8 +229,10 @@ def scoped_doc(
     method: str | None,
     default_error_code: str,
     zone: str,
+    within: frozenset[tuple[str, str]] | None = None,
 ) -> Doc:
-    """The view of a full status object restricted to ``service`` [+ ``method``].
+    """The view of a full status object restricted to ``service`` [+ ``method``], or to the
+    components ``within`` (a subscription's scope; ``service``/``method`` are then None).
 
     Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
     its ``as_of``), so every process derives the same view (docs/api.md "Scope").
@@ -238,7 +240,7 @@ def scoped_doc(
     Raises:
         NotFound: unknown service or method.
     """
-    if service is None:
+    if service is None and within is None:
         catalog.scope(None, method)
         return doc
     now = status_instant(doc)
@@ -252,6 +254,7 @@ def scoped_doc(
         default_error_code=default_error_code,
         service=service,
         method=method,
+        within=within,
     )
     computed = core_doc(core, now, zone)
     return {

@@ -66,8 +66,12 @@ def compute_status(
     default_error_code: str,
     service: str | None = None,
     method: str | None = None,
+    within: frozenset[tuple[str, str]] | None = None,
 ) -> StatusCore:
     """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+
+    ``within`` (a set of components, e.g. a subscription's scope) restricts to those instead
+    of ``service``/``method``: windows and the override are shown when they cover one of them.
 
     ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
     the earliest instant >= ``now`` at which the scope would be normal (docs/api.md "Status
@@ -76,8 +80,14 @@ def compute_status(
     Raises:
         NotFound: unknown ``service`` or ``method``.
     """
-    scope = catalog.scope(service, method)
+    scope = within if within is not None else catalog.scope(service, method)
     live = [w for w in windows if not w.cancelled]
+
+    def shown(w: Window | Override) -> bool:  # in the view: names a component of it
+        if within is None:
+            return w.touches(service, method)
+        return bool(catalog.expand(w.affected) & within)
+
     if override is not None and not override.holds_at(now):
         override = None
     down = _under_maintenance(catalog, live, override, now) & scope
@@ -89,23 +99,17 @@ def compute_status(
 
     active = tuple(
         sorted(
-            (w for w in live if w.starts_at <= now < w.ends_at and w.touches(service, method)),
+            (w for w in live if w.starts_at <= now < w.ends_at and shown(w)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
     upcoming = tuple(
         sorted(
-            (
-                w
-                for w in live
-                if is_public(w, now) and now < w.starts_at and w.touches(service, method)
-            ),
+            (w for w in live if is_public(w, now) and now < w.starts_at and shown(w)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
-    shown_override = (
-        override if override is not None and override.touches(service, method) else None
-    )
+    shown_override = override if override is not None and shown(override) else None
 
     if not down:
         return StatusCore("normal", None, None, components, active, upcoming, shown_override)
