@@ -35,6 +35,7 @@ from broadcaster.cli_base import (
     worker_app,
 )
 from broadcaster.clock import Clock, RehearsalClock
+from broadcaster.notify.messages import DeliveryConfig
 from broadcaster.settings import Settings
 from broadcaster.store import Store, connect
 
@@ -100,8 +101,10 @@ def serve(
             f"(shown once, gone at exit):\n  MAINTCAST_TOKEN={token}"
         )
 
+    notify = DeliveryConfig.from_settings(settings)
+
     def worker(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
-        return running_worker(store, clk, heal=healer(settings, store, clk))
+        return running_worker(store, clk, heal=healer(settings, store, clk), notify=notify)
 
     web = create_app(
         settings,
@@ -137,7 +140,13 @@ def api_factory() -> Any:
     the_clock = clock_or_fail(settings, None, None)
 
     def standby(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
-        return running_worker(store, clk, role="standby", heal=healer(settings, store, clk))
+        return running_worker(
+            store,
+            clk,
+            role="standby",
+            heal=healer(settings, store, clk),
+            notify=DeliveryConfig.from_settings(settings),
+        )
 
     return create_app(settings, clock=the_clock, background=(standby,))
 
@@ -225,7 +234,12 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         try:
             store = store_for(settings, redis, the_clock)
-            async with running_worker(store, the_clock, heal=healer(settings, store, the_clock)):
+            async with running_worker(
+                store,
+                the_clock,
+                heal=healer(settings, store, the_clock),
+                notify=DeliveryConfig.from_settings(settings),
+            ):
                 log.info("worker running")
                 await stop.wait()
         finally:

@@ -15,7 +15,7 @@ from broadcaster.notify.messages import Message, body_of
 from broadcaster.notify.subscriptions import Secret, Subscription, new_secret
 from broadcaster.notify.webhook import WebhookSender, headers_for
 from tests.conftest import free_port, jst
-from tests.webhook_receiver import HANG, Receiver, serving
+from tests.notify_support import HANG, Receiver, serving
 
 KEY = new_secret()
 

@@ -30,7 +30,7 @@ DEFAULT_RETRY_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry (``MAINTCAST_WEBHOOK_RETRY_S``): 5 s, 5 min, 30 min, 2 h, 5 h,
 10 h, 10 h; after the last one a message is ``failed``."""
 State = Literal["pending", "delivered", "failed"]
-Result = Literal["delivered", "retry", "gone"]
+Result = Literal["delivered", "retry", "gone", "failed"]
 
 
 def parse_retry_s(text: str) -> tuple[float, ...]:
@@ -123,7 +123,8 @@ class Message(BaseModel):
 @dataclass(frozen=True)
 class Outcome:
     """What an endpoint did with one attempt: ``delivered`` (2xx), ``gone`` (410: disable
-    the subscription) or ``retry`` (anything else, a timeout, a refused connection)."""
+    the subscription), ``retry`` (anything else, a timeout, a refused connection) or
+    ``failed`` (no attempt can succeed, e.g. no sender for the kind: no retry)."""
 
     result: Result
     status_code: int | None = None

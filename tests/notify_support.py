@@ -1,6 +1,7 @@
-"""A real webhook endpoint for tests: an ASGI app served by uvicorn on a loopback port that
-verifies every request with ``standardwebhooks.Webhook(secret).verify`` and answers from a
-plan (status codes, or hanging past the sender's timeout)."""
+"""Notification test support: a real webhook endpoint (an ASGI app served by uvicorn on a
+loopback port that verifies every request with ``standardwebhooks.Webhook(secret).verify``
+and answers from a plan: status codes, or hanging past the sender's timeout), a seeded
+store, subscriptions, events (overrides) and bounded waits."""
 
 from __future__ import annotations
 
@@ -8,15 +9,28 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 import orjson
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import live_server
+from broadcaster import ops
+from broadcaster.clock import Clock
+from broadcaster.notify.messages import DeliveryConfig
+from broadcaster.notify.subscriptions import SubscriptionIn, new_subscription
+from broadcaster.store import Change, State, Store
+from broadcaster.store.notify import NotifyStore
+from broadcaster.validation import parse_schedule
+from tests.conftest import DEFAULTS, EXAMPLE, live_server, make_store
+from worker.scheduler import Role, running_worker
 
+FAST = DeliveryConfig(retry_s=(0.2, 0.2, 0.2), timeout_s=1.0, concurrency=8, user_agent="t/1")
+"""Deliveries with quick retries, for tests."""
+
+T = TypeVar("T")
 HANG = -1
 """A planned answer: do not answer until the test ends (the sender times out)."""
 
@@ -129,3 +143,81 @@ async def eventually(
     while not check():
         assert time.monotonic() < deadline, f"not within {within_s} s: {what}; {detail()}"
         await asyncio.sleep(0.02)
+
+
+async def poll(probe: Callable[[], Awaitable[T | None]], within_s: float, what: str) -> T:
+    """Await ``probe()`` until it returns something truthy (returned); fail naming ``what``
+    after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = await probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"not within {within_s} s: {what} (last: {found!r})"
+        await asyncio.sleep(0.02)
+
+
+async def seeded(redis: Any, prefix: str, clock: Clock) -> Store:
+    """A store over ``redis`` under ``prefix`` holding the example, imported now (seq 1)."""
+    store = make_store(redis, prefix)
+    text = EXAMPLE.read_text(encoding="utf-8")
+    now = clock.now()
+    await store.import_schedule(
+        parse_schedule(text, source="example", defaults=DEFAULTS, now=now), now
+    )
+    return store
+
+
+async def subscribe(store: Store, url: str, sub_id: str, now: datetime, **body: Any) -> str:
+    """Add a webhook subscription; returns its secret."""
+    secrets: list[str] = []
+
+    def make(seq: int, catalog: Any) -> Any:
+        sub, secret = new_subscription(
+            SubscriptionIn(id=sub_id, kind="webhook", url=url, **body),
+            catalog=catalog,
+            now=now,
+            seq=seq,
+            actor="test",
+            new_id=sub_id,
+            allow_http=False,
+        )
+        assert secret is not None
+        secrets.append(secret)
+        return sub
+
+    await NotifyStore.of(store).add_subscription(make)
+    return secrets[-1]
+
+
+async def override(
+    store: Store, clock: Clock, mode: str = "maintenance", affected: Any = None
+) -> int:
+    """Set an override now; returns its seq."""
+    now = clock.now()
+
+    def change(st: State) -> Change:
+        raw = {"mode": mode, "affected": affected, "reason": "incident 42"}
+        ov, cause = ops.set_override(raw, catalog=st.catalog, now=now, actor="ops", max_s=86400)
+        return Change(cause, override=ov, set_override=True)
+
+    return int((await store.apply(now, change))[-1]["seq"])
+
+
+async def clear(store: Store, clock: Clock) -> int:
+    """Clear the override now; returns the seq of its event."""
+    now = clock.now()
+
+    def change(st: State) -> Change:
+        return Change(ops.clear_override(st.override, {}, actor="ops"), set_override=True)
+
+    return int((await store.apply(now, change))[-1]["seq"])
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    store: Store, clock: Clock, config: DeliveryConfig = FAST, role: Role = "worker"
+) -> AsyncIterator[None]:
+    """A worker (or an API's standby) that delivers notifications, for the block."""
+    async with running_worker(store, clock, role=role, notify=config):
+        yield
