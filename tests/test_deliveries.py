@@ -11,9 +11,11 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 
 from broadcaster import ops
 from broadcaster.clock import RehearsalClock
+from broadcaster.metrics import REGISTRY
 from broadcaster.notify.messages import DeliveryConfig, Message, Outcome
 from broadcaster.notify.subscriptions import rotated
 from broadcaster.store import Change, State, Store
@@ -31,6 +33,7 @@ from tests.notify_support import (
     serving,
     subscribe,
 )
+from worker import deliveries
 
 WID = "webcollect-2021-08"
 CARDS = {"webcollect": ["credit_card"]}
@@ -301,3 +304,44 @@ async def test_a_stale_claim_changes_nothing(any_redis: Any, key_prefix: str) ->
         await notify.settle("acme", again[1], Outcome("delivered", 200), now, (1.0,)) == "delivered"
     )
     assert await notify.ready(now + 100, 10) == []
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_attempts_and_show_the_queue_and_the_lag(
+    real_redis: Any, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliveries, "GAUGE_S", 0.05)
+    clock = RehearsalClock(jst(2021, 6, 1, 10))
+    store = await seeded(real_redis, key_prefix, clock)
+    port = free_port()
+    rx = Receiver()
+    rx.plan("h", 500)
+    counted = ("delivered", "retry")
+    before = {r: sample("maintcast_notifications_total", kind="webhook", result=r) for r in counted}
+    lags = sample("maintcast_notification_lag_seconds_count")
+    rx.secrets["h"] = [await subscribe(store, f"http://127.0.0.1:{port}/h", "acme", clock.now())]
+    config = DeliveryConfig(retry_s=(0.2,) * 20, timeout_s=1.0, user_agent="t/1")
+    async with delivering(store, clock, config):
+        await override(store, clock)
+        await clear(store, clock)
+
+        async def queued() -> bool:
+            return sample("maintcast_notification_queue", kind="webhook") == 2
+
+        await poll(queued, 10, "two messages in the queue gauge")
+        async with serving(rx, port):
+            await eventually(lambda: len(rx.ok("h")) == 2, 10, "both delivered")
+
+            async def emptied() -> bool:
+                return sample("maintcast_notification_queue", kind="webhook") == 0
+
+            await poll(emptied, 10, "an empty queue gauge")
+    after = {r: sample("maintcast_notifications_total", kind="webhook", result=r) for r in counted}
+    assert after["delivered"] - before["delivered"] == 2
+    # refused attempts while down, and the one 500 once up
+    assert after["retry"] - before["retry"] >= 3
+    assert sample("maintcast_notification_lag_seconds_count") - lags == 2
+    assert sample("maintcast_notification_queue", kind="email") == 0

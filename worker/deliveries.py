@@ -22,6 +22,7 @@ from datetime import datetime
 
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
+from broadcaster.metrics import NOTIFICATION_LAG, NOTIFICATION_QUEUE, NOTIFICATIONS
 from broadcaster.notify.messages import DeliveryConfig, Message, Outcome, Sender
 from broadcaster.notify.subscriptions import Subscription
 from broadcaster.notify.webhook import WebhookSender
@@ -36,6 +37,9 @@ CLAIM_MARGIN_S = 5.0
 """Seconds a claimed message stays claimed beyond the attempt's timeout."""
 FAN_OUT_ROUNDS = 20
 """Fan-out transactions per round at most (each takes up to 50 events)."""
+GAUGE_S = 5.0
+"""Real seconds between reads of the queue sizes (``maintcast_notification_queue``)."""
+KINDS = ("webhook", "email")
 
 
 class Deliveries:
@@ -71,6 +75,7 @@ class Deliveries:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._gauged = 0.0
 
     def nudge(self) -> None:
         """Run the next round now (an event was published, an attempt finished)."""
@@ -94,6 +99,7 @@ class Deliveries:
         """Rounds forever (cancel to stop); a store error skips a round."""
         while True:
             try:
+                await self._gauge()
                 await self.round()
             except RECONNECT_ERRORS as exc:
                 log.debug("delivery round failed: %s", exc)
@@ -137,9 +143,12 @@ class Deliveries:
             if claimed is None:
                 return
             sub, msg = claimed
+            if msg.attempt == 1 and msg.origin_s is not None:
+                NOTIFICATION_LAG.observe(max(0.0, time.time() - msg.origin_s))
             outcome = await self._send(sub, msg)
             result = await self.store.settle(sub_id, msg, outcome, time.time(), self.config.retry_s)
             if result is not None:
+                NOTIFICATIONS.labels(sub.kind, result).inc()
                 (log.info if result == "delivered" else log.warning)(
                     "notification %s to %s (attempt %d): %s%s",
                     msg.id,
@@ -167,3 +176,14 @@ class Deliveries:
         except Exception as exc:  # a sender's bug is a failed attempt, retried
             log.exception("sender %s raised", sub.kind)
             return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _gauge(self) -> None:
+        """Refresh ``maintcast_notification_queue`` (pending messages by kind) every
+        :data:`GAUGE_S` seconds, leading or not, so every process's ``/metrics`` shows it."""
+        now_s = time.time()
+        if now_s - self._gauged < GAUGE_S:
+            return
+        self._gauged = now_s
+        sizes = await self.store.queue_sizes()
+        for kind in {*KINDS, *sizes}:
+            NOTIFICATION_QUEUE.labels(kind).set(sizes.get(kind, 0))
