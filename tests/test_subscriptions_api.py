@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from standardwebhooks import Webhook
 
 from broadcaster.app import create_app
@@ -21,7 +24,7 @@ from broadcaster.notify.subscriptions import ROTATION_OVERLAP_S
 from broadcaster.store import Store
 from broadcaster.store.notify import NotifyStore
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, jst, settings_for
+from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, free_port, jst, settings_for
 
 OP, AD = "op-token-1", "admin-token-1"
 TOKENS = entry_line("ops", "operator", OP) + "," + entry_line("boss", "admin", AD)
@@ -309,3 +312,26 @@ async def test_openapi_describes_the_routes(fake_redis: Any, key_prefix: str) ->
     assert "secret" in schemas["SubscriptionWithSecret"]["properties"]
     assert "secret" not in schemas["SubscriptionOut"]["properties"]
     assert {"message_id", "state", "next_at"} <= set(schemas["DeliveryOut"]["properties"])
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+async def test_a_store_outage_is_503_on_every_route(
+    key_prefix: str, method: str, path: str, body: Any
+) -> None:
+    port = free_port()  # nothing listens there
+    redis = aioredis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
+    app = create_app(
+        settings_for(None, key_prefix),
+        redis=redis,
+        clock=FixedClock(jst(2021, 6, 1, 10)),
+        tokens=Tokens.parse(TOKENS),
+    )
+    try:
+        transport = httpx.ASGITransport(app=app)  # no lifespan: the hub never connects
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.request(method, path, json=body, headers=ADMIN)
+    finally:
+        await redis.aclose()
+    err = error_of(r, 503)
+    assert err["code"] == "store_unavailable" and err["message"] == "store unavailable"
+    assert str(port) not in r.text
