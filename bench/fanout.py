@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import math
@@ -51,8 +52,6 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the processes and Redis the tests use too
+from tests.support import MAINTCAST, Proc, RedisServer, free_port, poll_until  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 SEQ_RE = re.compile(rb'"seq":\s*(\d+)')
@@ -81,21 +85,6 @@ def raise_nofile() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
     return soft
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def http_ok(port: int, path: str) -> bool:
@@ -167,7 +156,7 @@ class _Stats:
     __slots__ = ("arrivals", "failed", "lost", "ready")
 
     def __init__(self) -> None:
-        self.arrivals: dict[int, array] = {}
+        self.arrivals: dict[int, array[float]] = {}
         self.ready = 0
         self.failed = 0
         self.lost = 0
@@ -279,7 +268,7 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
                 try:
                     _, sub = await asyncio.wait_for(
                         loop.create_connection(
-                            lambda started=started: _Sub(st, req, started, last),
+                            functools.partial(_Sub, st, req, started, last),
                             "127.0.0.1",
                             port,
                         ),
@@ -527,92 +516,25 @@ def build_sseload() -> Path:
 # -- servers under test ---------------------------------------------------------------------
 
 
-class Proc:
-    """A process group the bench started; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        with open(log, "wb") as out:
-            self.p = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-                preexec_fn=raise_nofile,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
-
-    def alive(self) -> bool:
-        return self.p.poll() is None
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.p.pid, signal.SIGKILL)  # leftovers of the group
-
-    def tail(self, n: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        return ""
-
-
 class Redis:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.proc = Proc(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                "20000",
-                "--dir",
-                str(tmp),
-            ],
-            tmp / "redis.log",
-        )
-        if not wait_until(self._ping, 10):
-            raise RuntimeError("redis-server did not start:\n" + self.proc.tail())
-        import redis
+    """The bench's private redis-server (``--save '' --appendonly no``, room for 20,000
+    clients: the naive baseline opens one per subscriber) and a client of it."""
 
-        self.client = redis.Redis(port=self.port)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    def __init__(self, tmp: Path) -> None:
+        self.server = RedisServer(tmp / "redis", args=["--maxclients", "20000"])
+        self.server.start()
+        self.url = self.server.url
+        self.pid = self.server.proc.pid
+        self.client = redis.Redis(port=self.server.port)
 
     def commands(self) -> int:
         """Redis's ``total_commands_processed`` (this INFO call included)."""
         return int(self.client.info("stats")["total_commands_processed"])
 
-    def _ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()
-        self.proc.stop()
+        self.server.kill()
 
 
 @dataclass
@@ -634,7 +556,7 @@ class Server:
         if closer:
             with contextlib.suppress(Exception):
                 closer()
-        self.proc.stop()
+        self.proc.stop(10)
 
 
 def _server_env(tmp: Path, name: str, extra: dict[str, str]) -> dict[str, str]:
@@ -695,19 +617,15 @@ def start_maintcast(
             "MAINTCAST_CLIENT_QUEUE": "64",
         },
     )
-    exe = shutil.which("maintcast", path=str(VENV_BIN)) or "maintcast"
-    proc = Proc(
-        [exe, "api", "--port", str(port), "--workers", str(workers), *api_args],
-        tmp / f"{name}.log",
-        env,
-    )
+    args = ["api", "--port", str(port), "--workers", str(workers), *api_args]
+    proc = Proc(name, args, env, tmp, exe=MAINTCAST, preexec_fn=raise_nofile)
     if (
-        not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30)
+        not poll_until(lambda: http_ok(port, "/healthz") or not proc.alive(), timeout=30)
         or not proc.alive()
     ):
-        proc.stop()
+        proc.stop(10)
         raise RuntimeError(f"{name} did not start:\n" + proc.tail())
-    wait_until(lambda: http_ok(port, "/readyz"), 10)
+    poll_until(lambda: http_ok(port, "/readyz"), timeout=10)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -734,16 +652,13 @@ def start_naive(tmp: Path, redis: Redis, payloads: Payloads) -> Server:
     seq0 = 1_000_000
     redis.client.set("naive:status", payloads.for_seq(1, seq0))
     env = _server_env(tmp, "naive", {})
-    proc = Proc(
-        [sys.executable, str(BENCH / "naive_server.py"), "--port", str(port), "--redis", redis.url],
-        tmp / "naive.log",
-        env,
-    )
+    args = [str(BENCH / "naive_server.py"), "--port", str(port), "--redis", redis.url]
+    proc = Proc("naive", args, env, tmp, exe=sys.executable, preexec_fn=raise_nofile)
     if (
-        not wait_until(lambda: http_ok(port, "/healthz") or not proc.alive(), 30)
+        not poll_until(lambda: http_ok(port, "/healthz") or not proc.alive(), timeout=30)
         or not proc.alive()
     ):
-        proc.stop()
+        proc.stop(10)
         raise RuntimeError("naive server did not start:\n" + proc.tail())
 
     def trigger(k: int) -> int:
@@ -821,9 +736,8 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
     )
     if test.returncode != 0:
         raise SkipServer("nginx -t failed: " + (test.stderr or test.stdout).strip()[-300:])
-    proc = Proc(
-        [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")], tmp / "nginx.log"
-    )
+    args = ["-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")]
+    proc = Proc("nginx", args, None, tmp, exe=nginx, preexec_fn=raise_nofile)
     conn_box: list[http.client.HTTPConnection] = []
 
     def publish(body: bytes) -> None:
@@ -845,8 +759,8 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
         except OSError:
             return False
 
-    if not wait_until(lambda: up() or not proc.alive(), 15) or not proc.alive():
-        proc.stop()
+    if not poll_until(lambda: up() or not proc.alive(), timeout=15) or not proc.alive():
+        proc.stop(10)
         raise SkipServer("nginx with nchan did not start: " + proc.tail(5))
     seq0 = 2_000_000
     publish(payloads.for_seq(1, seq0))  # the "initial status" (nchan_subscriber_first_message)
@@ -856,16 +770,12 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
         publish(payloads.for_seq(k, seq))
         return seq
 
+    def close() -> None:
+        for c in conn_box:
+            c.close()
+
     name = "nchan" if workers == 1 else f"nchan-w{workers}"
-    return Server(
-        name,
-        port,
-        "/sub",
-        proc,
-        trigger,
-        python=False,
-        extra={"close": lambda: [c.close() for c in conn_box]},
-    )
+    return Server(name, port, "/sub", proc, trigger, python=False, extra={"close": close})
 
 
 class SkipServer(Exception):
@@ -891,7 +801,7 @@ def run_trial(
     pids = tree_pids(srv.proc.pid)
     time.sleep(0.5)
     rss0 = rss_kb(pids)
-    redis_rss0 = rss_kb([redis.proc.pid])
+    redis_rss0 = rss_kb([redis.pid])
     fleet_class = CLoadFleet if args.client == "c" else LoadFleet
     fleet = fleet_class(srv.port, srv.path, n, args.per_proc, args.concurrency)
     try:
@@ -902,12 +812,12 @@ def run_trial(
         time.sleep(1.0)  # let the server settle (and allocate) after the burst
         pids = tree_pids(srv.proc.pid)
         rss1 = rss_kb(pids)
-        redis_rss1 = rss_kb([redis.proc.pid])
+        redis_rss1 = rss_kb([redis.pid])
         profiler = None
         if args.profile and srv.python:
             profiler = start_profiler(srv, args, tmp)
         load_pids = [p.pid for p in fleet.procs if p.pid is not None]
-        cpu0, rcpu0, lcpu0 = cpu_s(pids), cpu_s([redis.proc.pid]), cpu_s(load_pids)
+        cpu0, rcpu0, lcpu0 = cpu_s(pids), cpu_s([redis.pid]), cpu_s(load_pids)
         sys0 = cpu_s(pids, kernel_only=True)
         triggers: dict[int, float] = {}
         t_start = time.time()
@@ -922,7 +832,7 @@ def run_trial(
             if fleet.progress().get(last, 0) >= ready:
                 break
             time.sleep(0.2)
-        cpu1, rcpu1, lcpu1 = cpu_s(pids), cpu_s([redis.proc.pid]), cpu_s(load_pids)
+        cpu1, rcpu1, lcpu1 = cpu_s(pids), cpu_s([redis.pid]), cpu_s(load_pids)
         sys1 = cpu_s(pids, kernel_only=True)
         t_end = time.time()
         arrivals, lost = fleet.collect()
@@ -1032,8 +942,7 @@ def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | N
     out = Path(args.profile)
     out.mkdir(parents=True, exist_ok=True)
     duration = int(args.changes * args.spacing + 3)
-    cmd = [
-        spy,
+    spy_args = [
         "record",
         "--pid",
         str(srv.proc.pid),
@@ -1048,16 +957,16 @@ def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | N
         "-o",
         str(out / f"{srv.name}-{args.subscribers}.{args.profile_format}"),
     ]
-    p = Proc(cmd, tmp / f"py-spy-{srv.name}.log")
+    p = Proc(f"py-spy-{srv.name}", spy_args, None, tmp, exe=spy, preexec_fn=raise_nofile)
     time.sleep(1.5)  # attach
     return p
 
 
 def stop_profiler(p: Proc) -> None:
     try:
-        p.p.wait(30)
+        p.proc.wait(30)
     except subprocess.TimeoutExpired:
-        p.stop()
+        p.stop(10)
 
 
 # -- the run --------------------------------------------------------------------------------

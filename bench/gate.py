@@ -7,7 +7,7 @@ server, no sockets — alone and behind ``MaintenanceGate``, with the seed notic
 
 - ``bare``: the inner app alone;
 - ``gated, unguarded path``: a path no rule matches;
-- ``gated, operational``: a guarded path before 01:00 (the scope is operational: passes);
+- ``gated, operational``: a guarded path before 01:00 (the rule's view is operational: passes);
 - ``gated, maintenance``: a guarded path at 01:00 (the 503 with ``errorCode`` is rendered
   in place of the inner app).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -30,12 +31,12 @@ def make_app(redis_url: str) -> Starlette:
 
     async def stream(request: Request) -> EventSourceResponse:
         async def events() -> AsyncIterator[dict[str, object]]:
-            pubsub = r.pubsub()  # one Redis connection per subscriber
+            pubsub: Any = r.pubsub()  # one Redis connection per subscriber
             try:
                 await pubsub.subscribe(CHANNEL)
                 current = await r.get(KEY)
                 if current is not None:
-                    text = current.decode()
+                    text = current.decode() if isinstance(current, bytes) else current
                     yield {"id": str(json.loads(text)["seq"]), "event": "status", "data": text}
                 async for msg in pubsub.listen():
                     if msg["type"] != "message":

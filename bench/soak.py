@@ -78,8 +78,9 @@ Run (from the repository root, in the venv)::
 
     python bench/soak.py                                  # seed 1, 380 windows, ~8 min
     python bench/soak.py --seed 7 --json /tmp/soak.json
-    python bench/soak.py --windows 60 --leader-kills 1 --other-kills 0 --redis-freezes 0 \
-        --api-kills 0                                     # a ~2-minute smoke run
+    python bench/soak.py --windows 80 --spacing 8 --leader-kills 1 --other-kills 0 \
+        --redis-kills 1 --redis-freezes 0 --api-kills 1 --workers-kill-all 0 \
+        --leader-freezes 0 --redis-flushes 1              # a ~2-minute smoke run, 4 faults
     python bench/soak.py --sentinel                       # failovers instead of Redis kills
     python bench/soak.py --windows 100 --leader-kills 0 --other-kills 0 --redis-kills 0 \
         --redis-freezes 0 --api-kills 0 --workers-kill-all 1 --leader-freezes 1 \
@@ -94,17 +95,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
-import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,7 +114,6 @@ import httpx
 import orjson
 import redis
 import yaml
-from httpx_sse import aconnect_sse
 
 from broadcaster import codec
 from broadcaster.domain import Catalog
@@ -122,10 +121,19 @@ from broadcaster.status import boundaries_after, compute_status
 from worker.scheduler import KEEPALIVE_S, LEADER_TTL_S
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.sentinels: the same Sentinel set as tests/test_sentinel.py
+sys.path.insert(0, str(ROOT))  # tests/: the processes, Redis and Sentinel set the tests use too
 from tests.sentinels import SentinelSet  # noqa: E402
+from tests.support import (  # noqa: E402
+    Client,
+    Proc,
+    RedisServer,
+    env_for,
+    free_port,
+    poll_until_async,
+    run_cli,
+    wait_ready,
+)
 
-MAINTCAST = str(Path(sys.executable).parent / "maintcast")
 TICK = timedelta(minutes=5)
 """The schedule's grid: every instant is T0 + n ticks."""
 ZONE = "Asia/Tokyo"
@@ -270,91 +278,27 @@ def ground_truth(
 # -- processes -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server (AOF on) that the soak kills, stops and restarts."""
+class SingleBackend:
+    """One private redis-server (AOF on) that the soak kills, freezes and restarts on the
+    same port and directory; ``url`` and ``data_url`` are the same."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir / "redis"
-        self.dir.mkdir()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stopped = False
-        self.starts = 0
+        self.server = RedisServer(workdir / "redis", appendonly=True)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.server.url
 
     @property
     def data_url(self) -> str:
         """Where the data is now (the soak's own reads)."""
-        return self.url
+        return self.server.url
 
-    def start(self, timeout: float = 20) -> None:
-        self.starts += 1
-        log = (self.dir / f"redis.{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.dir),
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "notice",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
-                time.sleep(0.05)
-        finally:
-            client.close()
+    def start(self) -> None:
+        self.server.start(timeout=20)  # an AOF to reload
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            if self.stopped:
-                os.kill(self.proc.pid, signal.SIGCONT)
-                self.stopped = False
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop_signal(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-        self.stopped = True
-
-    def cont_signal(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.stopped = False
+        self.server.kill()
 
 
 class SentinelBackend:
@@ -379,67 +323,7 @@ class SentinelBackend:
         self.set.stop()
 
 
-class Proc:
-    """A ``maintcast`` subprocess; output in ``<workdir>/<name>.<n>.log``."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name, self.args, self.env, self.workdir = name, args, env, workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-        self.frozen = False
-
-    def start(self) -> None:
-        self.runs += 1
-        self.frozen = False
-        log = (self.workdir / f"{self.name}.{self.runs}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [MAINTCAST, *self.args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.frozen = False
-
-    def freeze(self) -> None:
-        """SIGSTOP (a GC pause, a VM freeze): the process holds its sockets and does nothing."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-        self.frozen = True
-
-    def thaw(self) -> None:
-        if self.proc is not None and self.frozen and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-        self.frozen = False
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.thaw()  # a stopped process would not see SIGTERM
-        self.proc.terminate()
-        try:
-            self.proc.wait(8)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def env_for(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTCAST_")}
-    env.update(extra)
-    return env
+Backend = SingleBackend | SentinelBackend
 
 
 # -- the client and the poller -------------------------------------------------------------
@@ -447,6 +331,8 @@ def env_for(**extra: str) -> dict[str, str]:
 
 @dataclass
 class Seen:
+    """One status the client received: when (Unix seconds), on which connection, and what."""
+
     t: float
     conn: int
     seq: int
@@ -458,49 +344,26 @@ class Seen:
     components: dict[str, dict[str, str]]
 
 
-@dataclass
-class Client:
-    """An SSE client that records every status and reconnects with ``Last-Event-ID``."""
+def seen_by(client: Client) -> list[Seen]:
+    """What ``client`` recorded, in arrival order."""
+    return [
+        Seen(
+            t,
+            conn,
+            d["seq"],
+            d["as_of"],
+            (d.get("cause") or {}).get("type"),
+            d["state"],
+            bool(d.get("stale")),
+            status_key(d),
+            d["components"],
+        )
+        for d, t, conn in zip(client.seen, client.arrived, client.connection_of, strict=True)
+    ]
 
-    base: str
-    seen: list[Seen] = field(default_factory=list)
-    connections: int = 0
-    errors: list[str] = field(default_factory=list)
-    max_connections: int = 500
 
-    async def run(self, until: float) -> None:
-        last_id: str | None = None
-        timeout = httpx.Timeout(5, read=None)
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            while time.time() < until and self.connections < self.max_connections:
-                headers = {"Last-Event-ID": last_id} if last_id is not None else {}
-                try:
-                    async with aconnect_sse(
-                        http, "GET", f"{self.base}/v1/stream", headers=headers
-                    ) as source:
-                        self.connections += 1
-                        async for ev in source.aiter_sse():
-                            if not ev.data:
-                                continue
-                            d = orjson.loads(ev.data)
-                            self.seen.append(
-                                Seen(
-                                    time.time(),
-                                    self.connections,
-                                    d["seq"],
-                                    d["as_of"],
-                                    (d.get("cause") or {}).get("type"),
-                                    d["state"],
-                                    bool(d.get("stale")),
-                                    status_key(d),
-                                    d["components"],
-                                )
-                            )
-                            if ev.id:
-                                last_id = ev.id
-                except (httpx.HTTPError, OSError) as exc:
-                    self.errors.append(f"{time.time():.3f} {type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.2 + random.random() * 0.3)  # the SSE retry, jittered
+Sample = tuple[float, bool | None, int | None]
+"""A poller sample: (Unix time, ``stale`` or None if no answer, ``/readyz`` code or None)."""
 
 
 @dataclass
@@ -509,8 +372,7 @@ class Poller:
 
     base: str
     every: float = 0.25
-    samples: list[tuple[float, bool | None, int | None]] = field(default_factory=list)
-    """(time, stale or None if no answer, /readyz code or None)."""
+    samples: list[Sample] = field(default_factory=list)
 
     async def run(self, until: float) -> None:
         async with httpx.AsyncClient(timeout=1.0) as http:
@@ -611,15 +473,15 @@ async def leader_pid(url: str) -> int | None:
 
 
 async def wait_holder(
-    server: RedisServer | SentinelBackend, ok: Any, timeout: float = 15.0
+    server: Backend, ok: Callable[[str | None], bool], timeout: float = 15.0
 ) -> str | None:
     """Poll the lock every 50 ms until ``ok(holder)``; the holder, or None on timeout."""
-    for _ in range(int(timeout / 0.05)):
+
+    async def holder_if_ok() -> str | None:
         holder = await lock_holder(await asyncio.to_thread(lambda: server.data_url))
-        if ok(holder):
-            return holder
-        await asyncio.sleep(0.05)
-    return None
+        return holder if ok(holder) else None
+
+    return await poll_until_async(holder_if_ok, timeout=timeout)
 
 
 def flush_all(url: str) -> list[Any]:
@@ -646,9 +508,28 @@ def healed(url: str) -> bool:
         r.close()
 
 
+async def healed_async(url: str) -> bool:
+    """:func:`healed`, off the event loop."""
+    return await asyncio.to_thread(healed, url)
+
+
+def held_by_none_of(pids: Collection[int | None]) -> Callable[[str | None], bool]:
+    """A test of the lock's holder: held, by a process whose pid is not in ``pids``."""
+
+    def ok(holder: str | None) -> bool:
+        return (pid := pid_of(holder)) is not None and pid not in pids
+
+    return ok
+
+
+def held_by_one_of(pids: Collection[int]) -> Callable[[str | None], bool]:
+    """A test of the lock's holder: held by a process whose pid is in ``pids``."""
+    return lambda holder: pid_of(holder) in pids
+
+
 async def inject(
     faults: list[Fault],
-    server: RedisServer | SentinelBackend,
+    server: Backend,
     workers: list[Proc],
     api: Proc,
     log: list[str],
@@ -667,13 +548,9 @@ async def inject(
             f.detail = f"{target.name} pid {target.pid}" + (" (leader)" if target is leader else "")
             f.started = time.time()
             await asyncio.to_thread(target.kill)
-            if target is leader:
-                for _ in range(200):  # the other worker takes the lock over: how fast
-                    pid = await leader_pid(await asyncio.to_thread(lambda: server.data_url))
-                    if pid is not None and pid != lead:
-                        f.takeover_s = time.time() - f.started
-                        break
-                    await asyncio.sleep(0.05)
+            # the other worker takes the lock over: how fast
+            if target is leader and await wait_holder(server, held_by_none_of([lead]), 10.0):
+                f.takeover_s = time.time() - f.started
             await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
             target.start()
             f.undone = time.time()
@@ -682,9 +559,7 @@ async def inject(
             f.started = time.time()
             await asyncio.gather(*(asyncio.to_thread(w.kill) for w in workers))
             # the API's standby publisher takes the lock once it lapses: how fast
-            holder = await wait_holder(
-                server, lambda h, p=pids: h is not None and pid_of(h) not in p, timeout=f.hold
-            )
+            holder = await wait_holder(server, held_by_none_of(pids), timeout=f.hold)
             if holder is not None:
                 f.takeover_s = time.time() - f.started
             await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
@@ -698,18 +573,17 @@ async def inject(
             )
         elif f.kind == "leader_freeze":
             # the lock holder should be a worker (one leads whenever one runs): wait for it
-            pids = {w.pid: w for w in workers}
-            holder = await wait_holder(server, lambda h, p=pids: pid_of(h) in p, timeout=6.0)
-            target = pids.get(pid_of(holder)) if holder else None
+            by_pid = {w.pid: w for w in workers}
+            holder = await wait_holder(server, held_by_one_of(by_pid), timeout=6.0)
+            holder_pid = pid_of(holder)
+            target = by_pid.get(holder_pid) if holder_pid is not None else None
             note = " (leader)"
             if target is None:
                 target, note = workers[0], " (no worker led: a non-leader)"
             frozen_pid = target.pid
             f.started = time.time()
             await asyncio.to_thread(target.freeze)
-            got = await wait_holder(
-                server, lambda h, p=frozen_pid: h is not None and pid_of(h) != p, timeout=f.hold
-            )
+            got = await wait_holder(server, held_by_none_of([frozen_pid]), timeout=f.hold)
             if got is not None:
                 f.takeover_s = time.time() - f.started
             await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
@@ -717,7 +591,7 @@ async def inject(
             f.undone = time.time()
             by = "" if got is None else " by api standby" if got.endswith(":standby") else ""
             if got is not None and not by:
-                other = pids.get(pid_of(got))
+                other = by_pid.get(pid) if (pid := pid_of(got)) is not None else None
                 by = f" by {other.name}" if other is not None else ""
             f.detail = (
                 f"SIGSTOP {target.name} pid {frozen_pid}{note} {f.undone - f.started:.1f} s;"
@@ -727,11 +601,9 @@ async def inject(
             url = await asyncio.to_thread(lambda: server.data_url)
             f.started = time.time()
             f.log_rows = await asyncio.to_thread(flush_all, url)
-            for _ in range(300):  # the leader re-imports MAINTCAST_SCHEDULE_FILE: how fast
-                if await asyncio.to_thread(healed, url):
-                    f.takeover_s = time.time() - f.started
-                    break
-                await asyncio.sleep(0.05)
+            # the leader re-imports MAINTCAST_SCHEDULE_FILE: how fast
+            if await poll_until_async(functools.partial(healed_async, url), timeout=15.0):
+                f.takeover_s = time.time() - f.started
             f.undone = time.time()
             last = int(f.log_rows[-1][0].split(b"-")[0]) if f.log_rows else 0
             f.detail = f"FLUSHALL at seq {last};" + (
@@ -761,7 +633,7 @@ async def inject(
                 f" old back as replica after {f.hold:.1f} s"
             )
         elif f.kind == "redis_kill":
-            assert isinstance(server, RedisServer)
+            assert isinstance(server, SingleBackend)
             f.started = time.time()
             await asyncio.to_thread(server.kill)
             await asyncio.sleep(f.hold)
@@ -769,11 +641,11 @@ async def inject(
             f.undone = time.time()
             f.detail = f"down {f.undone - f.started:.1f} s (AOF reload)"
         elif f.kind == "redis_freeze":
-            assert isinstance(server, RedisServer)
+            assert isinstance(server, SingleBackend)
             f.started = time.time()
-            server.stop_signal()
+            server.server.freeze()
             await asyncio.sleep(f.hold)
-            server.cont_signal()
+            server.server.thaw()
             f.undone = time.time()
             f.detail = f"SIGSTOP {f.undone - f.started:.1f} s"
         log.append(f"{f.started:.3f} {f.kind} {f.detail} hold {f.hold:.1f}s")
@@ -804,7 +676,10 @@ def outside(a: float, b: float, windows: list[tuple[float, float]]) -> float:
 
 
 def intervals_where(flags: list[tuple[float, bool]], end: float) -> list[tuple[float, float]]:
-    out, start = [], None
+    """The periods ``[start, stop)`` in which ``flags`` (time-ordered ``(t, on)``) are on;
+    one still on at the last flag lasts until ``end``."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
     for t, on in flags:
         if on and start is None:
             start = t
@@ -826,109 +701,226 @@ def truth_at(exp: list[Expected], at: datetime) -> int:
     return idx
 
 
-def analyse(
-    exp: list[Expected],
-    epochs: list[list[dict[str, Any]]],
-    import_seq: int,
-    client: Client,
-    poller: Poller,
-    faults: list[Fault],
-    end: float,
-    settle: float,
-    attr_min: float,
-    origin: float,
-) -> dict[str, Any]:
-    """``epochs``: the event log of each store epoch (the first up to the first FLUSHALL, …,
-    the last read at the end); see the module docstring for the rules."""
-    key_index = {e.key: e.index for e in exp}
-    assert len(key_index) == len(exp), "ground-truth statuses must be distinct"
-    effects = [effect_window(f) for f in faults]
-    flushes = sorted(f.started for f in faults if f.kind == "redis_flush")
+Interval = tuple[float, float]
 
-    # -- the event log, epoch by epoch ----------------------------------------------------
-    invented, duplicate, out_of_order, not_time_driven = [], [], [], []
-    heals: list[dict[str, Any]] = []
-    heal_wrong: list[dict[str, Any]] = []
-    published: dict[int, dict[str, Any]] = {}
-    highest, last_as_of, last_key = 0, None, None
-    by_type: dict[str, int] = {}
-    log_gaps = heal_events = 0
-    judged: list[dict[str, Any]] = []  # every event judged as a transition, all epochs
-    last_known: dict[str, Any] | None = None  # the store's last status (for convergence)
-    for n, events in enumerate(epochs):
-        seqs = [e["seq"] for e in events]
-        log_gaps += sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
-        log_gaps += 1 if n and seqs and seqs[0] != 1 else 0  # an epoch starts at seq 1
-        if n == 0:
-            block: list[dict[str, Any]] = []
-            rest = [e for e in events if e["seq"] > import_seq]
-        else:  # the re-import of MAINTCAST_SCHEDULE_FILE: one event per window
-            k = next(
-                (i for i, e in enumerate(events) if not str(e["actor"]).startswith("import:")),
-                len(events),
-            )
-            block, rest = events[:k], events[k:]
-            heal_events += len(block)
-            if not block:
-                heal_wrong.append({"epoch": n, "why": "no re-import after the flush"})
-            else:
-                healed_doc = block[-1]
-                as_of = codec.parse_wire_instant(healed_doc["as_of"])
-                want = truth_at(exp, as_of)
-                got = key_index.get(healed_doc["key"])
-                heals.append({"epoch": n, "seq": healed_doc["seq"], "index": got, "want": want})
-                if got != want:
-                    heal_wrong.append(
-                        {
-                            "epoch": n,
-                            "seq": healed_doc["seq"],
-                            "as_of": healed_doc["as_of"],
-                            "index": got,
-                            "want": want,
-                        }
-                    )
-                else:
-                    # the re-import re-states what holds: a publication of that change if
-                    # nobody published it before the flush, never a duplicate
-                    published.setdefault(want, {**healed_doc, "wall_lag_s": None, "healed": True})
-                    highest = max(highest, want)
-                    last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
-                last_key = healed_doc["key"]
-                last_known = healed_doc
+
+@dataclass
+class Run:
+    """What :func:`analyse` judges: the ground truth (``exp``), the store's event log epoch by
+    epoch (``epochs``: the first up to the first FLUSHALL, …, the last read at the end; the
+    initial import ends at ``import_seq``), what the client received, what the poller
+    sampled, the faults, the run's real instants (Unix seconds: the clock's T0 ``origin``,
+    the ``end``) and thresholds (real seconds: ``--settle``, ``--attr-min``)."""
+
+    exp: list[Expected]
+    epochs: list[list[dict[str, Any]]]
+    import_seq: int
+    seen: list[Seen]
+    connections: int
+    client_errors: list[str]
+    samples: list[Sample]
+    faults: list[Fault]
+    end: float
+    settle: float
+    attr_min: float
+    origin: float
+    key_index: dict[bytes, int] = field(init=False)
+    """A status key -> the index of that ground-truth status."""
+
+    def __post_init__(self) -> None:
+        self.key_index = {e.key: e.index for e in self.exp}
+
+    def flushes(self) -> list[float]:
+        """When each FLUSHALL happened (Unix seconds), in order."""
+        return sorted(f.started for f in self.faults if f.kind == "redis_flush")
+
+
+# -- the rules on the event log --
+
+
+@dataclass
+class LogEvent:
+    """One time-driven event of the log as the rules see it."""
+
+    epoch: int
+    doc: dict[str, Any]
+    index: int | None
+    """The ground-truth index of its status; None: no state of the schedule."""
+    repeated: bool
+    """The same status as the event before it."""
+    went_back: bool
+    """Its ``as_of`` is before one published before it."""
+
+
+@dataclass
+class LogReading:
+    """The event log judged epoch by epoch (:func:`read_log`)."""
+
+    published: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Ground-truth index -> the event that published it first (``healed``: a re-import)."""
+    duplicate: list[dict[str, Any]] = field(default_factory=list)
+    invented: list[dict[str, Any]] = field(default_factory=list)
+    out_of_order: list[dict[str, Any]] = field(default_factory=list)
+    reset_wrong: list[dict[str, Any]] = field(default_factory=list)
+    heals: list[dict[str, Any]] = field(default_factory=list)
+    """Each re-import: its epoch, the seq of its last event, its index and the one wanted."""
+    not_time_driven: list[int] = field(default_factory=list)
+    by_type: dict[str, int] = field(default_factory=dict)
+    seq_gaps: int = 0
+    reimport_events: int = 0
+    judged: int = 0
+    last: dict[str, Any] | None = None
+    """The store's last status (for convergence)."""
+    highest: int = 0
+    """The highest ground-truth index published in order so far."""
+    last_as_of: datetime | None = None
+    last_key: bytes | None = None
+
+    def advance(self, as_of: datetime) -> bool:
+        """Note a published ``as_of``; whether it goes back before the latest one."""
+        went_back = self.last_as_of is not None and as_of < self.last_as_of
+        self.last_as_of = as_of if self.last_as_of is None else max(as_of, self.last_as_of)
+        return went_back
+
+
+def seq_gaps(n: int, events: list[dict[str, Any]]) -> int:
+    """Seqs of epoch ``n`` that do not follow the one before (an epoch after a flush starts
+    at seq 1)."""
+    seqs = [e["seq"] for e in events]
+    gaps = sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
+    return gaps + (1 if n and seqs and seqs[0] != 1 else 0)
+
+
+def split_reimport(
+    n: int, events: list[dict[str, Any]], import_seq: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Epoch ``n``'s events as (the re-import of MAINTCAST_SCHEDULE_FILE: its leading events
+    of actor ``import:<file>``, the rest). The first epoch has no re-import; its events up
+    to ``import_seq`` are the initial import, not judged."""
+    if n == 0:
+        return [], [e for e in events if e["seq"] > import_seq]
+    k = next(
+        (i for i, e in enumerate(events) if not str(e["actor"]).startswith("import:")),
+        len(events),
+    )
+    return events[:k], events[k:]
+
+
+def judge_reimport(run: Run, log: LogReading, n: int, block: list[dict[str, Any]]) -> None:
+    """RESET-WRONG: epoch ``n`` (after a flush) must begin with a re-import whose last
+    status is the ground truth at its ``as_of``. A right one publishes that change if
+    nobody did before the flush, and is never a duplicate."""
+    log.reimport_events += len(block)
+    if not block:
+        log.reset_wrong.append({"epoch": n, "why": "no re-import after the flush"})
+        return
+    healed = block[-1]
+    as_of = codec.parse_wire_instant(healed["as_of"])
+    want = truth_at(run.exp, as_of)
+    got = run.key_index.get(healed["key"])
+    log.heals.append({"epoch": n, "seq": healed["seq"], "index": got, "want": want})
+    if got != want:
+        log.reset_wrong.append(
+            {"epoch": n, "seq": healed["seq"], "as_of": healed["as_of"], "index": got, "want": want}
+        )
+    else:
+        log.published.setdefault(want, {**healed, "healed": True})
+        log.highest = max(log.highest, want)
+        log.advance(as_of)
+    log.last_key = healed["key"]
+    log.last = healed
+
+
+def duplicate(log: LogReading, ev: LogEvent) -> dict[str, Any] | None:
+    """DUPLICATE: the same status as the event before, or a change already published
+    (other than by a re-import)."""
+    where = {"epoch": ev.epoch, "seq": ev.doc["seq"]}
+    if ev.repeated:
+        return {**where, "why": "same status as the event before"}
+    first = log.published.get(ev.index) if ev.index is not None else None
+    if first is not None and not first.get("healed"):
+        return {**where, "index": ev.index, "first_seq": first["seq"]}
+    return None
+
+
+def invented(ev: LogEvent) -> dict[str, Any] | None:
+    """INVENTED: a published time-driven status that is no state of the schedule."""
+    if ev.index is not None:
+        return None
+    return {
+        "epoch": ev.epoch,
+        "seq": ev.doc["seq"],
+        "type": ev.doc["type"],
+        "as_of": ev.doc["as_of"],
+    }
+
+
+def out_of_order(log: LogReading, ev: LogEvent) -> dict[str, Any] | None:
+    """OUT-OF-ORDER: a change older than one published before it, or ``as_of`` going back."""
+    if ev.index is None or (ev.index >= log.highest and not ev.went_back):
+        return None
+    return {
+        "epoch": ev.epoch,
+        "seq": ev.doc["seq"],
+        "index": ev.index,
+        "after_index": log.highest,
+        "as_of": ev.doc["as_of"],
+    }
+
+
+def judge_event(run: Run, log: LogReading, n: int, e: dict[str, Any]) -> None:
+    """One time-driven event of epoch ``n``, counted under the first rule it breaks
+    (:func:`duplicate`, :func:`invented`, :func:`out_of_order`); else it publishes the next
+    change of the ground truth."""
+    log.judged += 1
+    log.last = e
+    log.by_type[e["type"]] = log.by_type.get(e["type"], 0) + 1
+    if e["type"] not in TIME_DRIVEN:
+        log.not_time_driven.append(e["seq"])
+    went_back = log.advance(codec.parse_wire_instant(e["as_of"]))
+    ev = LogEvent(n, e, run.key_index.get(e["key"]), e["key"] == log.last_key, went_back)
+    log.last_key = e["key"]
+    if (found := duplicate(log, ev)) is not None:
+        log.duplicate.append(found)
+    elif (found := invented(ev)) is not None:
+        log.invented.append(found)
+    elif (found := out_of_order(log, ev)) is not None:
+        log.out_of_order.append(found)
+        log.published.setdefault(found["index"], e)  # published, late
+    else:
+        assert ev.index is not None
+        log.highest = ev.index
+        log.published[ev.index] = e
+
+
+def read_log(run: Run) -> LogReading:
+    """The event log judged epoch by epoch, in order: its seq gaps, each re-import
+    (:func:`judge_reimport`) and each time-driven event (:func:`judge_event`)."""
+    log = LogReading()
+    for n, events in enumerate(run.epochs):
+        log.seq_gaps += seq_gaps(n, events)
+        block, rest = split_reimport(n, events, run.import_seq)
+        if n:
+            judge_reimport(run, log, n, block)
         for e in rest:
-            judged.append(e)
-            last_known = e
-            by_type[e["type"]] = by_type.get(e["type"], 0) + 1
-            if e["type"] not in TIME_DRIVEN:
-                not_time_driven.append(e["seq"])
-            # each event is counted once, under the first rule it breaks
-            idx = key_index.get(e["key"])
-            as_of = codec.parse_wire_instant(e["as_of"])
-            went_back = last_as_of is not None and as_of < last_as_of
-            last_as_of = max(as_of, last_as_of) if last_as_of is not None else as_of
-            repeated = e["key"] == last_key
-            last_key = e["key"]
-            where = {"epoch": n, "seq": e["seq"]}
-            if repeated:
-                duplicate.append({**where, "why": "same status as the event before"})
-            elif idx is None:
-                invented.append({**where, "type": e["type"], "as_of": e["as_of"]})
-            elif idx in published and not published[idx].get("healed"):
-                duplicate.append({**where, "index": idx, "first_seq": published[idx]["seq"]})
-            elif idx < highest or went_back:
-                out_of_order.append(
-                    {**where, "index": idx, "after_index": highest, "as_of": e["as_of"]}
-                )
-                published.setdefault(idx, {**e, "wall_lag_s": None})
-            else:
-                highest = idx
-                published[idx] = {**e, "wall_lag_s": None}
-    missed, superseded, optional = [], [], []
-    superseded_at: list[int] = []
-    for i, x in enumerate(exp[1:], start=1):
+            judge_event(run, log, n, e)
+    return log
+
+
+def missed(
+    run: Run, published: dict[int, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """MISSED: changes of the ground truth nobody published although they held ``settle``
+    seconds outside every fault's effect window (or no fault touched them). Returns
+    ``(missed, superseded, optional)``: superseded changes held only inside faults (nobody
+    could publish them); optional ones held outside them for less than ``settle``."""
+    effects = [effect_window(f) for f in run.faults]
+    out: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]] = ([], [], [])
+    missing, superseded, optional = out
+    for i, x in enumerate(run.exp[1:], start=1):
         if i in published:
             continue
-        hold_end = exp[i + 1].wall if i + 1 < len(exp) else end
+        hold_end = run.exp[i + 1].wall if i + 1 < len(run.exp) else run.end
         free = outside(x.wall, hold_end, effects)
         info = {
             "index": i,
@@ -936,26 +928,47 @@ def analyse(
             "held_s": round(hold_end - x.wall, 3),
             "outside_faults_s": round(free, 3),
         }
-        if free >= settle or free >= hold_end - x.wall - 1e-6:  # or untouched by any fault
-            missed.append(info)
+        if free >= run.settle or free >= hold_end - x.wall - 1e-6:  # or untouched by any fault
+            missing.append(info)
         elif free <= 0:
             superseded.append(info)
-            superseded_at.append(i)
         else:
             optional.append(info)
-    for f, (lo, hi) in zip(faults, effects, strict=True):
-        f.superseded = sum(1 for i in superseded_at if lo <= exp[i].wall <= hi)
+    return out
 
-    # -- the client, epoch by epoch ------------------------------------------------------
-    # A new epoch starts with the first status of a new connection, after a FLUSHALL not yet
-    # accounted for, whose seq is not above what the client had (or that is a resync).
-    pending = list(flushes)
-    cepochs: list[list[Seen]] = [[]]
-    redelivered = client_back = 0
+
+def count_superseded(run: Run, superseded: list[dict[str, Any]]) -> None:
+    """Each fault's ``superseded``: the unpublishable changes inside its effect window."""
+    for f in run.faults:
+        lo, hi = effect_window(f)
+        f.superseded = sum(1 for s in superseded if lo <= run.exp[s["index"]].wall <= hi)
+
+
+# -- the rules on the client --
+
+
+@dataclass
+class ClientReading:
+    """The client's statuses, deduplicated, epoch by epoch (:func:`client_epochs`)."""
+
+    epochs: list[list[Seen]]
+    redelivered: int
+    """Statuses whose seq the client already had in that epoch (dropped from ``epochs``)."""
+    went_back: int
+    """Statuses whose seq is below one received before in that epoch."""
+
+
+def client_epochs(run: Run) -> ClientReading:
+    """REDELIVERED and OUT-OF-ORDER on the client, epoch by epoch. A new epoch starts with
+    the first status of a new connection, after a FLUSHALL not yet accounted for, whose seq
+    is not above what the client had (or that is a resync)."""
+    pending = run.flushes()
+    epochs: list[list[Seen]] = [[]]
+    redelivered = went_back = 0
     seen_seqs: set[int] = set()
     prev: Seen | None = None
-    for got in client.seen:
-        cur = cepochs[-1]
+    for got in run.seen:
+        cur = epochs[-1]
         top = max((g.seq for g in cur), default=-1)
         new_conn = prev is not None and got.conn != prev.conn
         prev = got
@@ -966,111 +979,154 @@ def analyse(
             and (got.seq <= top or got.cause == "resync")
         ):
             pending.pop(0)
-            cepochs.append([])
-            cur = cepochs[-1]
+            epochs.append([])
+            cur = epochs[-1]
             seen_seqs = set()
             top = -1
         if got.seq in seen_seqs:
             redelivered += 1
             continue
         if got.seq < top:
-            client_back += 1
+            went_back += 1
         seen_seqs.add(got.seq)
         cur.append(got)
-    client_missing: list[tuple[int, int]] = []
-    for n, (mine, events) in enumerate(zip(cepochs, epochs, strict=False)):
+    return ClientReading(epochs, redelivered, went_back)
+
+
+def delivery_gaps(run: Run, epochs: list[list[Seen]]) -> list[tuple[int, int]]:
+    """DELIVERY GAPS: ``(epoch, seq)`` of each seq of an epoch's log, from the client's
+    first status of that epoch on, that never reached the client."""
+    gaps: list[tuple[int, int]] = []
+    for n, (mine, events) in enumerate(zip(epochs, run.epochs, strict=False)):
         if mine and events:
             have = {g.seq for g in mine}
             lost = set(range(mine[0].seq, events[-1]["seq"] + 1)) - have
-            client_missing += sorted((n, q) for q in lost)
-    dedup = [g for mine in cepochs for g in mine]
-    log_keys = {e["key"] for events in epochs for e in events}
-    client_invented = 0
-    empty_seen = 0
-    # (time, index) for statuses of the ground truth; (time, None) for a status of an epoch
-    # after a flush that is no state of the schedule (the emptied store, a re-import half
-    # way): the client's view is wrong until the next known one
-    client_idx: list[tuple[float, int | None]] = []
-    heal_seq = {h["epoch"]: h["seq"] for h in heals}
-    regressed: list[dict[str, Any]] = []
-    for n, mine in enumerate(cepochs):
-        top = 0
+            gaps += sorted((n, q) for q in lost)
+    return gaps
+
+
+def judged_statuses(
+    run: Run, epochs: list[list[Seen]], heal_seq: dict[int, int]
+) -> Iterator[tuple[int, Seen, bool]]:
+    """``(epoch, status, half_way)`` of the client's statuses after the initial import;
+    ``half_way``: of a re-import half way (a seq below the healed one of its epoch), no
+    state of the schedule whatever it says."""
+    for n, mine in enumerate(epochs):
         for g in mine:
-            if n == 0 and g.seq < import_seq:
+            if n == 0 and g.seq < run.import_seq:
                 continue
-            idx = key_index.get(g.key)
-            if n and g.seq < heal_seq.get(n, 0):
-                idx = None  # a re-import half way: no state of the schedule, whatever it says
-                if top >= heal_seq.get(n, 0):  # after the client had the healed status
-                    regressed.append({"epoch": n, "seq": g.seq, "after_seq": top})
-            top = max(top, g.seq)
-            if idx is None and not (n and g.seq < heal_seq.get(n, 0)):
-                if not g.components:
-                    empty_seen += 1
-                elif g.key not in log_keys:
-                    client_invented += 1
-            client_idx.append((g.t, idx))
-    for f in faults:  # flush: until the client holds a status of the new epoch = the truth
+            yield n, g, bool(n) and g.seq < heal_seq.get(n, 0)
+
+
+def client_view(
+    run: Run, epochs: list[list[Seen]], heal_seq: dict[int, int]
+) -> list[tuple[float, int | None]]:
+    """``(arrival, ground-truth index)`` of each status the client received; None for a
+    status of an epoch after a flush that is no state of the schedule (the emptied store,
+    a re-import half way): the client's view is wrong until the next known one."""
+    return [
+        (g.t, None if half_way else run.key_index.get(g.key))
+        for _, g, half_way in judged_statuses(run, epochs, heal_seq)
+    ]
+
+
+def client_invented(
+    run: Run, epochs: list[list[Seen]], heal_seq: dict[int, int]
+) -> tuple[int, int]:
+    """INVENTED on the client: ``(statuses that are no state of the schedule and not in the
+    log, statuses of the emptied store)``; the latter (no components, adopted by the API's
+    audit before the re-import) are not invented."""
+    log_keys = {e["key"] for events in run.epochs for e in events}
+    invented_n = empty = 0
+    for _, g, half_way in judged_statuses(run, epochs, heal_seq):
+        if half_way or g.key in run.key_index:
+            continue
+        if not g.components:
+            empty += 1
+        elif g.key not in log_keys:
+            invented_n += 1
+    return invented_n, empty
+
+
+def regressed(run: Run, epochs: list[list[Seen]], heal_seq: dict[int, int]) -> list[dict[str, Any]]:
+    """REGRESSED: a status of the re-import block (seq below the healed one) that the client
+    received after it had the healed status or a later one of that epoch."""
+    out: list[dict[str, Any]] = []
+    top: dict[int, int] = {}
+    for n, g, half_way in judged_statuses(run, epochs, heal_seq):
+        if half_way and top.get(n, 0) >= heal_seq.get(n, 0):
+            out.append({"epoch": n, "seq": g.seq, "after_seq": top.get(n, 0)})
+        top[n] = max(top.get(n, 0), g.seq)
+    return out
+
+
+def resync_times(run: Run, epochs: list[list[Seen]]) -> None:
+    """Each flush's ``resync_s``: until the client held a status of the new epoch equal to
+    the ground truth (None: never)."""
+    flushes = run.flushes()
+    for f in run.faults:
         if f.kind != "redis_flush":
             continue
         n = 1 + sum(1 for t in flushes if t < f.started)
-        for g in cepochs[n] if n < len(cepochs) else []:
-            idx = key_index.get(g.key)
-            if idx is not None and idx == max(x.index for x in exp if x.wall <= g.t):
+        for g in epochs[n] if n < len(epochs) else []:
+            idx = run.key_index.get(g.key)
+            if idx is not None and idx == max(x.index for x in run.exp if x.wall <= g.t):
                 f.resync_s = g.t - f.started
                 break
 
-    # lag: first arrival of a status at or past change i, minus the change's wall time
-    lags: list[tuple[int, float]] = []
-    arrivals = [(t, i) for t, i in client_idx if i is not None]
+
+def lags(run: Run, view: list[tuple[float, int | None]]) -> list[tuple[int, float]]:
+    """``(index, lag s)``: the first arrival of a status at or past each change of the
+    ground truth, minus the change's real time (until the first change never reached)."""
+    out: list[tuple[int, float]] = []
+    arrivals = [(t, i) for t, i in view if i is not None]
     j, best = 0, -1
-    for x in exp[1:]:
+    for x in run.exp[1:]:
         while best < x.index and j < len(arrivals):
             best = max(best, arrivals[j][1])
             j += 1
         if best < x.index:
             break
-        lags.append((x.index, arrivals[j - 1][0] - x.wall))
-    for idx, lag in lags:
-        if idx in published:
-            published[idx]["wall_lag_s"] = lag
-    calm_pairs = [
-        (idx, lag)
-        for idx, lag in lags
+        out.append((x.index, arrivals[j - 1][0] - x.wall))
+    return out
+
+
+def calm_lags(run: Run, lag: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The lags of changes away from every fault (from 1 s before it to 15 s after it was
+    undone)."""
+    return [
+        (idx, s)
+        for idx, s in lag
         if not any(
-            f.started - 1.0 <= exp[idx].wall <= (f.undone or f.started) + 15.0 for f in faults
+            f.started - 1.0 <= run.exp[idx].wall <= (f.undone or f.started) + 15.0
+            for f in run.faults
         )
     ]
-    calm = sorted(lag for _, lag in calm_pairs)
-    lag_outliers = [
-        {"index": idx, "at_s": round(exp[idx].wall - origin, 2), "lag_s": round(lag, 3)}
-        for idx, lag in calm_pairs
-        if lag > attr_min
-    ]
-    expected_component_changes = sum(
-        1 for a, b in itertools.pairwise(exp) if a.components != b.components
-    )
-    client_component_changes = sum(
-        1 for a, b in itertools.pairwise(dedup) if a.components != b.components
-    )
 
-    # wrong periods: the client's view (latest change received) differs from the truth
-    points: list[tuple[float, int, int]] = [(x.wall, 0, x.index) for x in exp]
-    points += [(t, 1, -2 if i is None else i) for t, i in client_idx]
+
+def wrong_periods(run: Run, view: list[tuple[float, int | None]]) -> list[Interval]:
+    """Periods longer than ``attr_min`` in which the client's view (the latest change it
+    received) differed from the ground truth."""
+    points: list[tuple[float, int, int]] = [(x.wall, 0, x.index) for x in run.exp]
+    points += [(t, 1, -2 if i is None else i) for t, i in view]
     points.sort()
-    truth = view = -1
+    truth = seen = -1
     flags: list[tuple[float, bool]] = []
     for t, what, i in points:
         if what == 0:
             truth = i
         else:
-            view = -2 if i == -2 else max(view, i)
-        flags.append((t, truth != view and truth >= 0))
-    wrong = [w for w in intervals_where(flags, end) if w[1] - w[0] > attr_min]
-    stale = intervals_where([(t, bool(st)) for t, st, _ in poller.samples], end)
-    unready = intervals_where([(t, rd != 200) for t, _, rd in poller.samples], end)
-    starts = sorted(f.started for f in faults)
-    for f in faults:
+            seen = -2 if i == -2 else max(seen, i)
+        flags.append((t, truth != seen and truth >= 0))
+    return [w for w in intervals_where(flags, run.end) if w[1] - w[0] > run.attr_min]
+
+
+def time_to_correct(run: Run, wrong: list[Interval], stale: list[Interval]) -> None:
+    """Each fault's ``ttc_s`` (to the end of the last wrong or stale period overlapping it,
+    until 15 s after it was undone or the next fault; a flush: at least its ``resync_s``),
+    ``wrong_s`` and ``stale_s``."""
+    starts = sorted(f.started for f in run.faults)
+    for f in run.faults:
         lo, hi = f.started, (f.undone or f.started) + 15.0
         hi = min([hi, *(t for t in starts if t > f.started)])  # the next fault's are its own
         mine = [w for w in wrong if w[1] > lo and w[0] < hi]
@@ -1082,68 +1138,111 @@ def analyse(
         f.wrong_s = sum(b - a for a, b in mine)
         f.stale_s = sum(b - a for a, b in mine_stale)
 
-    final_truth = max(x.index for x in exp if x.wall <= end)
-    converged_log = last_known is not None and key_index.get(last_known["key"]) == final_truth
-    converged_client = bool(client_idx) and client_idx[-1][1] == final_truth
 
-    def pct(xs: list[float], p: float) -> float | None:
-        return round(xs[min(len(xs) - 1, int(p * len(xs)))], 3) if xs else None
+def converged(
+    run: Run, last: dict[str, Any] | None, view: list[tuple[float, int | None]]
+) -> dict[str, bool]:
+    """Whether the store's last status and the client's last one are the final truth."""
+    final_truth = max(x.index for x in run.exp if x.wall <= run.end)
+    return {
+        "log": last is not None and run.key_index.get(last["key"]) == final_truth,
+        "client": bool(view) and view[-1][1] == final_truth,
+    }
 
+
+def percentile(xs: list[float], p: float) -> float | None:
+    """The ``p`` quantile of sorted ``xs`` (rounded to ms); None when empty."""
+    return round(xs[min(len(xs) - 1, int(p * len(xs)))], 3) if xs else None
+
+
+def analyse(run: Run) -> dict[str, Any]:
+    """The soak's report: the counts (all must be 0, see the module docstring) and their
+    details, the client's and the log's numbers, lags and stale periods. Sets each fault's
+    ``superseded``, ``resync_s``, ``ttc_s``, ``wrong_s`` and ``stale_s``."""
+    assert len(run.key_index) == len(run.exp), "ground-truth statuses must be distinct"
+    log = read_log(run)
+    missing, superseded, optional = missed(run, log.published)
+    count_superseded(run, superseded)
+
+    client = client_epochs(run)
+    gaps = delivery_gaps(run, client.epochs)
+    heal_seq = {h["epoch"]: h["seq"] for h in log.heals}
+    view = client_view(run, client.epochs, heal_seq)
+    invented_on_client, empty_seen = client_invented(run, client.epochs, heal_seq)
+    went_back_to_heal = regressed(run, client.epochs, heal_seq)
+    resync_times(run, client.epochs)
+
+    calm_pairs = calm_lags(run, lags(run, view))
+    calm = sorted(s for _, s in calm_pairs)
+    stale = intervals_where([(t, bool(st)) for t, st, _ in run.samples], run.end)
+    unready = intervals_where([(t, rd != 200) for t, _, rd in run.samples], run.end)
+    time_to_correct(run, wrong_periods(run, view), stale)
+    dedup = [g for mine in client.epochs for g in mine]
     return {
         "counts": {
-            "missed": len(missed),
-            "duplicate": len(duplicate),
-            "out_of_order": len(out_of_order) + client_back,
-            "invented": len(invented) + client_invented,
-            "reset_wrong": len(heal_wrong),
-            "regressed": len(regressed),
+            "missed": len(missing),
+            "duplicate": len(log.duplicate),
+            "out_of_order": len(log.out_of_order) + client.went_back,
+            "invented": len(log.invented) + invented_on_client,
+            "reset_wrong": len(log.reset_wrong),
+            "regressed": len(went_back_to_heal),
         },
         "log": {
-            "epochs": len(epochs),
-            "events_total": sum(len(e) for e in epochs),
-            "import_events": import_seq,
-            "reimport_events": heal_events,
-            "reimports": heals,
-            "time_driven_events": len(judged),
-            "by_type": by_type,
-            "seq_gaps": log_gaps,
-            "not_time_driven_after_import": not_time_driven,
+            "epochs": len(run.epochs),
+            "events_total": sum(len(e) for e in run.epochs),
+            "import_events": run.import_seq,
+            "reimport_events": log.reimport_events,
+            "reimports": log.heals,
+            "time_driven_events": log.judged,
+            "by_type": log.by_type,
+            "seq_gaps": log.seq_gaps,
+            "not_time_driven_after_import": log.not_time_driven,
         },
         "client": {
-            "statuses_received": len(client.seen),
+            "statuses_received": len(run.seen),
             "distinct_seqs": len(dedup),
-            "redelivered_deduplicated": redelivered,
-            "seqs_missing": len(client_missing),
-            "seqs_missing_list": client_missing[:50],
-            "component_changes": client_component_changes,
-            "connections": client.connections,
-            "went_back": client_back,
-            "epochs": len(cepochs),
+            "redelivered_deduplicated": client.redelivered,
+            "seqs_missing": len(gaps),
+            "seqs_missing_list": gaps[:50],
+            "component_changes": sum(
+                1 for a, b in itertools.pairwise(dedup) if a.components != b.components
+            ),
+            "connections": run.connections,
+            "went_back": client.went_back,
+            "epochs": len(client.epochs),
             "empty_store_statuses": empty_seen,
-            "errors": client.errors[-5:],
+            "errors": run.client_errors[-5:],
         },
         "superseded_in_faults": len(superseded),
         "optional_unpublished": len(optional),
         "optional_detail": optional[:20],
-        "missed_detail": missed[:20],
-        "duplicate_detail": duplicate[:20],
-        "out_of_order_detail": out_of_order[:20],
-        "invented_detail": invented[:20],
-        "reset_wrong_detail": heal_wrong[:20],
-        "regressed_detail": regressed[:20],
+        "missed_detail": missing[:20],
+        "duplicate_detail": log.duplicate[:20],
+        "out_of_order_detail": log.out_of_order[:20],
+        "invented_detail": log.invented[:20],
+        "reset_wrong_detail": log.reset_wrong[:20],
+        "regressed_detail": went_back_to_heal[:20],
         "lag_calm_s": {
             "n": len(calm),
-            "p50": pct(calm, 0.5),
-            "p99": pct(calm, 0.99),
+            "p50": percentile(calm, 0.5),
+            "p99": percentile(calm, 0.99),
             "max": round(calm[-1], 3) if calm else None,
         },
-        "expected_component_changes": expected_component_changes,
-        "lag_outliers": lag_outliers[:20],
-        "stale_periods": [{"at_s": round(a - origin, 2), "s": round(b - a, 2)} for a, b in stale],
-        "unready_periods": [
-            {"at_s": round(a - origin, 2), "s": round(b - a, 2)} for a, b in unready
+        "expected_component_changes": sum(
+            1 for a, b in itertools.pairwise(run.exp) if a.components != b.components
+        ),
+        "lag_outliers": [
+            {"index": idx, "at_s": round(run.exp[idx].wall - run.origin, 2), "lag_s": round(s, 3)}
+            for idx, s in calm_pairs
+            if s > run.attr_min
+        ][:20],
+        "stale_periods": [
+            {"at_s": round(a - run.origin, 2), "s": round(b - a, 2)} for a, b in stale
         ],
-        "converged": {"log": converged_log, "client": converged_client},
+        "unready_periods": [
+            {"at_s": round(a - run.origin, 2), "s": round(b - a, 2)} for a, b in unready
+        ],
+        "converged": converged(run, log.last, view),
     }
 
 
@@ -1189,17 +1288,6 @@ def read_store(url: str) -> tuple[Catalog, list[Any], int]:
     return Catalog.model_validate_json(cat), windows, seq
 
 
-async def wait_ready(base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{base}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{base} not ready after {timeout} s")
-
-
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     t0 = datetime(2030, 1, 7, 0, 0, tzinfo=UTC)  # after the real import time: all upcoming
@@ -1208,7 +1296,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     path = workdir / "schedule.yaml"
     path.write_text(yaml.safe_dump(schedule, allow_unicode=True, sort_keys=False), "utf-8")
 
-    server = SentinelBackend(workdir) if args.sentinel else RedisServer(workdir)
+    server: Backend = SentinelBackend(workdir) if args.sentinel else SingleBackend(workdir)
     procs: list[Proc] = []
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -1219,14 +1307,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             MAINTCAST_TIMEZONE=ZONE,
             MAINTCAST_SCHEDULE_FILE=str(path),  # the leader re-imports it after a FLUSHALL
         )
-        done = subprocess.run(
-            [MAINTCAST, "windows", "import", str(path)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_cli(["windows", "import", str(path)], env, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"import failed: {done.stdout}{done.stderr}")
         catalog, windows, import_seq = read_store(server.data_url)
@@ -1247,13 +1328,18 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         end = wall0 + last_tick * args.tick_real + args.tail
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        workers = [Proc(f"worker{i}", ["worker", *clock_args], env, workdir) for i in (1, 2)]
-        api = Proc("api", ["api", "--port", str(port), *clock_args], env, workdir)
+        workers = [
+            Proc(f"worker{i}", ["worker", *clock_args], env, workdir, start=False) for i in (1, 2)
+        ]
+        api = Proc("api", ["api", "--port", str(port), *clock_args], env, workdir, start=False)
         procs += [*workers, api]
         for p in procs:
             p.start()
-        await wait_ready(base, 30)
-        client, poller = Client(base), Poller(base)
+        async with httpx.AsyncClient(timeout=2) as http:
+            await wait_ready(http, base, procs, 30)
+        # reconnecting like a browser, its retry jittered
+        client = Client(base, resume=True, max_connections=500, retry_s=(0.2, 0.5))
+        poller = Poller(base)
         tasks.append(asyncio.create_task(client.run(end)))
         tasks.append(asyncio.create_task(poller.run(end)))
         counts = {
@@ -1300,16 +1386,20 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         epochs = [parse_log(f.log_rows) for f in faults if f.log_rows is not None]
         epochs.append(parse_log(read_rows(server.data_url)))
         report = analyse(
-            exp,
-            epochs,
-            import_seq,
-            client,
-            poller,
-            faults,
-            end,
-            args.settle,
-            args.attr_min,
-            wall0,
+            Run(
+                exp,
+                epochs,
+                import_seq,
+                seen_by(client),
+                client.connections,
+                client.errors,
+                poller.samples,
+                faults,
+                end,
+                args.settle,
+                args.attr_min,
+                wall0,
+            )
         )
         report["faults"] = [
             {
@@ -1352,7 +1442,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await asyncio.gather(*tasks, return_exceptions=True)
         for p in procs:
             with contextlib.suppress(Exception):
-                p.stop()
+                p.stop(8)
         with contextlib.suppress(Exception):
             server.kill()
 

@@ -25,9 +25,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from fanout import ROOT, VENV_BIN, Proc, Redis, free_port, http_ok, wait_until
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the processes the tests use too
+from fanout import VENV_BIN, Redis, http_ok  # noqa: E402
 
-EXAMPLE = ROOT / "deploy/examples/webcollect-2021.yaml"
+from tests.support import EXAMPLE, MAINTCAST, Proc, free_port, poll_until  # noqa: E402
 
 
 def wrk(port: int, seconds: int) -> float:
@@ -57,46 +59,35 @@ def main() -> int:
     procs: list[Proc] = []
     try:
         env = {"MAINTCAST_REDIS_URL": redis.url, "MAINTCAST_KEY_PREFIX": "bench"}
-        maintcast = str(VENV_BIN / "maintcast")
         subprocess.run(
-            [maintcast, "windows", "import", str(EXAMPLE)],
+            [MAINTCAST, "windows", "import", str(EXAMPLE)],
             env={**_environ(), **env},
             check=True,
             capture_output=True,
             timeout=60,
         )
         ports = {"maintcast": free_port(), "bare starlette": free_port()}
-        procs.append(
-            Proc(
-                [maintcast, "api", "--port", str(ports["maintcast"]), "--no-access-log"],
-                tmp / "maintcast.log",
-                {**_environ(), **env},
-            )
-        )
-        if not wait_until(lambda: http_ok(ports["maintcast"], "/v1/status"), 30):
+        args = ["api", "--port", str(ports["maintcast"]), "--no-access-log"]
+        procs.append(Proc("maintcast", args, {**_environ(), **env}, tmp))
+        if not poll_until(lambda: http_ok(ports["maintcast"], "/v1/status"), timeout=30):
             raise RuntimeError("maintcast api did not start:\n" + procs[0].tail())
         url = f"http://127.0.0.1:{ports['maintcast']}/v1/status"
         with urllib.request.urlopen(url, timeout=5) as r:
             body = r.read()
         (tmp / "body.json").write_bytes(body)
-        procs.append(
-            Proc(
-                [
-                    str(VENV_BIN / "uvicorn"),
-                    "bare_status:app",
-                    "--app-dir",
-                    str(ROOT / "bench"),
-                    "--port",
-                    str(ports["bare starlette"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                tmp / "bare.log",
-                {**_environ(), "BARE_STATUS_BODY": str(tmp / "body.json")},
-            )
-        )
-        if not wait_until(lambda: http_ok(ports["bare starlette"], "/v1/status"), 30):
+        args = [
+            "bare_status:app",
+            "--app-dir",
+            str(ROOT / "bench"),
+            "--port",
+            str(ports["bare starlette"]),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        env_bare = {**_environ(), "BARE_STATUS_BODY": str(tmp / "body.json")}
+        procs.append(Proc("bare", args, env_bare, tmp, exe=str(VENV_BIN / "uvicorn")))
+        if not poll_until(lambda: http_ok(ports["bare starlette"], "/v1/status"), timeout=30):
             raise RuntimeError("bare starlette did not start:\n" + procs[1].tail())
         best = dict.fromkeys(ports, 0.0)
         for _ in range(a.rounds):
@@ -113,7 +104,7 @@ def main() -> int:
         print(f"  bare / maintcast = {ratio:.2f} (target: <= 1.5)")
     finally:
         for proc in procs:
-            proc.stop()
+            proc.stop(10)
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -1,4 +1,7 @@
-"""The HTTP API: ``create_app(settings, *, redis=None)`` with lifespan, routes and errors."""
+"""The HTTP API: ``create_app(settings, *, redis=None, clock=None, background=(),
+tokens=None, demo=False)`` composes the store, the hub, the live routes (:mod:`live`), the
+routers (this module's public routes, :mod:`ops_api`, :mod:`pages.routes`), the lifespan and
+the exception handlers (from :mod:`errors`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -19,10 +22,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec
+from broadcaster import codec, ops_api, subscriptions_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
+from broadcaster.deps import clock_of, hub_of, store_of, tokens_of
 from broadcaster.domain import InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.errors import HANDLED, answer_for
 from broadcaster.gate import MaintenanceGate, Rule
@@ -30,13 +34,11 @@ from broadcaster.hub import Hub
 from broadcaster.ical import calendar_of
 from broadcaster.live import PATHS, SERVER_SEND, STREAM_PATH, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
-from broadcaster.ops_api import ops_router, principal_of
-from broadcaster.pages import pages_router, static_files
+from broadcaster.ops_api import principal_of
+from broadcaster.pages import routes as page_routes
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
 from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
-from broadcaster.subscriptions_api import notify_context
-from broadcaster.subscriptions_api import router as subscriptions_router
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ def create_app(
     Without ``redis`` and without ``settings.redis_url`` it uses an embedded in-memory store.
     ``tokens`` defaults to those of ``MAINTCAST_TOKENS``/``MAINTCAST_TOKENS_FILE``.
     ``demo`` mounts ``/demo/checkout`` and the gated sample API ``POST /demo/api/token``.
+    The routes read what they need from ``app.state`` (:mod:`broadcaster.deps`).
 
     Raises:
         TokenConfigError: a malformed token entry in the settings.
@@ -112,38 +115,28 @@ def create_app(
         if embedded:
             log.warning("no MAINTCAST_REDIS_URL: using an embedded in-memory store")
     store = make_store(settings, redis, clock_speed=clock.speed)
-    hub = Hub(store, clock, queue_size=settings.client_queue, zone=settings.timezone)
+    hub = Hub(store, clock, client_queue=settings.client_queue, zone=settings.timezone)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        listener = asyncio.create_task(hub.run(), name="maintcast-hub")
-        keepalive = asyncio.create_task(
-            hub.streams.keepalive(settings.ping_s), name="maintcast-keepalive"
-        )
-        await hub.wait_ready(5.0)
-        freeze_heap(full=True)  # start-up objects never need collecting
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                for run in background:
-                    await stack.enter_async_context(run(store, clock))
-                yield
-        finally:
-            await stop_task(keepalive, "stream keepalive")
-            await stop_task(listener, "hub listener")
-            if owned:
-                await redis.aclose()
-
-    live: ASGIApp = LiveRoutes(hub=hub, store=store, retry_ms=settings.retry_ms)
+    live: ASGIApp = LiveRoutes(
+        hub=hub,
+        store=store,
+        retry_ms=settings.retry_ms,
+        streams_per_client=settings.streams_per_client,
+    )
     if settings.cors_origin_list:
         live = CORSMiddleware(live, **cors_options(settings))
     app = MaintcastAPI(live, title="Maintcast", version="0.1.0", lifespan=lifespan)
     app.state.store, app.state.hub, app.state.clock = store, hub, clock
+    app.state.settings, app.state.tokens = settings, tokens
+    app.state.background, app.state.owned_redis = background, redis if owned else None
     _errors(app)
-    app.include_router(ops_router(store, clock, tokens, max_override_s=settings.max_window_s))
-    app.state.notify = notify_context(store, clock, tokens, settings)
-    app.include_router(subscriptions_router)
-    app.include_router(pages_router(store, hub, demo=demo))
-    app.mount("/static", static_files(), name="static")
+    app.include_router(ops_api.router)
+    app.include_router(subscriptions_api.router)
+    app.include_router(page_routes.router)
+    if demo:
+        app.include_router(page_routes.demo_router)
+    app.mount("/static", page_routes.static_files(), name="static")
+    app.include_router(router)
     if demo:
         rule = Rule("/demo/api/", "webcollect", "credit_card", channel="token_embedded")
         app.add_middleware(
@@ -156,139 +149,192 @@ def create_app(
         )
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, **cors_options(settings))
-
-    def visible(w: Window, now: datetime, authorization: str | None) -> bool:
-        """Announced windows are public; ops (a valid token) see the others too."""
-        if is_public(w, now):
-            return True
-        try:
-            return authorization is not None and bool(principal_of(tokens, authorization))
-        except PermissionError:
-            return False
-
-    @app.get("/v1/windows")
-    async def list_windows(
-        status: str | None = None, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
-        if status is not None and status not in LIFECYCLES:
-            raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
-        now = clock.now()
-        windows = sorted(
-            (w for w in (await store.windows()).values() if visible(w, now, authorization)),
-            key=lambda w: (w.starts_at, w.id),
-        )
-        docs = [
-            codec.window_doc(w, now)
-            for w in windows
-            if status is None or lifecycle(w, now) == status
-        ]
-        return Response(codec.dumps({"windows": docs}), media_type="application/json")
-
-    @app.api_route("/v1/windows.ics", methods=["GET", "HEAD"])
-    async def windows_ics() -> Response:
-        now = clock.now()
-        windows = [w for w in (await store.windows()).values() if is_public(w, now)]
-        return Response(calendar_of(windows, now), media_type="text/calendar; charset=utf-8")
-
-    @app.get("/v1/windows/{window_id}")
-    async def get_window(
-        window_id: str, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
-        now = clock.now()
-        w = (await store.windows()).get(window_id)
-        if w is None or not visible(w, now, authorization):
-            raise NotFound("id", f"unknown window {window_id!r}")
-        return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
-
-    @app.get("/v1/events")
-    async def list_events(
-        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-        limit: Annotated[int, Query(ge=1)] = 100,
-    ) -> Response:
-        events = await store.events(after, min(limit, 1000))
-        return Response(codec.dumps({"events": events}), media_type="application/json")
-
-    def overdue_s() -> float:
-        return hub.overdue_s(clock.now(), store.grace_s)
-
-    bind_gauges(lambda: hub.clients, lambda: not hub.stale, overdue_s)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        body, content_type = exposition()
-        return Response(body, media_type=content_type)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        """503 with a code saying what is wrong: the store is unreachable, has no catalog
-        (restarted empty), this process's subscription is reconnecting, or the held status
-        is overdue (nothing published the change it announced)."""
-        try:
-            await asyncio.wait_for(store.ping(), 1.0)
-            has_catalog = await asyncio.wait_for(store.has_catalog(), 1.0)
-        except STORE_ERRORS as exc:
-            answer = answer_for(exc, "GET /readyz")
-            assert answer is not None  # every store error is in the table
-            return error(answer.status, answer.code, answer.doc["error"]["message"])
-        if not has_catalog:
-            return error(
-                503,
-                "catalog_missing",
-                "the store has no catalog (restarted empty?): import the schedule file, "
-                "or set MAINTCAST_SCHEDULE_FILE so the publishers re-import it",
-            )
-        if hub.stale:  # Redis answers, but this process's subscription is not back yet
-            return error(503, "resubscribing", "the live subscription is reconnecting")
-        late = overdue_s()
-        if late > 0:
-            return error(
-                503,
-                "status_overdue",
-                f"the status announced a change {late:.0f} s ago and nothing was published: "
-                "is any worker or API process able to publish?",
-            )
-        return JSONResponse({"status": "ready"})
-
+    bind_gauges(
+        lambda: hub.clients,
+        lambda: not hub.stale,
+        lambda: hub.overdue_s(clock.now(), store.grace_s),
+    )
     return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The app's lifetime: the hub's listener and the streams' keepalive run, then each of
+    ``app.state.background``; at the end they stop, and a Redis client that
+    :func:`create_app` opened (``app.state.owned_redis``) is closed."""
+    state = app.state
+    hub: Hub = state.hub
+    listener = asyncio.create_task(hub.run(), name="maintcast-hub")
+    keepalive = asyncio.create_task(
+        hub.streams.keepalive(state.settings.ping_s), name="maintcast-keepalive"
+    )
+    await hub.wait_ready(5.0)
+    freeze_heap(full=True)  # start-up objects never need collecting
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for run in state.background:
+                await stack.enter_async_context(run(state.store, state.clock))
+            yield
+    finally:
+        await stop_task(keepalive, "stream keepalive")
+        await stop_task(listener, "hub listener")
+        if state.owned_redis is not None:
+            await state.owned_redis.aclose()
+
+
+router = APIRouter()
+"""The public routes other than the live ones (:mod:`broadcaster.live`), and the probes."""
+
+
+def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
+    """Announced windows are public; ops (a valid token) see the others too."""
+    if is_public(w, now):
+        return True
+    try:
+        return authorization is not None and bool(principal_of(tokens_of(request), authorization))
+    except PermissionError:
+        return False
+
+
+@router.get("/v1/windows")
+async def list_windows(
+    request: Request,
+    status: str | None = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The windows (announced ones, or all with an ops token), soonest first, with history."""
+    if status is not None and status not in LIFECYCLES:
+        raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
+    now = clock_of(request).now()
+    windows = sorted(
+        (
+            w
+            for w in (await store_of(request).windows()).values()
+            if visible(request, w, now, authorization)
+        ),
+        key=lambda w: (w.starts_at, w.id),
+    )
+    docs = [
+        codec.window_doc(w, now) for w in windows if status is None or lifecycle(w, now) == status
+    ]
+    return Response(codec.dumps({"windows": docs}), media_type="application/json")
+
+
+@router.api_route("/v1/windows.ics", methods=["GET", "HEAD"])
+async def windows_ics(request: Request) -> Response:
+    """The announced windows as an iCalendar feed (RFC 5545)."""
+    now = clock_of(request).now()
+    windows = [w for w in (await store_of(request).windows()).values() if is_public(w, now)]
+    return Response(calendar_of(windows, now), media_type="text/calendar; charset=utf-8")
+
+
+@router.get("/v1/windows/{window_id}")
+async def get_window(
+    request: Request, window_id: str, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """One window, if visible to the caller (404 otherwise)."""
+    now = clock_of(request).now()
+    w = (await store_of(request).windows()).get(window_id)
+    if w is None or not visible(request, w, now, authorization):
+        raise NotFound("id", f"unknown window {window_id!r}")
+    return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
+
+
+@router.get("/v1/events")
+async def list_events(
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1)] = 100,
+) -> Response:
+    """The event log after seq ``after``, oldest first, at most 1000 at once."""
+    events = await store_of(request).events(after, min(limit, 1000))
+    return Response(codec.dumps({"events": events}), media_type="application/json")
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text exposition of this process's metrics."""
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: 200 while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """503 with a code saying what is wrong: the store is unreachable, has no catalog
+    (restarted empty), this process's subscription is reconnecting, or the held status
+    is overdue (nothing published the change it announced)."""
+    store, hub = store_of(request), hub_of(request)
+    try:
+        await asyncio.wait_for(store.ping(), 1.0)
+        has_catalog = await asyncio.wait_for(store.has_catalog(), 1.0)
+    except STORE_ERRORS as exc:
+        answer = answer_for(exc, "GET /readyz")
+        assert answer is not None  # every store error is in the table
+        return error(answer.status, answer.code, answer.doc["error"]["message"])
+    if not has_catalog:
+        return error(
+            503,
+            "catalog_missing",
+            "the store has no catalog (restarted empty?): import the schedule file, "
+            "or set MAINTCAST_SCHEDULE_FILE so the publishers re-import it",
+        )
+    if hub.stale:  # Redis answers, but this process's subscription is not back yet
+        return error(503, "resubscribing", "the live subscription is reconnecting")
+    late = hub.overdue_s(clock_of(request).now(), store.grace_s)
+    if late > 0:
+        return error(
+            503,
+            "status_overdue",
+            f"the status announced a change {late:.0f} s ago and nothing was published: "
+            "is any worker or API process able to publish?",
+        )
+    return JSONResponse({"status": "ready"})
 
 
 def _errors(app: FastAPI) -> None:
     """Map exceptions to the JSON error shape: the table of :mod:`broadcaster.errors` (domain,
     auth and store errors) plus FastAPI's own validation and HTTP errors."""
-
-    async def from_table(request: Request, exc: Exception) -> Response:
-        answer = answer_for(exc, f"{request.method} {request.url.path}")
-        if answer is None:  # not registered for it: cannot happen
-            raise exc
-        return Response(
-            answer.body(),
-            status_code=answer.status,
-            headers=dict(answer.headers),
-            media_type="application/json",
-        )
-
     for cls in HANDLED:
         app.add_exception_handler(cls, from_table)
-
-    async def client_gone(request: Request, exc: Exception) -> None:
-        """The client left while its body was read: nobody to answer, nothing wrong here."""
-        log.debug("client disconnected during %s %s", request.method, request.url.path)
-
     app.add_exception_handler(ClientDisconnect, client_gone)  # type: ignore[arg-type]
+    app.exception_handler(RequestValidationError)(bad_request)
+    app.exception_handler(StarletteHTTPException)(http_error)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
-        field = ".".join(loc) or "body"
-        given = err.get("input")
-        return error(422, "invalid", f"{field}: {err['msg']} (got {given!r})", field)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+async def from_table(request: Request, exc: Exception) -> Response:
+    """The answer of :mod:`broadcaster.errors`' table to ``exc``."""
+    answer = answer_for(exc, f"{request.method} {request.url.path}")
+    if answer is None:  # not registered for it: cannot happen
+        raise exc
+    return Response(
+        answer.body(),
+        status_code=answer.status,
+        headers=dict(answer.headers),
+        media_type="application/json",
+    )
+
+
+async def client_gone(request: Request, exc: Exception) -> None:
+    """The client left while its body was read: nobody to answer, nothing wrong here."""
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+
+
+async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 ``invalid`` naming the first field FastAPI's validation rejected."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or "body"
+    given = err.get("input")
+    return error(422, "invalid", f"{field}: {err['msg']} (got {given!r})", field)
+
+
+async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own HTTP errors (unknown route, wrong method) in the JSON error shape."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error(exc.status_code, code, str(exc.detail))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 Role = Literal["operator", "admin"]
@@ -76,6 +77,32 @@ def entry_line(name: str, role: Role, token: str) -> str:
     return f"{name}:{role}:{digest_of(token)}"
 
 
+def _read_tokens_file(file: str) -> str:
+    """The text of the tokens file, refused when group or others may write it: whoever can
+    write it can add an admin token.
+
+    Raises:
+        TokenConfigError: unreadable, or writable by group/other (the message names the
+            file and its mode).
+    """
+    try:
+        with open(file, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode  # of what was opened: no swap in between
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise TokenConfigError(
+                    f"MAINTCAST_TOKENS_FILE: {file} is writable by group or others (mode "
+                    f"{stat.S_IMODE(mode):04o}), so anyone who can write it can add an admin "
+                    f"token: chmod go-w {file}"
+                )
+            return f.read().decode("utf-8")
+    except OSError as exc:
+        raise TokenConfigError(
+            f"MAINTCAST_TOKENS_FILE: cannot read {file}: {exc.strerror}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise TokenConfigError(f"MAINTCAST_TOKENS_FILE: {file} is not UTF-8 text") from exc
+
+
 class Tokens:
     """The configured tokens; :meth:`verify` finds the principal for a presented token."""
 
@@ -93,19 +120,15 @@ class Tokens:
 
         Raises:
             TokenConfigError: a malformed entry, an unknown role, a duplicate name, an
-                unreadable file; the message names the setting and the entry.
+                unreadable file or one writable by group or others; the message names the
+                setting and the entry (or the file).
         """
         entries: list[_Entry] = []
         sources: list[tuple[str, list[str]]] = [
             ("MAINTCAST_TOKENS", [e for e in inline.split(",") if e.strip()])
         ]
         if file:
-            try:
-                lines = Path(file).read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise TokenConfigError(
-                    f"MAINTCAST_TOKENS_FILE: cannot read {file}: {exc.strerror}"
-                ) from exc
+            lines = _read_tokens_file(file).splitlines()
             sources.append(
                 (
                     f"MAINTCAST_TOKENS_FILE ({file})",

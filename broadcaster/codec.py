@@ -1,7 +1,7 @@
 """JSON <-> domain, and SSE frames encoded once per event.
 
 Wire instants are RFC 3339 with an offset: a window's in its own zone, status-level ones
-(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (docs/api.md "Time").
+(``as_of``, ``until``, override times) in ``MAINTCAST_TIMEZONE`` (README.md "Configuration").
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from broadcaster.status import StatusCore, Summary, compute_status
 from broadcaster.timeparse import format_instant, parse_instant
 
 Doc = dict[str, Any]
-Scope = tuple[str | None, str | None]
-"""A view of the status: ``(service, method)``, either None for all."""
-Scoper = Callable[[Doc, Scope], Doc]
-"""Restricts a full status object to a scope."""
+View = tuple[str | None, str | None]
+"""A view of the status: ``(service, method)``, either None for all (the ``service`` and
+``method`` query parameters of ``/v1/status`` and ``/v1/stream``, docs/api.md "Built")."""
+Viewer = Callable[[Doc, View], Doc]
+"""Restricts a full status object to a view."""
 
 dumps = orjson.dumps
 loads = orjson.loads
@@ -181,7 +182,8 @@ def cause_doc(cause: Cause) -> Doc:
 
 
 def same_status(a: Doc, b: Doc) -> bool:
-    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale`` (docs/api.md "When published")."""
+    """Equal ignoring ``seq``, ``as_of``, ``cause`` and ``stale``: a status that is not
+    different is not published (docs/reliability.md "Guarantees")."""
     return {k: v for k, v in a.items() if k not in _VOLATILE} == {
         k: v for k, v in b.items() if k not in _VOLATILE
     }
@@ -221,7 +223,7 @@ def retry_frame(retry_ms: int) -> bytes:
     return b"retry: %d\n\n" % retry_ms
 
 
-def scoped_doc(
+def view_doc(
     doc: Doc,
     catalog: Catalog,
     *,
@@ -231,17 +233,17 @@ def scoped_doc(
     zone: str,
     within: frozenset[tuple[str, str]] | None = None,
 ) -> Doc:
-    """The view of a full status object restricted to ``service`` [+ ``method``], or to the
+    """A full status object restricted to the view ``service`` [+ ``method``], or to the
     components ``within`` (a subscription's scope; ``service``/``method`` are then None).
 
     Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
-    its ``as_of``), so every process derives the same view (docs/api.md "Scope").
+    its ``as_of``), so every process derives the same view (docs/api.md "Built").
 
     Raises:
         NotFound: unknown service or method.
     """
     if service is None and within is None:
-        catalog.scope(None, method)
+        catalog.components_in(None, method)
         return doc
     now = status_instant(doc)
     windows = [window_from_doc(w) for w in (*doc["active"], *doc["upcoming"])]

@@ -1,7 +1,8 @@
 """The pure domain objects: catalog, window, override, lifecycle, causes and errors.
 
 No I/O and no clock here: every function that depends on time takes ``now`` (an aware
-UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/api.md "Time").
+UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/operations.md
+"2. Schedule a window").
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CHANNELS = ("link", "token_embedded", "token_modal", "api", "admin")
 Channel = Literal["link", "token_embedded", "token_modal", "api", "admin"]
 Lifecycle = Literal["scheduled", "in_progress", "completed", "cancelled"]
 ComponentStatus = Literal["operational", "under_maintenance"]
@@ -27,31 +27,27 @@ MODAL_TEXT_JA = "メンテナンス中です。時間をおいて再度アクセ
 """The card modal's text, verbatim from the 2021 notice's table (docs/api.md)."""
 
 
-class InvalidInput(ValueError):
+class FieldError(Exception):
+    """An error about one input field: ``field`` names it (a dotted path, or what was looked
+    up) and ``message`` says why; ``str(exc)`` is ``message``. The base of the domain's errors,
+    each also on the builtin that fits it (mapped to HTTP in :mod:`broadcaster.errors`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class InvalidInput(FieldError, ValueError):
     """Bad input; ``field`` names the offending field (dotted path), ``message`` says why."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
-
-class NotFound(LookupError):
+class NotFound(FieldError, LookupError):
     """An unknown window, service or method; ``field`` names what was looked up."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
-
-class Conflict(RuntimeError):
+class Conflict(FieldError, RuntimeError):
     """A write that the current state forbids (id exists, window completed, ...)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class LocalText(BaseModel):
@@ -134,8 +130,13 @@ class Catalog(BaseModel):
                 out.update((service, m) for m in names if m in svc.methods)
         return frozenset(out)
 
-    def scope(self, service: str | None, method: str | None) -> frozenset[tuple[str, str]]:
-        """The components in a scope; raises NotFound naming ``service`` or ``method``."""
+    def components_in(self, service: str | None, method: str | None) -> frozenset[tuple[str, str]]:
+        """The components in the view ``service`` [+ ``method``] (None: the whole catalog).
+
+        Raises:
+            NotFound: unknown ``service`` or ``method`` (named).
+            InvalidInput: ``method`` without ``service``.
+        """
         if service is None:
             if method is not None:
                 raise InvalidInput("method", "method needs service")
@@ -195,15 +196,6 @@ class Window(BaseModel):
         """The components this window puts under maintenance."""
         return catalog.expand(self.affected)
 
-    def touches(self, service: str | None, method: str | None) -> bool:
-        """Whether ``affected`` names the scope (used to scope ``active``/``upcoming``)."""
-        if service is None:
-            return True
-        methods = self.affected.get(service)
-        if not methods:
-            return False
-        return method is None or method in methods or ALL_METHODS in methods
-
     def reschedules(self) -> int:
         """How many times the window was rescheduled (iCalendar SEQUENCE, RFC 5545 3.8.7.4)."""
         return sum(1 for h in self.history if h.change == "rescheduled")
@@ -228,6 +220,20 @@ def is_public(window: Window, now: datetime) -> bool:
     return window.announce_at <= now
 
 
+def touches(
+    affected: Mapping[str, Iterable[str]] | None, service: str | None, method: str | None
+) -> bool:
+    """Whether an ``affected`` map (a window's or an override's; None = every component)
+    names anything in the view ``service`` [+ ``method``] (None = the whole catalog): what
+    decides which windows and which override a view shows."""
+    if affected is None or service is None:
+        return True
+    methods = affected.get(service)
+    if not methods:
+        return False
+    return method is None or method in methods or ALL_METHODS in methods
+
+
 class Override(BaseModel):
     """A manual ops decision that beats the schedule until cleared or ``expires_at`` (UTC).
 
@@ -245,15 +251,6 @@ class Override(BaseModel):
     def holds_at(self, now: datetime) -> bool:
         """Whether the override is still in force at ``now`` (half-open like windows)."""
         return self.expires_at is None or now < self.expires_at
-
-    def touches(self, service: str | None, method: str | None) -> bool:
-        """Whether the override's scope meets the given scope."""
-        if self.affected is None or service is None:
-            return True
-        methods = self.affected.get(service)
-        if not methods:
-            return False
-        return method is None or method in methods or ALL_METHODS in methods
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from broadcaster import codec
 from broadcaster.auth import Forbidden, Unauthorized
 from broadcaster.domain import Conflict, InvalidInput, NotFound
+from broadcaster.limits import RETRY_AFTER_S, TooManyStreams
 from broadcaster.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ TABLE: dict[type[Exception], HttpError] = {
     ),
     Forbidden: HttpError(403, "forbidden"),
     Conflict: HttpError(409, "conflict"),
+    TooManyStreams: HttpError(
+        429, "too_many_streams", headers=(("Retry-After", str(RETRY_AFTER_S)),)
+    ),
     **dict.fromkeys(STORE_ERRORS, STORE_UNAVAILABLE),
 }
 """Exception class -> answer. A raised exception takes the entry of the first class of its

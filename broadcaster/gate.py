@@ -7,15 +7,15 @@ Add it to any ASGI app of the platform in one line::
 
 or let :func:`gate_for_redis` build the hub from a Redis URL. The status is read from the
 hub's memory (one Redis subscription per process, kept live): no Redis call per request.
-During maintenance of a rule's scope a request gets HTTP 503 with ``Retry-After`` (whole
-seconds to ``until``, RFC 9110 10.2.3, never below ``retry_after_min_s``; omitted when
-``until`` is null) and ``{"errorCode", "message", "until", "processed": false}`` — the
-request was not acted on. It is not ``BaseHTTPMiddleware``: that wraps every response and
-hides stream disconnects.
+During maintenance of a rule's view (its service [+ method]) a request gets HTTP 503 with
+``Retry-After`` (whole seconds to ``until``, RFC 9110 10.2.3, never below
+``retry_after_min_s``; omitted when ``until`` is null) and ``{"errorCode", "message",
+"until", "processed": false}`` — the request was not acted on. It is not
+``BaseHTTPMiddleware``: that wraps every response and hides stream disconnects.
 
 The gate never answers 500 and never raises: rules naming a service, method or channel the
-catalog does not know fail the app's start-up (:func:`validate_rules`); a scope that
-vanished at run time, or any error while deciding, is decided as "no status known"
+catalog does not know fail the app's start-up (:func:`validate_rules`); a service or method
+that vanished at run time, or any error while deciding, is decided as "no status known"
 (``when_unknown``), logged at most once a minute and counted in
 ``maintcast_gate_unknown_total``. Importing this module imports neither FastAPI nor
 sse-starlette.
@@ -24,28 +24,25 @@ sse-starlette.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from broadcaster import codec
 from broadcaster.aio import stop_task
+from broadcaster.bypass import Bypass
 from broadcaster.clock import Clock, SystemClock
-from broadcaster.domain import CHANNELS, DEFAULT_MESSAGES, Catalog
+from broadcaster.domain import DEFAULT_MESSAGES, Catalog
 from broadcaster.hub import Hub
 from broadcaster.metrics import GATE_UNKNOWN
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UnknownReason = Literal["no_status", "scope_gone", "error"]
 LOG_EVERY_S = 60.0
 """The gate logs one line per reason at most this often (seconds), not one per request."""
@@ -54,7 +51,7 @@ LOG_EVERY_S = 60.0
 @dataclass(frozen=True)
 class Rule:
     """Guard requests whose path starts with ``path`` (and, if given, whose HTTP method is
-    in ``http_methods``) by the scope ``service`` [+ ``method``]; ``channel`` picks the
+    in ``http_methods``) by the status of the view ``service`` [+ ``method``]; ``channel`` picks the
     message (``api``, ``token_embedded``, ``token_modal``, ``link``, ``admin``)."""
 
     path: str
@@ -95,8 +92,8 @@ def validate_rules(rules: Iterable[Rule], catalog: Catalog) -> None:
                 f"{where}: unknown method {rule.method!r} of service {rule.service!r} "
                 f"(known: {known})"
             )
-        if rule.channel not in CHANNELS:
-            known = ", ".join(CHANNELS)
+        if rule.channel not in DEFAULT_MESSAGES:  # every channel has its built-in text
+            known = ", ".join(DEFAULT_MESSAGES)
             problems.append(f"{where}: unknown channel {rule.channel!r} (known: {known})")
     if problems:
         raise UnknownScope("; ".join(problems))
@@ -133,18 +130,14 @@ def _lang(scope: Scope) -> str:
     return "ja"
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            return bytes(value)
-    return None
-
-
 class MaintenanceGate:
     """The middleware. ``when_unknown``: ``"allow"`` (default) or ``"block"`` guarded requests
-    while the status of their scope is not known: none read yet (e.g. Redis down at start),
-    the scope vanished from the catalog (Redis restarted empty), or deciding failed.
+    while the status of their view is not known: none read yet (e.g. Redis down at start),
+    its service or method vanished from the catalog (Redis restarted empty), or deciding
+    failed (counted as ``scope_gone`` and ``error``).
 
+    ``bypass_secret`` in the ``bypass_header`` lets a request through (compared as digests,
+    logged, and the header removed before the app: :mod:`broadcaster.bypass`).
     ``retry_after_min_s`` (whole seconds, >= 0) is the floor of ``Retry-After``. The rules
     are checked against the catalog when the app's lifespan start-up completes: a rule naming
     an unknown service, method or channel turns ``lifespan.startup.complete`` into
@@ -174,8 +167,7 @@ class MaintenanceGate:
         self.hub = hub
         self.rules = tuple(rules)
         self.exempt = tuple(exempt)
-        self.bypass_header = bypass_header.lower().encode("latin-1")
-        self.bypass_secret = bypass_secret.encode() if bypass_secret else None
+        self.bypass = Bypass(bypass_secret, bypass_header)  # digests; stripped before app
         if when_unknown not in ("allow", "block"):
             raise ValueError(f"when_unknown: must be 'allow' or 'block', got {when_unknown!r}")
         self.when_unknown = when_unknown
@@ -194,7 +186,7 @@ class MaintenanceGate:
             await self.app(scope, receive, self._checked_start(send))
             return
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.app(self.bypass.stripped(scope), receive, send)
             return
         if self.own_hub and self._task is None:
             self._start()
@@ -202,7 +194,7 @@ class MaintenanceGate:
             self._check_late()
         refusal = self.refusal(scope)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await self.app(self.bypass.stripped(scope), receive, send)
             return
         try:
             body, content_type = self.render(refusal)
@@ -233,9 +225,9 @@ class MaintenanceGate:
             if event is None:
                 return self._unknown(rule, lang, "no_status")
             return self._decide(
-                event.view((rule.service, rule.method), self.hub.scope_view)[0], rule, lang
+                event.view((rule.service, rule.method), self.hub.view_of)[0], rule, lang
             )
-        except LookupError as exc:  # NotFound: the catalog lost the rule's scope
+        except LookupError as exc:  # NotFound: the catalog lost the rule's service or method
             return self._unknown(rule, lang, "scope_gone", exc)
         except Exception as exc:
             return self._unknown(rule, lang, "error", exc)
@@ -248,14 +240,10 @@ class MaintenanceGate:
         rule = next((r for r in self.rules if r.matches(path, scope.get("method", ""))), None)
         if rule is None:
             return None
-        if self.bypass_secret is not None:
-            given = _header(scope, self.bypass_header)
-            if given is not None and hmac.compare_digest(given, self.bypass_secret):
-                return None
-        return rule
+        return None if self.bypass.granted(scope) else rule
 
     def _decide(self, doc: codec.Doc, rule: Rule, lang: str) -> Refusal | None:
-        """The refusal for ``rule`` given its scoped status ``doc``."""
+        """The refusal for ``rule`` given the status of its view, ``doc``."""
         if doc["state"] != "maintenance":
             return None
         until = doc["until"]

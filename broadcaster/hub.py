@@ -1,6 +1,6 @@
 """One Redis subscription per process, fanned out in memory to every SSE stream and the gate.
 
-Each published status is decoded once and its SSE frame encoded once (per scope) for all
+Each published status is decoded once and its SSE frame encoded once (per view) for all
 streams; :class:`broadcaster.sse.Streams` writes it to each. The last events are kept in
 memory, so a client reconnecting with a recent ``Last-Event-ID`` is served without a Redis
 call (a reconnect storm costs Redis nothing per client).
@@ -15,8 +15,9 @@ from datetime import datetime
 
 from broadcaster import codec
 from broadcaster.clock import Clock
-from broadcaster.codec import Scope
+from broadcaster.codec import View
 from broadcaster.domain import Catalog
+from broadcaster.events import Event
 from broadcaster.sse import Streams
 from broadcaster.store import Store
 
@@ -44,50 +45,11 @@ def expected_change_at(doc: codec.Doc) -> datetime | None:
     return min(parsed, default=None)
 
 
-class Event:
-    """One published status: the decoded object, its payload and frames, built once."""
-
-    __slots__ = ("_frame", "_views", "doc", "payload", "seq")
-
-    def __init__(self, doc: codec.Doc, payload: bytes | None = None) -> None:
-        self.doc = doc
-        self.seq: int = doc["seq"]
-        self.payload = payload if payload is not None else codec.dumps(doc)
-        self._frame: bytes | None = None
-        self._views: dict[Scope, tuple[codec.Doc, bytes, bytes]] = {}
-
-    def frame(self) -> bytes:
-        """The unscoped SSE frame."""
-        if self._frame is None:
-            self._frame = codec.sse_frame(self.seq, self.payload)
-        return self._frame
-
-    def _scoped(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes, bytes]:
-        got = self._views.get(scope)
-        if got is None:
-            doc = scoper(self.doc, scope)
-            payload = codec.dumps(doc)
-            got = self._views[scope] = (doc, payload, codec.sse_frame(self.seq, payload))
-        return got
-
-    def view(self, scope: Scope, scoper: codec.Scoper) -> tuple[codec.Doc, bytes]:
-        """The scoped status and its SSE frame, computed once per scope."""
-        if scope == (None, None):
-            return self.doc, self.frame()
-        doc, _, frame = self._scoped(scope, scoper)
-        return doc, frame
-
-    def json(self, scope: Scope, scoper: codec.Scoper) -> bytes:
-        """The scoped status as JSON bytes, computed once per scope."""
-        if scope == (None, None):
-            return self.payload
-        return self._scoped(scope, scoper)[1]
-
-
 class Hub:
     """Keeps the current status in memory and fans every change out to the open streams.
 
-    ``queue_size`` bounds the events held for one stream whose send is pending.
+    ``client_queue`` (``MAINTCAST_CLIENT_QUEUE``) bounds the events held for one stream
+    whose send is pending.
     """
 
     def __init__(
@@ -95,7 +57,7 @@ class Hub:
         store: Store,
         clock: Clock,
         *,
-        queue_size: int = 64,
+        client_queue: int = 64,
         zone: str = "Asia/Tokyo",
     ) -> None:
         self.store = store
@@ -104,7 +66,7 @@ class Hub:
         self.current: Event | None = None
         self.catalog = Catalog()
         self.stale = False
-        self.streams = Streams(self.scope_view, backlog_limit=queue_size)
+        self.streams = Streams(self.view_of, client_queue=client_queue)
         self._recent: deque[Event] = deque(maxlen=RECENT)
         self._rewritten: deque[tuple[int, int]] = deque(maxlen=REWRITES_KEPT)
         self._ready = asyncio.Event()
@@ -115,13 +77,13 @@ class Hub:
         """How many streams are open."""
         return len(self.streams)
 
-    def scope_view(self, doc: codec.Doc, scope: Scope) -> codec.Doc:
-        """``doc`` restricted to ``scope`` (see :func:`codec.scoped_doc`)."""
-        return codec.scoped_doc(
+    def view_of(self, doc: codec.Doc, view: View) -> codec.Doc:
+        """``doc`` restricted to ``view`` (see :func:`codec.view_doc`)."""
+        return codec.view_doc(
             doc,
             self.catalog,
-            service=scope[0],
-            method=scope[1],
+            service=view[0],
+            method=view[1],
             default_error_code=self.store.defaults.error_code,
             zone=self.zone,
         )
@@ -188,7 +150,7 @@ class Hub:
         was flushed; a failover lost the last writes) or a seq came again with another
         status (a lost write was re-published differently before we re-read). Adopt the new
         status, remember the rewritten seqs (:meth:`rewritten`) and end every stream, so
-        clients reconnect and get a ``resync`` (docs/api.md "SSE")."""
+        clients reconnect and get a ``resync`` (docs/api.md "Built")."""
         assert self.current is not None
         log.warning(
             "store seq went back from %s to %s (store reset or failover); resyncing %d client(s)",

@@ -22,7 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from broadcaster import codec
 from broadcaster.errors import HANDLED, answer_for
-from broadcaster.hub import Event, Hub
+from broadcaster.events import Event
+from broadcaster.hub import Hub
+from broadcaster.limits import StreamCaps
 from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import STORE_ERRORS, Store
 
@@ -44,7 +46,7 @@ MAX_SEQ_DIGITS = 18
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (docs/api.md "SSE")
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream (docs/api.md "Built")
 ]
 RawHeaders = list[tuple[bytes, bytes]]
 RESYNC = {"type": "resync", "window_id": None, "actor": None, "reason": None}
@@ -62,11 +64,15 @@ def error_response(code: str, message: str, field: str | None = None) -> tuple[R
 class LiveRoutes:
     """ASGI app serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from ``hub``
     (HTTP requests for :data:`PATHS` only); ``retry_ms`` opens every stream (the client's
-    reconnection delay)."""
+    reconnection delay); ``streams_per_client`` caps the streams one client address holds
+    open (429 past it; 0: no cap, :mod:`broadcaster.limits`)."""
 
-    def __init__(self, *, hub: Hub, store: Store, retry_ms: int) -> None:
+    def __init__(
+        self, *, hub: Hub, store: Store, retry_ms: int, streams_per_client: int = 0
+    ) -> None:
         self.hub, self.store = hub, store
         self.retry = codec.retry_frame(retry_ms)
+        self.caps = StreamCaps(streams_per_client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == STREAM_PATH:
@@ -85,7 +91,7 @@ class LiveRoutes:
         query = QueryParams(scope["query_string"])
         view = (query.get("service"), query.get("method"))
         try:
-            self.hub.catalog.scope(*view)
+            self.hub.catalog.components_in(*view)
             await handler(scope, receive, send, view, query)
         except HANDLED as exc:  # before any response started: the stream's start is last
             answer = answer_for(exc, f"{scope['method']} {scope['path']}")
@@ -94,9 +100,9 @@ class LiveRoutes:
             await _respond(send, answer.status, answer.raw_headers(body), body)
 
     async def status(
-        self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
+        self, scope: Scope, receive: Receive, send: Send, view: codec.View, query: Any
     ) -> None:
-        """The status (or its scoped view) with ``ETag: "<seq>"``; 304 on a match."""
+        """The status (or its ``view``) with ``ETag: "<seq>"``; 304 on a match."""
         hub = self.hub
         ev = await hub.snapshot()
         etag = b'"%d"' % ev.seq
@@ -105,9 +111,9 @@ class LiveRoutes:
             await _respond(send, 304, [(b"etag", etag)], b"")
             return
         if hub.stale:
-            body = codec.dumps({**ev.view(view, hub.scope_view)[0], "stale": True})
+            body = codec.dumps({**ev.view(view, hub.view_of)[0], "stale": True})
         else:
-            body = ev.json(view, hub.scope_view)
+            body = ev.json(view, hub.view_of)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
@@ -116,14 +122,15 @@ class LiveRoutes:
         await _respond(send, 200, headers, body)
 
     async def stream(
-        self, scope: Scope, receive: Receive, send: Send, view: codec.Scope, query: Any
+        self, scope: Scope, receive: Receive, send: Send, view: codec.View, query: Any
     ) -> None:
-        """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "SSE"): ``retry:``,
+        """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "Built"): ``retry:``,
         then the status or the replay after ``Last-Event-ID``, then every change. The
         request's task then only waits for the client to leave."""
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
-        s = Stream(send, view, asyncio.current_task(), conn_of(scope))  # type: ignore[arg-type]
+        client = self.caps.acquire(scope)  # TooManyStreams (429) past the client's cap
+        s = Stream(send, view, asyncio.current_task(), conn_of(scope))
         streams.join(s)  # before the snapshot is read: no event falls in between
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S) as opening_time:
@@ -144,39 +151,40 @@ class LiveRoutes:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             streams.leave(s)
+            self.caps.release(client)
 
     async def _opening(self, s: Stream, resume: str | None) -> bytes:
         """``retry:`` and the first frames: the replay after ``resume``, or the status (a
-        ``resync`` when ``resume`` cannot be served). Sets ``s.seq`` and ``s.view``."""
+        ``resync`` when ``resume`` cannot be served). Sets ``s.seq`` and ``s.last_doc``."""
         hub = self.hub
         frames = [self.retry]
-        replay = await self._replay(resume, scoped=s.scope != ALL)
+        replay = await self._replay(resume, partial=s.view != ALL)
         if replay is None:
             ev = await hub.snapshot()
-            doc, frame = ev.view(s.scope, hub.scope_view)
+            doc, frame = ev.view(s.view, hub.view_of)
             if resume is not None or hub.stale:
                 doc = {**doc, "stale": hub.stale}
                 if resume is not None:
                     doc["cause"] = RESYNC
                 frame = codec.sse_frame(ev.seq, codec.dumps(doc))
             frames.append(frame)
-            s.seq, s.view = ev.seq, doc
+            s.seq, s.last_doc = ev.seq, doc
         else:
             seen, events = replay
             s.seq = int(resume or 0)
-            if s.scope != ALL and seen is not None:
-                s.view = seen.view(s.scope, hub.scope_view)[0]  # what the client has
+            if s.view != ALL and seen is not None:
+                s.last_doc = seen.view(s.view, hub.view_of)[0]  # what the client has
             for ev in events:
-                if (replayed := s.frame_for(ev, hub.scope_view)) is not None:
+                if (replayed := s.frame_for(ev, hub.view_of)) is not None:
                     frames.append(replayed)
         return b"".join(frames)
 
     async def _replay(
-        self, resume: str | None, *, scoped: bool
+        self, resume: str | None, *, partial: bool
     ) -> tuple[Event | None, list[Event]] | None:
-        """The event at ``resume`` when known (a scoped stream needs the view its client
-        holds) and the events after it: from memory when it holds them, else from the
-        store's log; None when a snapshot (or resync) is due."""
+        """The event at ``resume`` when known (a ``partial`` stream, of a service [+ method],
+        needs the status its client holds) and the events after it: from memory when it
+        holds them, else from the store's log; None when a snapshot (or resync) is due."""
         if resume is None:
             return None
         resume = resume.strip()
@@ -186,10 +194,10 @@ class LiveRoutes:
         if self.hub.rewritten(after):
             return None  # the client holds a status the store lost: resync
         recent, seen = self.hub.recent_after(after), self.hub.event_at(after)
-        if recent is not None and (seen is not None or not scoped or after == 0):
+        if recent is not None and (seen is not None or not partial or after == 0):
             return seen, recent
         try:
-            if scoped and after > 0:  # one more from the log: the event the client holds
+            if partial and after > 0:  # one more from the log: the event the client holds
                 got = await self.store.replay(after - 1)
                 if got:
                     seen = Event(codec.loads(got[0]), got[0])

@@ -1,4 +1,4 @@
-"""Prometheus metrics of this process (``GET /metrics``), names as in docs/api.md "HTTP".
+"""Prometheus metrics of this process (``GET /metrics``), names as in docs/api.md "Built".
 
 Counters count what this process did: events it published, clients it dropped. Gauges are
 read at scrape time from the hub.
@@ -40,6 +40,12 @@ PUBLISH_LAG = Histogram(
 SLOW_CLIENTS_DROPPED = Counter(
     "maintcast_slow_clients_dropped",
     "SSE clients disconnected because their bounded buffer filled.",
+    registry=REGISTRY,
+)
+STREAMS_REFUSED = Counter(
+    "maintcast_streams_refused",
+    "Streams refused with 429 because their client address already held "
+    "MAINTCAST_STREAMS_PER_CLIENT open streams in this process.",
     registry=REGISTRY,
 )
 GATE_UNKNOWN = Counter(

@@ -2,7 +2,7 @@
 
 Each function takes the current inputs and ``now`` (UTC) and returns what to store and the
 event cause, or raises ``InvalidInput`` (422), ``NotFound`` (404) or ``Conflict`` (409)
-before anything is written (docs/api.md "Ops").
+before anything is written (docs/api.md "Built", the ops routes and the error table).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def set_override(
     """Validate an override; at most one of ``expires_at`` and ``ttl_s`` (seconds).
 
     Raises:
-        InvalidInput: a bad mode, scope, reason or expiry (named), both expiries, an expiry
+        InvalidInput: a bad mode, affected, reason or expiry (named), both expiries, an expiry
             not after ``now`` or further than ``max_s`` seconds away.
     """
     try:

@@ -16,9 +16,9 @@ from fastapi.responses import Response
 
 from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
-from broadcaster.clock import Clock
+from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
 from broadcaster.domain import InvalidInput, NotFound, Window
-from broadcaster.store import Change, State, Store
+from broadcaster.store import Change, State
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -64,106 +64,135 @@ def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
     return found
 
 
-def ops_router(store: Store, clock: Clock, tokens: Tokens, *, max_override_s: int) -> APIRouter:
-    """The ops routes of docs/api.md "Ops" over ``store``."""
-    router = APIRouter()
+router = APIRouter()
+"""The ops routes of docs/api.md "Built" (Ops), over the app's store."""
 
-    def needs(role: Role) -> Callable[..., Awaitable[Principal]]:
-        async def dependency(
-            authorization: Annotated[str | None, Header()] = None,
-        ) -> Principal:
-            who = principal_of(tokens, authorization)
-            if not who.may(role):
-                raise Forbidden(f"token {who.name!r} has role {who.role}; this needs {role}")
-            return who
 
-        return dependency
+def needs(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency answering the principal of the request's bearer token when its role is
+    at least ``role``.
 
-    # defaults, not local Annotated aliases: with postponed annotations FastAPI resolves
-    # names in the module's globals and would not find a local alias
-    admin = Depends(needs("admin"))
-    operator = Depends(needs("operator"))
+    Raises:
+        Unauthorized: no valid token (see :func:`principal_of`).
+        Forbidden: no token configured, or the token's role is too low.
+    """
 
-    async def write_window(
-        decide: Callable[[State, datetime], ops.WindowChange], status: int = 200
-    ) -> Response:
-        now = clock.now()  # one instant for the decision, the due change and the event
-        made: list[Window] = []
+    async def dependency(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> Principal:
+        who = principal_of(tokens_of(request), authorization)
+        if not who.may(role):
+            raise Forbidden(f"token {who.name!r} has role {who.role}; this needs {role}")
+        return who
 
-        def change(st: State) -> Change:
-            wc = decide(st, now)
-            made.append(wc.window)
-            return Change(wc.cause, {wc.window.id: wc.window})
+    return dependency
 
-        await store.apply(now, change)
-        return json_response(codec.window_doc(made[-1], now), status)
 
-    def existing(st: State, window_id: str) -> Window:
-        w = st.windows.get(window_id)
-        if w is None:
-            raise NotFound("id", f"unknown window {window_id!r}")
-        return w
+# defaults, not Annotated aliases: the routes read as "who: Principal = admin"
+admin = Depends(needs("admin"))
+operator = Depends(needs("operator"))
 
-    @router.post("/v1/windows")
-    async def create(request: Request, who: Principal = admin) -> Response:
-        raw = await json_body(request)
-        new_id = f"w-{secrets.token_hex(5)}"
-        return await write_window(
-            lambda st, now: ops.create_window(
-                raw,
-                st.windows,
-                catalog=st.catalog,
-                defaults=store.defaults,
-                now=now,
-                actor=who.name,
-                new_id=new_id,
-            ),
-            201,
-        )
 
-    @router.patch("/v1/windows/{window_id}")
-    async def patch(window_id: str, request: Request, who: Principal = admin) -> Response:
-        raw = await json_body(request)
-        return await write_window(
-            lambda st, now: ops.patch_window(
-                existing(st, window_id),
-                raw,
-                catalog=st.catalog,
-                defaults=store.defaults,
-                now=now,
-                actor=who.name,
-            )
-        )
+async def write_window(
+    request: Request, decide: Callable[[State, datetime], ops.WindowChange], status: int = 200
+) -> Response:
+    """Apply ``decide`` (a window change given the store's state and now) in one store
+    transaction and answer the changed window."""
+    now = clock_of(request).now()  # one instant for the decision, the due change and the event
+    made: list[Window] = []
 
-    @router.post("/v1/windows/{window_id}/cancel")
-    async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
-        raw = await json_body(request, optional=True)
-        return await write_window(
-            lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name)
-        )
+    def change(st: State) -> Change:
+        wc = decide(st, now)
+        made.append(wc.window)
+        return Change(wc.cause, {wc.window.id: wc.window})
 
-    @router.put("/v1/override")
-    async def put_override(request: Request, who: Principal = operator) -> Response:
-        raw = await json_body(request)
-        now = clock.now()
+    await store_of(request).apply(now, change)
+    return json_response(codec.window_doc(made[-1], now), status)
 
-        def change(st: State) -> Change:
-            ov, cause = ops.set_override(
-                raw, catalog=st.catalog, now=now, actor=who.name, max_s=max_override_s
-            )
-            return Change(cause, override=ov, set_override=True)
 
-        return json_response((await store.apply(now, change))[-1])
+def existing(st: State, window_id: str) -> Window:
+    """The window ``window_id`` of the store's state.
 
-    @router.delete("/v1/override")
-    async def delete_override(request: Request, who: Principal = operator) -> Response:
-        raw = await json_body(request, optional=True)
-        now = clock.now()
+    Raises:
+        NotFound: no such window.
+    """
+    w = st.windows.get(window_id)
+    if w is None:
+        raise NotFound("id", f"unknown window {window_id!r}")
+    return w
 
-        def change(st: State) -> Change:
-            cause = ops.clear_override(st.override, raw, actor=who.name)
-            return Change(cause, override=None, set_override=True)
 
-        return json_response((await store.apply(now, change))[-1])
+@router.post("/v1/windows")
+async def create(request: Request, who: Principal = admin) -> Response:
+    """Schedule a new window (201)."""
+    raw = await json_body(request)
+    new_id = f"w-{secrets.token_hex(5)}"
+    defaults = store_of(request).defaults
+    return await write_window(
+        request,
+        lambda st, now: ops.create_window(
+            raw,
+            st.windows,
+            catalog=st.catalog,
+            defaults=defaults,
+            now=now,
+            actor=who.name,
+            new_id=new_id,
+        ),
+        201,
+    )
 
-    return router
+
+@router.patch("/v1/windows/{window_id}")
+async def patch(window_id: str, request: Request, who: Principal = admin) -> Response:
+    """Reschedule or edit a window."""
+    raw = await json_body(request)
+    defaults = store_of(request).defaults
+    return await write_window(
+        request,
+        lambda st, now: ops.patch_window(
+            existing(st, window_id),
+            raw,
+            catalog=st.catalog,
+            defaults=defaults,
+            now=now,
+            actor=who.name,
+        ),
+    )
+
+
+@router.post("/v1/windows/{window_id}/cancel")
+async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
+    """Cancel a window (one in progress ends now)."""
+    raw = await json_body(request, optional=True)
+    return await write_window(
+        request,
+        lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name),
+    )
+
+
+@router.put("/v1/override")
+async def put_override(request: Request, who: Principal = operator) -> Response:
+    """Set the override; it expires after at most ``MAINTCAST_MAX_WINDOW_S``."""
+    raw = await json_body(request)
+    now = clock_of(request).now()
+    max_s = settings_of(request).max_window_s
+
+    def change(st: State) -> Change:
+        ov, cause = ops.set_override(raw, catalog=st.catalog, now=now, actor=who.name, max_s=max_s)
+        return Change(cause, override=ov, set_override=True)
+
+    return json_response((await store_of(request).apply(now, change))[-1])
+
+
+@router.delete("/v1/override")
+async def delete_override(request: Request, who: Principal = operator) -> Response:
+    """Clear the override."""
+    raw = await json_body(request, optional=True)
+    now = clock_of(request).now()
+
+    def change(st: State) -> Change:
+        cause = ops.clear_override(st.override, raw, actor=who.name)
+        return Change(cause, override=None, set_override=True)
+
+    return json_response((await store_of(request).apply(now, change))[-1])

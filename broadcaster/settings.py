@@ -19,10 +19,11 @@ MAX_WALL = 7_258_118_400.0
 
 
 class Settings(BaseSettings):
-    """Every setting of docs/api.md "Configuration"; lists are comma-separated strings.
+    """Every setting of README.md "Configuration"; lists are comma-separated strings.
 
     Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``,
-    ``retry_after_min_s``) or milliseconds (``retry_ms``) as their names say.
+    ``retry_after_min_s``, ``header_timeout_s``) or milliseconds (``retry_ms``) as their
+    names say. The limits are in docs/security.md.
     ``schedule_file`` is re-imported by the leading publisher whenever the store has no
     catalog. ``clock`` (an RFC 3339 instant), ``clock_speed`` and ``clock_wall`` (Unix seconds
     at which the clock reads ``clock``) make a rehearsal clock shared by every process given
@@ -50,6 +51,15 @@ class Settings(BaseSettings):
     gate_bypass_secret: str | None = None
     retry_after_min_s: int = Field(30, ge=0)
     """The gate's ``Retry-After`` is never below this (whole seconds)."""
+    streams_per_client: int = Field(32, ge=0)
+    """Open ``/v1/stream`` responses per client address in this process (0: no cap)."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Peers (addresses or networks, comma-separated, ``*`` = any) whose
+    ``X-Forwarded-For``/``-Proto`` uvicorn believes: the client address is theirs to say."""
+    max_header_bytes: int = Field(65_536, ge=1024)
+    """Largest request head (request line and headers) a server process reads."""
+    header_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    """A connection must deliver a complete request head within this many seconds."""
     log_format: Literal["text", "json"] = "text"
     schedule_file: Path | None = None
     clock: str | None = None

@@ -1,9 +1,9 @@
 """Open SSE streams, written to straight from the hub's fan-out loop.
 
-The wire format is WHATWG HTML "Server-sent events" (docs/api.md "SSE"). Per change, the
-per-client work is one ASGI ``send`` of ready bytes, called from the one loop that fans the
-event out: no queue, no task wake-up and no generator step per client. An ASGI server's
-``send`` finishes without suspending unless the client's transport is flow-control paused
+The wire format is WHATWG HTML "Server-sent events" (docs/api.md "Built", ``GET /v1/stream``).
+Per change, the per-client work is one ASGI ``send`` of ready bytes, called from the one loop
+that fans the event out: no queue, no task wake-up and no generator step per client. An ASGI
+server's ``send`` finishes without suspending unless the client's transport is flow-control paused
 (uvicorn: its write buffer is over the high-water mark), so the loop runs each ``send`` one
 step (what Python 3.12's eager tasks do); only a send that does suspend gets a task, which
 finishes it, writes the client's backlog and gives writing back to the loop.
@@ -29,23 +29,21 @@ import asyncio
 import gc
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Coroutine, Generator
+from typing import Any, Protocol, cast
+
+from starlette.types import Message, Send
 
 from broadcaster import codec
-from broadcaster.codec import Scope, Scoper
+from broadcaster.codec import View, Viewer
+from broadcaster.events import Event
 from broadcaster.metrics import SLOW_CLIENTS_DROPPED
-
-if TYPE_CHECKING:
-    from broadcaster.hub import Event
 
 log = logging.getLogger(__name__)
 
-Message = dict[str, Any]
-Send = Callable[[Message], Coroutine[Any, Any, None]]
-
-ALL: Scope = (None, None)
-Memo = dict[tuple[Scope, int], tuple[codec.Doc, bool]]
+ALL: View = (None, None)
+"""The view of the whole status (no ``service``, no ``method``)."""
+Memo = dict[tuple[View, int], tuple[codec.Doc, bool]]
 SEND_TIMEOUT_S = 10.0
 """A stream whose pending send does not finish within this many seconds is cut."""
 FREEZE_EVERY = 100
@@ -90,8 +88,9 @@ class Conn(Protocol):
 class Stream:
     """One open ``/v1/stream`` response.
 
-    ``seq`` is the last seq this stream has accounted for (sent, or skipped as unchanged);
-    ``view`` the last scoped status sent. While ``backlog`` is a deque, some task owns the
+    ``view`` is the part of the status it shows (:data:`ALL`, or a service [+ method]);
+    ``seq`` the last seq this stream has accounted for (sent, or skipped as unchanged);
+    ``last_doc`` the last status of its view sent. While ``backlog`` is a deque, some task owns the
     writing (the request task while the stream starts, or a task finishing a suspended
     send) and the fan-out loop appends events to it instead of writing.
     """
@@ -102,7 +101,7 @@ class Stream:
         "conn",
         "ended",
         "finished",
-        "scope",
+        "last_doc",
         "send",
         "seq",
         "task",
@@ -113,41 +112,41 @@ class Stream:
     def __init__(
         self,
         send: Send,
-        scope: Scope,
+        view: View,
         task: asyncio.Task[Any] | None,
         conn: Conn | None = None,
     ) -> None:
         self.send = send
-        self.scope = scope
+        self.view = view
         self.task = task
         self.conn = conn  # its connection, where the server lets us reach it
         self.seq = -1
-        self.view: codec.Doc | None = None
+        self.last_doc: codec.Doc | None = None
         self.backlog: deque[Event] | None = deque()  # starting: the request task writes
         self.ended = False  # the server ends it (final chunk pending or sent)
         self.finished = False  # the final chunk was handed to send
         self.aborted = False  # cut without a final chunk (slow, or its send failed)
         self.writer: asyncio.Task[None] | None = None
 
-    def frame_for(self, ev: Event, scoper: Scoper, memo: Memo | None = None) -> bytes | None:
-        """The frame to send for ``ev``; None when it was already sent, or when a scoped
-        stream's view is unchanged (docs/api.md "SSE": scoped streams skip those).
+    def frame_for(self, ev: Event, viewer: Viewer, memo: Memo | None = None) -> bytes | None:
+        """The frame to send for ``ev``; None when it was already sent, or when the status
+        of a stream's view is unchanged (such streams skip those: docs/api.md "Built").
 
         ``memo`` shares the comparison among the streams of one delivery: streams of a
-        scope that are up to date hold the same view object, so it is compared once.
+        view that are up to date hold the same status object, so it is compared once.
         """
         if ev.seq <= self.seq:
             return None
         self.seq = ev.seq
-        if self.scope == ALL:
+        if self.view == ALL:
             return ev.frame()
-        doc, frame = ev.view(self.scope, scoper)
-        last, self.view = self.view, doc  # also on a skip: equal, and shared with the others
+        doc, frame = ev.view(self.view, viewer)
+        last, self.last_doc = self.last_doc, doc  # also on a skip: equal, shared with others
         if last is None:
             return frame
         if memo is None:
             return None if codec.same_status(doc, last) else frame
-        key = (self.scope, id(last))
+        key = (self.view, id(last))
         got = memo.get(key)
         if got is None:  # the memo keeps ``last`` alive, so its id is not reused meanwhile
             got = memo[key] = (last, codec.same_status(doc, last))
@@ -157,13 +156,14 @@ class Stream:
 class Streams:
     """This process's open streams and the loop that writes every change to them.
 
-    ``backlog_limit`` bounds the events held for a stream whose send is pending; reaching
-    it cuts the stream (a slow client), as a full queue did before.
+    ``viewer`` restricts a status to a stream's view. ``client_queue``
+    (``MAINTCAST_CLIENT_QUEUE``) bounds the events held for a stream whose send is pending;
+    reaching it cuts the stream (a slow client), as a full queue did before.
     """
 
-    def __init__(self, scoper: Scoper, *, backlog_limit: int = 64) -> None:
-        self.scoper = scoper
-        self.backlog_limit = backlog_limit
+    def __init__(self, viewer: Viewer, *, client_queue: int = 64) -> None:
+        self.viewer = viewer
+        self.client_queue = client_queue
         self._open: set[Stream] = set()
         self._since_freeze = 0
 
@@ -185,7 +185,7 @@ class Streams:
 
     def deliver(self, ev: Event) -> None:
         """Hand ``ev`` to every open stream: one write of ready bytes each."""
-        scoper, limit = self.scoper, self.backlog_limit
+        viewer, limit = self.viewer, self.client_queue
         memo: Memo = {}
         for s in tuple(self._open):
             backlog = s.backlog
@@ -195,7 +195,7 @@ class Streams:
                 else:
                     backlog.append(ev)
                 continue
-            frame = s.frame_for(ev, scoper, memo)
+            frame = s.frame_for(ev, viewer, memo)
             if frame is not None:
                 self._write(s, chunk(frame))
 
@@ -254,7 +254,7 @@ class Streams:
         backlog = s.backlog
         assert backlog is not None
         while backlog:
-            frame = s.frame_for(backlog.popleft(), self.scoper)
+            frame = s.frame_for(backlog.popleft(), self.viewer)
             if frame is not None:
                 await s.send(chunk(frame))
         s.backlog = None  # no await since the loop saw it empty: nothing can slip past
@@ -264,7 +264,8 @@ class Streams:
 
     def _write(self, s: Stream, message: Message) -> None:
         """Run ``s.send(message)`` one step; a send that suspends is finished by a task."""
-        coro = s.send(message)
+        # an ASGI server's send is a coroutine function (uvicorn's, and every middleware's)
+        coro = cast(Coroutine[Any, Any, None], s.send(message))
         try:
             waiting = coro.send(None)
         except StopIteration:

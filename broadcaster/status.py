@@ -1,7 +1,7 @@
 """The one place the status is computed: components, state, ``until``, boundaries, causes.
 
 Pure: every function takes ``now`` (an aware UTC ``datetime``). Windows are half-open
-``[starts_at, ends_at)`` (docs/api.md "Time").
+``[starts_at, ends_at)`` (docs/operations.md "2. Schedule a window").
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from broadcaster.domain import (
     Override,
     Window,
     is_public,
+    touches,
 )
 
 
@@ -68,48 +69,48 @@ def compute_status(
     method: str | None = None,
     within: frozenset[tuple[str, str]] | None = None,
 ) -> StatusCore:
-    """The status at ``now`` for the whole catalog or a scope (``service`` [+ ``method``]).
+    """The status at ``now`` for the whole catalog or a view (``service`` [+ ``method``]).
 
-    ``within`` (a set of components, e.g. a subscription's scope) restricts to those instead
-    of ``service``/``method``: windows and the override are shown when they cover one of them.
+    ``within`` (a set of components, e.g. a subscription's scope) is the view instead of
+    ``service``/``method``: windows and the override are shown when they cover one of them.
 
     ``until`` chains overlapping and back-to-back windows and the override's expiry: it is
-    the earliest instant >= ``now`` at which the scope would be normal (docs/api.md "Status
-    object"); None when normal or while an override without expiry holds maintenance.
+    the earliest instant >= ``now`` at which the view would be normal; None when normal or
+    while an override without expiry holds maintenance.
 
     Raises:
         NotFound: unknown ``service`` or ``method``.
     """
-    scope = within if within is not None else catalog.scope(service, method)
+    shown = within if within is not None else catalog.components_in(service, method)
     live = [w for w in windows if not w.cancelled]
 
-    def shown(w: Window | Override) -> bool:  # in the view: names a component of it
+    def in_view(affected: Mapping[str, Iterable[str]] | None) -> bool:
         if within is None:
-            return w.touches(service, method)
-        return bool(catalog.expand(w.affected) & within)
+            return touches(affected, service, method)
+        return bool(catalog.expand(affected) & within)
 
     if override is not None and not override.holds_at(now):
         override = None
-    down = _under_maintenance(catalog, live, override, now) & scope
+    down = _under_maintenance(catalog, live, override, now) & shown
 
     components: dict[str, dict[str, ComponentStatus]] = {}
     for s, m in catalog.components():
-        if (s, m) in scope:
+        if (s, m) in shown:
             components.setdefault(s, {})[m] = UNDER_MAINTENANCE if (s, m) in down else OPERATIONAL
 
     active = tuple(
         sorted(
-            (w for w in live if w.starts_at <= now < w.ends_at and shown(w)),
+            (w for w in live if w.starts_at <= now < w.ends_at and in_view(w.affected)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
     upcoming = tuple(
         sorted(
-            (w for w in live if is_public(w, now) and now < w.starts_at and shown(w)),
+            (w for w in live if is_public(w, now) and now < w.starts_at and in_view(w.affected)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
-    shown_override = override if override is not None and shown(override) else None
+    shown_override = override if override is not None and in_view(override.affected) else None
 
     if not down:
         return StatusCore("normal", None, None, components, active, upcoming, shown_override)
@@ -119,7 +120,7 @@ def compute_status(
         if w.covers(catalog) & down:
             error_code = w.error_code
             break
-    until = _until(catalog, active + upcoming, override, now, scope)
+    until = _until(catalog, active + upcoming, override, now, shown)
     return StatusCore(
         "maintenance", until, error_code, components, active, upcoming, shown_override
     )
@@ -130,14 +131,14 @@ def _until(
     windows: tuple[Window, ...],
     override: Override | None,
     now: datetime,
-    scope: frozenset[tuple[str, str]],
+    shown: frozenset[tuple[str, str]],
 ) -> datetime | None:
-    """The first end-type boundary after ``now`` at which nothing in ``scope`` is down."""
+    """The first end-type boundary after ``now`` at which nothing in ``shown`` is down."""
     candidates = {w.ends_at for w in windows if w.ends_at > now}
     if override is not None and override.expires_at is not None and override.expires_at > now:
         candidates.add(override.expires_at)
     for t in sorted(candidates):
-        if not _under_maintenance(catalog, windows, override, t) & scope:
+        if not _under_maintenance(catalog, windows, override, t) & shown:
             return t
     return None
 
@@ -161,23 +162,13 @@ def boundaries_after(
 
 @dataclass(frozen=True)
 class Summary:
-    """What a time-driven classification needs of a status: window ids and the override."""
+    """What a time-driven classification needs of the stored status: window ids and the
+    override (read by :func:`broadcaster.codec.summary_of`)."""
 
     active: frozenset[str]
     upcoming: frozenset[str]
     override_expires_at: datetime | None
     has_override: bool
-
-    @classmethod
-    def of(cls, core: StatusCore) -> Summary:
-        """The summary of a computed status."""
-        ov = core.override
-        return cls(
-            frozenset(w.id for w in core.active),
-            frozenset(w.id for w in core.upcoming),
-            ov.expires_at if ov else None,
-            ov is not None,
-        )
 
 
 def time_driven_cause(
@@ -192,7 +183,7 @@ def time_driven_cause(
     A window starting wins over one ending at the same instant (one event per boundary,
     typed after the window that starts); then ended, announced, override expired. When the
     boundary lies more than ``grace_s`` seconds before ``now`` nobody published it in time
-    and the type is ``reconciled`` (docs/api.md "Event types").
+    and the type is ``reconciled`` (docs/operations.md "7. Event types").
     """
     new_active = {w.id for w in new.active}
     new_upcoming = {w.id for w in new.upcoming}

@@ -1,8 +1,8 @@
 """The subscription routes (admin): webhooks and e-mail subscribers, their secrets, test
 pings, deliveries and replays (docs/api.md "Notifications").
 
-Module-level handlers: what they need (stores, clock, tokens, settings) comes from
-``request.app.state.notify``, a :class:`NotifyContext` that ``create_app`` sets.
+Module-level handlers: the store, clock and settings come from the request's app
+(:mod:`broadcaster.deps`), the admin check from :func:`broadcaster.ops_api.needs`.
 Messages are only queued here; whichever process holds the leader lock sends them.
 """
 
@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from broadcaster.auth import Forbidden, Principal, Tokens
+from broadcaster.auth import Principal
 from broadcaster.clock import Clock
+from broadcaster.deps import clock_of, settings_of, store_of
 from broadcaster.domain import Conflict, InvalidInput
 from broadcaster.notify.messages import DeliveryOut, Selector, delivery_out
 from broadcaster.notify.subscriptions import (
@@ -30,8 +31,7 @@ from broadcaster.notify.subscriptions import (
     subscription_out,
     with_secret,
 )
-from broadcaster.ops_api import principal_of
-from broadcaster.settings import Settings
+from broadcaster.ops_api import needs
 from broadcaster.store import Store
 from broadcaster.store.notify import NotifyStore
 
@@ -41,50 +41,33 @@ MAX_REPLAY_EVENTS = 10_000
 
 
 @dataclass(frozen=True)
-class NotifyContext:
-    """What the subscription routes use: the stores, the clock, the ops tokens, whether
-    ``http://`` webhook URLs are allowed beyond loopback, the zone instants are shown in."""
+class Admin:
+    """An admin request: who made it, and what the routes use."""
 
+    who: Principal
     store: Store
     notify: NotifyStore
     clock: Clock
-    tokens: Tokens
     allow_http: bool
     zone: str
 
 
-def notify_context(store: Store, clock: Clock, tokens: Tokens, settings: Settings) -> NotifyContext:
-    """The context of the routes for an app over ``store``."""
-    return NotifyContext(
-        store,
-        NotifyStore.of(store),
-        clock,
-        tokens,
-        allow_http=settings.webhook_allow_http,
-        zone=settings.timezone,
-    )
-
-
-@dataclass(frozen=True)
-class Admin:
-    """An admin request: the context and who made it."""
-
-    ctx: NotifyContext
-    who: Principal
-
-
-async def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> Admin:
-    """The admin principal of the request (the role subscriptions need).
+async def admin(request: Request, who: Annotated[Principal, Depends(needs("admin"))]) -> Admin:
+    """The admin request's context (the role subscriptions need).
 
     Raises:
         Unauthorized: no valid token. Forbidden: the role is below admin, or no token is
             configured.
     """
-    ctx: NotifyContext = request.app.state.notify
-    who = principal_of(ctx.tokens, authorization)
-    if not who.may("admin"):
-        raise Forbidden(f"token {who.name!r} has role {who.role}; this needs admin")
-    return Admin(ctx, who)
+    store, settings = store_of(request), settings_of(request)
+    return Admin(
+        who,
+        store,
+        NotifyStore.of(store),
+        clock_of(request),
+        allow_http=settings.webhook_allow_http,
+        zone=settings.timezone,
+    )
 
 
 class ErrorBody(BaseModel):
@@ -142,7 +125,7 @@ def _now_s() -> float:
 )
 async def create_subscription(body: SubscriptionIn, a: AdminDep) -> SubscriptionWithSecret:
     """Subscribe a webhook URL or an e-mail address; a webhook's secret is shown only here."""
-    ctx, now = a.ctx, a.ctx.clock.now()
+    now = a.clock.now()
     secret: list[str | None] = []
 
     def make(seq: int, catalog: Any) -> Any:
@@ -153,35 +136,35 @@ async def create_subscription(body: SubscriptionIn, a: AdminDep) -> Subscription
             seq=seq,
             actor=a.who.name,
             new_id=f"s-{secrets.token_hex(5)}",
-            allow_http=ctx.allow_http,
+            allow_http=a.allow_http,
         )
         secret.append(s)
         return sub
 
-    sub = await ctx.notify.add_subscription(make)
-    return with_secret(subscription_out(sub, zone=ctx.zone, now_s=_now_s()), secret[-1])
+    sub = await a.notify.add_subscription(make)
+    return with_secret(subscription_out(sub, zone=a.zone, now_s=_now_s()), secret[-1])
 
 
 @router.get("/v1/subscriptions", response_model=SubscriptionList, responses=ERRORS)
 async def list_subscriptions(a: AdminDep) -> SubscriptionList:
     """Every subscription, oldest first (never a secret)."""
-    subs = await a.ctx.notify.subscriptions()
+    subs = await a.notify.subscriptions()
     return SubscriptionList(
-        subscriptions=[subscription_out(s, zone=a.ctx.zone, now_s=_now_s()) for s in subs]
+        subscriptions=[subscription_out(s, zone=a.zone, now_s=_now_s()) for s in subs]
     )
 
 
 @router.get("/v1/subscriptions/{sub_id}", response_model=SubscriptionOut, responses=ONE)
 async def get_subscription(sub_id: str, a: AdminDep) -> SubscriptionOut:
     """One subscription (never its secret)."""
-    sub = await a.ctx.notify.subscription(sub_id)
-    return subscription_out(sub, zone=a.ctx.zone, now_s=_now_s())
+    sub = await a.notify.subscription(sub_id)
+    return subscription_out(sub, zone=a.zone, now_s=_now_s())
 
 
 @router.delete("/v1/subscriptions/{sub_id}", status_code=204, responses=ONE)
 async def delete_subscription(sub_id: str, a: AdminDep) -> Response:
     """Remove a subscription and its queued messages."""
-    await a.ctx.notify.remove_subscription(sub_id)
+    await a.notify.remove_subscription(sub_id)
     return Response(status_code=204)
 
 
@@ -199,8 +182,8 @@ async def rotate_secret(sub_id: str, a: AdminDep) -> SubscriptionWithSecret:
         secret.append(s)
         return new
 
-    sub = await a.ctx.notify.update_subscription(sub_id, change)
-    return with_secret(subscription_out(sub, zone=a.ctx.zone, now_s=now_s), secret[-1])
+    sub = await a.notify.update_subscription(sub_id, change)
+    return with_secret(subscription_out(sub, zone=a.zone, now_s=now_s), secret[-1])
 
 
 @router.post(
@@ -212,20 +195,20 @@ async def rotate_secret(sub_id: str, a: AdminDep) -> SubscriptionWithSecret:
 async def test_subscription(sub_id: str, a: AdminDep) -> PingOut:
     """Queue a ``ping`` message now (type ``ping``, id ``ping_<random>``); the leading
     process sends it: see its result in the deliveries."""
-    ctx, now, now_s = a.ctx, a.ctx.clock.now(), _now_s()
-    sub = await ctx.notify.subscription(sub_id)
+    now, now_s = a.clock.now(), _now_s()
+    sub = await a.notify.subscription(sub_id)
     if not sub.active:
         raise Conflict("id", f"subscription {sub_id!r} is disabled (410 Gone); add it again")
-    status = await ctx.store.status(now)
+    status = await a.store.status(now)
     selector = Selector(
-        await ctx.store.catalog(),
+        await a.store.catalog(),
         {},
-        default_error_code=ctx.store.defaults.error_code,
-        zone=ctx.zone,
+        default_error_code=a.store.defaults.error_code,
+        zone=a.zone,
         origin_of=lambda _: now_s,
     )
     msg = selector.ping(sub, status, now, now_s)
-    await ctx.notify.enqueue(sub.id, [msg])
+    await a.notify.enqueue(sub.id, [msg])
     return PingOut(message_id=msg.id, state=msg.state)
 
 
@@ -238,8 +221,8 @@ async def list_deliveries(
     sub_id: str, a: AdminDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> DeliveryList:
     """The subscription's latest messages, newest first (pending, delivered, failed)."""
-    msgs = await a.ctx.notify.deliveries(sub_id, limit)
-    return DeliveryList(deliveries=[delivery_out(m, a.ctx.zone) for m in msgs])
+    msgs = await a.notify.deliveries(sub_id, limit)
+    return DeliveryList(deliveries=[delivery_out(m, a.zone) for m in msgs])
 
 
 @router.post(
@@ -251,10 +234,10 @@ async def list_deliveries(
 async def replay(sub_id: str, body: ReplayIn, a: AdminDep) -> ReplayOut:
     """Queue again, due now, the messages of the events after ``after_seq`` that this
     subscription gets (failed and delivered ones too, and events before it was created)."""
-    seq = await a.ctx.store.stored_seq()
+    seq = await a.store.stored_seq()
     if body.after_seq > seq:
         raise InvalidInput("after_seq", f"after_seq: above the current seq {seq}")
-    queued, first, last = await a.ctx.notify.replay(
+    queued, first, last = await a.notify.replay(
         sub_id, body.after_seq, _now_s(), limit=MAX_REPLAY_EVENTS
     )
     return ReplayOut(queued=queued, first_seq=first, last_seq=last)

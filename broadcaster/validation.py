@@ -58,7 +58,8 @@ class HistoryIn(_Strict):
 
 
 class WindowIn(_Strict):
-    """A window as written by people (docs/api.md "Window object"), before time resolution."""
+    """A window as written by people (docs/operations.md "2. Schedule a window"), before time
+    resolution."""
 
     id: str | None = Field(None, pattern=ID_PATTERN)
     title: LocalText

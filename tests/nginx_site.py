@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 SITE = ROOT / "deploy" / "nginx" / "maintcast.conf"
 
@@ -31,15 +31,20 @@ def render_site(
     listen: str | None = None,
     replace: dict[str, str] | None = None,
     server_params: str = "max_fails=0",
+    server_name: str | None = None,
 ) -> str:
     """The committed site file with ``upstreams`` (``host:port``) as its servers and, if
-    given, ``listen`` as its only listen address; ``replace`` swaps further exact snippets
-    (each must occur exactly once)."""
+    given, ``listen`` as the only listen address of both servers (the default server's as
+    ``default_server``) and ``server_name`` as the name the replicas answer; ``replace``
+    swaps further exact snippets (each must occur exactly once)."""
     text = SITE.read_text(encoding="utf-8")
     servers = [f"server {u} {server_params};".replace(" ;", ";") for u in upstreams]
     text = replace_region(text, "upstream", servers)
     if listen is not None:
         text = replace_region(text, "listen", [f"listen {listen};"])
+        text = replace_region(text, "default-listen", [f"listen {listen} default_server;"])
+    if server_name is not None:
+        text = replace_region(text, "server-name", [f"server_name {server_name};"])
     for old, new in (replace or {}).items():
         assert text.count(old) == 1, f"{old!r} must occur exactly once in {SITE}"
         text = text.replace(old, new)

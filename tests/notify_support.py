@@ -1,7 +1,7 @@
 """Notification test support: a real webhook endpoint (an ASGI app served by uvicorn on a
 loopback port that verifies every request with ``standardwebhooks.Webhook(secret).verify``
 and answers from a plan: status codes, or hanging past the sender's timeout), a seeded
-store, subscriptions, events (overrides) and bounded waits."""
+store, subscriptions and events (overrides); bounded waits are ``tests.support``'s."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -23,14 +23,12 @@ from broadcaster.notify.messages import DeliveryConfig
 from broadcaster.notify.subscriptions import SubscriptionIn, new_subscription
 from broadcaster.store import Change, State, Store
 from broadcaster.store.notify import NotifyStore
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, live_server, make_store
+from tests.support import import_example, live_server, make_store
 from worker.scheduler import Role, running_worker
 
 FAST = DeliveryConfig(retry_s=(0.2, 0.2, 0.2), timeout_s=1.0, concurrency=8, user_agent="t/1")
 """Deliveries with quick retries, for tests."""
 
-T = TypeVar("T")
 HANG = -1
 """A planned answer: do not answer until the test ends (the sender times out)."""
 
@@ -135,36 +133,10 @@ async def serving(receiver: Receiver, port: int = 0) -> AsyncIterator[str]:
             receiver.released.set()  # hanging requests end before the server stops
 
 
-async def eventually(
-    check: Callable[[], bool], within_s: float, what: str, detail: Callable[[], Any] = str
-) -> None:
-    """Wait until ``check()`` holds, polling; fail naming ``what`` after ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, f"not within {within_s} s: {what}; {detail()}"
-        await asyncio.sleep(0.02)
-
-
-async def poll(probe: Callable[[], Awaitable[T | None]], within_s: float, what: str) -> T:
-    """Await ``probe()`` until it returns something truthy (returned); fail naming ``what``
-    after ``within_s`` seconds."""
-    deadline = time.monotonic() + within_s
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {within_s} s: {what} (last: {found!r})"
-        await asyncio.sleep(0.02)
-
-
 async def seeded(redis: Any, prefix: str, clock: Clock) -> Store:
     """A store over ``redis`` under ``prefix`` holding the example, imported now (seq 1)."""
     store = make_store(redis, prefix)
-    text = EXAMPLE.read_text(encoding="utf-8")
-    now = clock.now()
-    await store.import_schedule(
-        parse_schedule(text, source="example", defaults=DEFAULTS, now=now), now
-    )
+    await import_example(store, clock.now())
     return store
 
 

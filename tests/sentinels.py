@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
-from tests.conftest import free_port
+from tests.support import free_port, poll_until
 
 MASTER_NAME = "m"
 DOWN_AFTER_MS = 1000
@@ -61,6 +61,11 @@ class Node:
         return redis.Redis(
             host="127.0.0.1", port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+
+
+def _master_addr(c: redis.Redis) -> tuple[str, int] | None:
+    """``(host, port)`` of the master as this sentinel names it (None: it names none)."""
+    return cast("tuple[str, int] | None", c.sentinel_get_master_addr_by_name(MASTER_NAME) or None)
 
 
 def data_args(port: int, workdir: Path, replica_of: int | None) -> list[str]:
@@ -128,20 +133,21 @@ class SentinelSet:
             node = Node(f"sentinel{i + 1}", port, [str(conf), "--sentinel"], self.workdir)
             node.start()
             self.sentinels.append(node)
-        deadline = time.monotonic() + timeout
-        while not self._settled(master_port):
+
+        def settled() -> bool:
             for node in self.data + self.sentinels:
                 if not node.alive():
                     raise RuntimeError(f"{node.name} exited; see {self.workdir}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sentinel set not settled within {timeout} s ({self.workdir})")
-            time.sleep(0.1)
+            return self._settled(master_port)
+
+        if not poll_until(settled, timeout=timeout, interval=0.1):
+            raise RuntimeError(f"sentinel set not settled within {timeout} s ({self.workdir})")
 
     def _settled(self, master_port: int) -> bool:
         for s in self.sentinels:
             c = s.client()
             try:
-                st = c.sentinel_master(MASTER_NAME)
+                st = cast(dict[str, Any], c.sentinel_master(MASTER_NAME))
                 ok = (
                     int(st["port"]) == master_port
                     and st["num-other-sentinels"] == 2
@@ -166,7 +172,7 @@ class SentinelSet:
         for s in self.sentinels:
             c = s.client(0.5)
             try:
-                got = c.sentinel_get_master_addr_by_name(MASTER_NAME)
+                got = _master_addr(c)
                 if got:
                     return int(got[1])
             except (redis.RedisError, OSError):
@@ -189,13 +195,13 @@ class SentinelSet:
     def wait_failover(self, old_port: int, timeout: float = 25.0) -> int:
         """Wait (bounded) until every sentinel names a new master that answers as master;
         returns its port. Raises RuntimeError on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def promoted() -> int | None:
             ports = set()
             for s in self.sentinels:
                 c = s.client(0.5)
                 try:
-                    got = c.sentinel_get_master_addr_by_name(MASTER_NAME)
+                    got = _master_addr(c)
                     ports.add(int(got[1]) if got else None)
                 except (redis.RedisError, OSError):
                     ports.add(None)
@@ -210,8 +216,12 @@ class SentinelSet:
                     pass
                 finally:
                     c.close()
-            time.sleep(0.05)
-        raise RuntimeError(f"no failover within {timeout} s ({self.workdir})")
+            return None
+
+        port = poll_until(promoted, timeout=timeout)
+        if port is None:
+            raise RuntimeError(f"no failover within {timeout} s ({self.workdir})")
+        return port
 
     def restart_as_replica(self, node: Node) -> None:
         """Start a killed data node again as a replica of the current master (empty: no

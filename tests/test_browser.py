@@ -27,7 +27,7 @@ from broadcaster.auth import Tokens, entry_line, new_token
 from broadcaster.clock import RehearsalClock
 from broadcaster.store import Store
 from broadcaster.validation import parse_schedule
-from tests.conftest import (
+from tests.support import (
     ARTIFACTS,
     DEFAULTS,
     EXAMPLE,
@@ -492,3 +492,44 @@ async def test_csp_on_every_page_and_the_client_script(
             ctype = r.headers["content-type"].split(";")[0].strip()
             assert ctype in ("text/javascript", "application/javascript"), ctype
             assert "Maintcast" in r.text
+
+
+async def test_admin_keeps_the_token_in_memory_only(
+    browser: Any, real_redis: Any, redis_url: str, key_prefix: str
+) -> None:
+    """The ops token typed into /admin authorises its requests but is kept in a script
+    variable only: nothing in sessionStorage, localStorage or cookies, a stale copy that an
+    older page left in sessionStorage is removed, and after a reload it is gone."""
+    clock = RehearsalClock(jst(2021, 8, 1, 12))
+    async with la_context(browser) as ctx, serving(real_redis, redis_url, key_prefix, clock) as s:
+        page = await new_page(ctx)
+        await page.goto(f"{s.base}/admin?lang=en")
+        await page.evaluate("() => sessionStorage.setItem('maintcast-token', 'stale')")
+        await page.reload()
+        await expect(page.locator("#feed li").first).to_be_attached()
+        assert await page.evaluate("() => sessionStorage.getItem('maintcast-token')") is None
+        assert await page.locator("#token").input_value() == ""
+
+        await page.locator("#token").fill(s.token)
+        await page.locator("#token").press("Tab")  # the change event
+        form = page.locator("#override-form")
+        await form.locator("[name=reason]").fill("token test")
+        await form.locator("[name=ttl]").fill("10")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator("#override-result")).to_have_text("Set")
+        await expect_state(page, "maintenance", 5000)  # the page's own stream shows it
+        status = (await s.http.get("/v1/status")).json()
+        assert status["state"] == "maintenance" and status["cause"]["actor"] == "ops", status
+
+        stored = await page.evaluate(
+            "() => [sessionStorage.length, localStorage.length, document.cookie]"
+        )
+        assert stored == [0, 0, ""], stored
+        assert s.token not in await page.content()
+
+        await page.reload()
+        await expect(page.locator("#feed li").first).to_be_attached()
+        assert await page.locator("#token").input_value() == ""
+        await page.locator("#override-clear").click()
+        await expect(page.locator("#override-result")).to_contain_text("Error 401")
+        assert (await s.http.get("/v1/status")).json()["state"] == "maintenance"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import EXAMPLE
-from tests.procs import env_for, run_cli
+from tests.support import EXAMPLE, env_for, run_cli
 
 CLOCK = ["--clock", "2021-08-09T00:59:00+09:00"]
 

@@ -9,10 +9,7 @@ Every wait is bounded and the server is stopped in a ``finally`` block.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,21 +20,22 @@ import pytest
 import typer
 
 from broadcaster.auth import Principal, Tokens, entry_line, new_token
-from broadcaster.cli_client import parse_duration
-from tests.conftest import EXAMPLE, ROOT, free_port
+from broadcaster.cli.client import parse_duration
+from tests.support import (
+    EXAMPLE,
+    MAINTCAST,
+    ROOT,
+    Proc,
+    env_for,
+    eventually,
+    free_port,
+    run_cli,
+)
 
-MAINTCAST = str(Path(sys.executable).parent / "maintcast")
 CLOCK = "2021-08-09T00:55:00+09:00"
 EXAMPLE_ID = "webcollect-2021-08"
 ADMIN = "ops-admin"
 OPERATOR = "ops-operator"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """The test's environment without any ``MAINTCAST_*`` setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTCAST_")}
-    env.update(extra)
-    return env
 
 
 @dataclass
@@ -45,11 +43,14 @@ class Server:
     url: str
     admin_token: str
     operator_token: str
-    log: Path
+    proc: Proc
 
-    def tail(self, lines: int = 40) -> str:
-        text = self.log.read_text(encoding="utf-8", errors="replace")
-        return "--- serve log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
+    @property
+    def log(self) -> Path:
+        return self.proc.log
+
+    def tail(self) -> str:
+        return self.proc.tail()
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=5)
@@ -62,19 +63,7 @@ class Server:
         extra = {"MAINTCAST_URL": url or self.url}
         if token is not None:
             extra["MAINTCAST_TOKEN"] = token
-        return run_cli(*args, env=_env(**extra))
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MAINTCAST, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+        return run_cli(list(args), env_for(**extra))
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:
@@ -102,53 +91,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         [entry_line(ADMIN, "admin", admin), entry_line(OPERATOR, "operator", operator)]
     )
     port = free_port()
-    log = tmp_path_factory.mktemp("cli-ops") / "serve.log"
-    out = log.open("wb")
-    proc = subprocess.Popen(
-        [
-            MAINTCAST,
-            "serve",
-            "--schedule",
-            str(EXAMPLE),
-            "--clock",
-            CLOCK,
-            "--port",
-            str(port),
-        ],
-        env=_env(MAINTCAST_TOKENS=tokens),  # and no MAINTCAST_REDIS_URL: embedded store
-        cwd=ROOT,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    srv = Server(f"http://127.0.0.1:{port}", admin, operator, log)
+    args = ["serve", "--schedule", str(EXAMPLE), "--clock", CLOCK, "--port", str(port)]
+    # no MAINTCAST_REDIS_URL: the embedded store
+    proc = Proc("serve", args, env_for(MAINTCAST_TOKENS=tokens), tmp_path_factory.mktemp("cli-ops"))
+    srv = Server(f"http://127.0.0.1:{port}", admin, operator, proc)
     try:
-        deadline = time.monotonic() + 20
-        last = "no answer"
-        while True:
-            assert proc.poll() is None, f"serve exited with {proc.returncode}\n{srv.tail()}"
-            try:
-                r = httpx.get(f"{srv.url}/readyz", timeout=1)
-                if r.status_code == 200:
-                    break
-                last = f"{r.status_code} {r.text}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve not ready at {srv.url} within 20 s ({last})\n{srv.tail()}")
-            time.sleep(0.1)
+
+        def ready() -> bool:
+            assert proc.alive(), f"serve exited with {proc.proc.returncode}\n{srv.tail()}"
+            return httpx.get(f"{srv.url}/readyz", timeout=1).status_code == 200
+
+        eventually(
+            ready,
+            f"serve ready at {srv.url}",
+            timeout=20,
+            interval=0.1,
+            ignoring=(httpx.HTTPError,),
+            detail=srv.tail,
+        )
         yield srv
     finally:
-        try:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        finally:
-            out.close()
+        proc.stop()
 
 
 # -- windows ---------------------------------------------------------------------------------
@@ -413,7 +376,7 @@ def test_error_unreadable_window_file(server: Server, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_token_create() -> None:
-    out = ok(run_cli("token", "create", "--name", "alice", "--role", "operator", env=_env()))
+    out = ok(run_cli(["token", "create", "--name", "alice", "--role", "operator"], env_for()))
     lines = out.strip().splitlines()
     assert len(lines) == 2, out
     assert lines[0].startswith("token ") and lines[1].startswith("entry ")
@@ -427,7 +390,7 @@ def test_token_create() -> None:
 
 @pytest.mark.slow
 def test_token_create_bad_role() -> None:
-    r = run_cli("token", "create", "--name", "alice", "--role", "root", env=_env())
+    r = run_cli(["token", "create", "--name", "alice", "--role", "root"], env_for())
     one_line_error(r, "--role", "root")
 
 
@@ -444,7 +407,7 @@ def test_watch_prints_one_line_per_status(server: Server) -> None:
     """`maintcast watch` skips the opening retry block and prints the current status."""
     proc = subprocess.Popen(
         [MAINTCAST, "watch"],
-        env=_env(MAINTCAST_URL=server.url),
+        env=env_for(MAINTCAST_URL=server.url),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -463,5 +426,5 @@ def test_watch_prints_one_line_per_status(server: Server) -> None:
 
 
 def test_bad_redis_url_is_one_line() -> None:
-    r = run_cli("worker", env=_env(MAINTCAST_REDIS_URL="garbage"))
+    r = run_cli(["worker"], env_for(MAINTCAST_REDIS_URL="garbage"))
     one_line_error(r, "MAINTCAST_REDIS_URL")

@@ -18,9 +18,8 @@ from broadcaster.app import create_app
 from broadcaster.auth import Tokens, entry_line
 from broadcaster.clock import Clock, RehearsalClock
 from broadcaster.store import Store
-from tests.conftest import jst, live_server, settings_for
-from tests.notify_support import FAST, Receiver, eventually, seeded, serving
-from tests.procs import env_for, run_cli
+from tests.notify_support import FAST, Receiver, seeded, serving
+from tests.support import env_for, eventually_async, jst, live_server, run_cli, settings_for
 from worker.scheduler import running_worker
 
 pytestmark = pytest.mark.slow
@@ -89,7 +88,7 @@ async def test_the_subscription_commands(real_redis: Any, key_prefix: str) -> No
 
         replayed = ok(await cli(base, "subscriptions", "replay", "acme", "--after-seq", "0"))
         assert replayed.strip() == "queued 1 message(s) (events 1..1)"
-        await eventually(lambda: len(rx.ok("h")) == 2, 10, "the replayed msg_1")
+        await eventually_async(lambda: len(rx.ok("h")) == 2, "the replayed msg_1", timeout=10)
         assert rx.ok("h")[-1].verified_by == [0, 1]
 
         shown = ok(await cli(base, "subscriptions", "deliveries", "acme"))

@@ -15,24 +15,21 @@ import pytest
 
 from broadcaster import ops
 from broadcaster.clock import RehearsalClock
-from broadcaster.metrics import REGISTRY
 from broadcaster.notify.messages import DeliveryConfig, Message, Outcome
 from broadcaster.notify.subscriptions import rotated
 from broadcaster.store import Change, State, Store
 from broadcaster.store.notify import NotifyStore
-from tests.conftest import free_port, jst
 from tests.notify_support import (
     HANG,
     Receiver,
     clear,
     delivering,
-    eventually,
     override,
-    poll,
     seeded,
     serving,
     subscribe,
 )
+from tests.support import eventually_async, free_port, jst, metric_value
 from worker import deliveries
 
 WID = "webcollect-2021-08"
@@ -49,7 +46,7 @@ async def message(store: Store, sub_id: str, msg_id: str, ok: Any) -> Message:
                 return m
         return None
 
-    return await poll(probe, 10, f"{sub_id}/{msg_id}")
+    return await eventually_async(probe, f"{sub_id}/{msg_id}", timeout=10)
 
 
 def types(rx: Receiver, name: str) -> list[tuple[str, str]]:
@@ -74,7 +71,9 @@ async def test_events_in_scope_reach_subscribers_and_others_get_nothing(
             await subscribe(store, f"{base}/bank", "bank", clock.now(), scope=BANK)
         ]
         async with delivering(store, clock):
-            await eventually(lambda: len(rx.ok("cards")) == 1, 10, "maintenance.started")
+            await eventually_async(
+                lambda: len(rx.ok("cards")) == 1, "maintenance.started", timeout=10
+            )
             now = clock.now()
 
             def cancel(st: State) -> Change:
@@ -83,10 +82,15 @@ async def test_events_in_scope_reach_subscribers_and_others_get_nothing(
 
             await store.apply(now, cancel)
             await override(store, clock, affected=BANK)
-            await eventually(
-                lambda: len(rx.ok("bank")) == 1, 10, "override.set", lambda: rx.received
+            await eventually_async(
+                lambda: len(rx.ok("bank")) == 1,
+                "override.set",
+                timeout=10,
+                detail=lambda: repr(rx.received),
             )
-            await eventually(lambda: len(rx.ok("cards")) == 2, 10, "maintenance.cancelled")
+            await eventually_async(
+                lambda: len(rx.ok("cards")) == 2, "maintenance.cancelled", timeout=10
+            )
             cursor = int(await real_redis.get(store.keys.notify_cursor))
             cards, bank = len(rx.of("cards")), len(rx.of("bank"))
     assert rx.unverified == [] and cursor == 4
@@ -175,7 +179,7 @@ async def test_410_disables_the_subscription(real_redis: Any, key_prefix: str) -
             async def fanned_out() -> bool:
                 return int(await real_redis.get(store.keys.notify_cursor)) >= later
 
-            await poll(fanned_out, 10, "the fan-out of the later event")
+            await eventually_async(fanned_out, "the fan-out of the later event", timeout=10)
             sub = await notify.subscription("acme")
             listed = [m.id for m in await notify.deliveries("acme", 10)]
     assert gone.last is not None and gone.last.status_code == 410
@@ -217,7 +221,9 @@ async def test_a_hanging_endpoint_does_not_delay_other_subscribers(
             await override(store, clock)
             await clear(store, clock)
             await override(store, clock, affected=CARDS)
-            await eventually(lambda: len(rx.ok("fast")) == 3, 4, "three messages to fast")
+            await eventually_async(
+                lambda: len(rx.ok("fast")) == 3, "three messages to fast", timeout=4
+            )
             took = max(r.at for r in rx.ok("fast")) - sent
             slow = len(rx.of("slow"))
     assert took < 2.0  # well inside the slow endpoint's 5 s timeout
@@ -238,7 +244,7 @@ async def test_after_rotation_both_secrets_verify(real_redis: Any, key_prefix: s
         rx.secrets["h"] = [new, old]
         async with delivering(store, clock):
             await override(store, clock)
-            await eventually(lambda: len(rx.ok("h")) == 1, 10, "the message")
+            await eventually_async(lambda: len(rx.ok("h")) == 1, "the message", timeout=10)
     [got] = rx.ok("h")
     assert got.verified_by == [0, 1] and len(got.headers["webhook-signature"].split()) == 2
 
@@ -259,10 +265,12 @@ async def test_one_process_delivers_and_a_standby_delivers_alone(
             for _ in range(3):
                 await override(store, clock)
                 await clear(store, clock)
-            await eventually(lambda: len(rx.ok("h")) == 6, 10, "six messages")
+            await eventually_async(lambda: len(rx.ok("h")) == 6, "six messages", timeout=10)
         async with delivering(store, clock, role="standby"):  # every worker gone
             await override(store, clock)
-            await eventually(lambda: len(rx.ok("h")) == 7, 10, "the standby's delivery")
+            await eventually_async(
+                lambda: len(rx.ok("h")) == 7, "the standby's delivery", timeout=10
+            )
     ids = [r.id for r in rx.of("h")]
     assert ids == [f"msg_{s}" for s in range(2, 9)]  # each once, in order
 
@@ -306,10 +314,6 @@ async def test_a_stale_claim_changes_nothing(any_redis: Any, key_prefix: str) ->
     assert await notify.ready(now + 100, 10) == []
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 async def test_metrics_count_attempts_and_show_the_queue_and_the_lag(
     real_redis: Any, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,8 +324,11 @@ async def test_metrics_count_attempts_and_show_the_queue_and_the_lag(
     rx = Receiver()
     rx.plan("h", 500)
     counted = ("delivered", "retry")
-    before = {r: sample("maintcast_notifications_total", kind="webhook", result=r) for r in counted}
-    lags = sample("maintcast_notification_lag_seconds_count")
+    before = {
+        r: metric_value("maintcast_notifications_total", {"kind": "webhook", "result": r})
+        for r in counted
+    }
+    lags = metric_value("maintcast_notification_lag_seconds_count")
     rx.secrets["h"] = [await subscribe(store, f"http://127.0.0.1:{port}/h", "acme", clock.now())]
     config = DeliveryConfig(retry_s=(0.2,) * 20, timeout_s=1.0, user_agent="t/1")
     async with delivering(store, clock, config):
@@ -329,19 +336,22 @@ async def test_metrics_count_attempts_and_show_the_queue_and_the_lag(
         await clear(store, clock)
 
         async def queued() -> bool:
-            return sample("maintcast_notification_queue", kind="webhook") == 2
+            return metric_value("maintcast_notification_queue", {"kind": "webhook"}) == 2
 
-        await poll(queued, 10, "two messages in the queue gauge")
+        await eventually_async(queued, "two messages in the queue gauge", timeout=10)
         async with serving(rx, port):
-            await eventually(lambda: len(rx.ok("h")) == 2, 10, "both delivered")
+            await eventually_async(lambda: len(rx.ok("h")) == 2, "both delivered", timeout=10)
 
             async def emptied() -> bool:
-                return sample("maintcast_notification_queue", kind="webhook") == 0
+                return metric_value("maintcast_notification_queue", {"kind": "webhook"}) == 0
 
-            await poll(emptied, 10, "an empty queue gauge")
-    after = {r: sample("maintcast_notifications_total", kind="webhook", result=r) for r in counted}
+            await eventually_async(emptied, "an empty queue gauge", timeout=10)
+    after = {
+        r: metric_value("maintcast_notifications_total", {"kind": "webhook", "result": r})
+        for r in counted
+    }
     assert after["delivered"] - before["delivered"] == 2
     # refused attempts while down, and the one 500 once up
     assert after["retry"] - before["retry"] >= 3
-    assert sample("maintcast_notification_lag_seconds_count") - lags == 2
-    assert sample("maintcast_notification_queue", kind="email") == 0
+    assert metric_value("maintcast_notification_lag_seconds_count") - lags == 2
+    assert metric_value("maintcast_notification_queue", {"kind": "email"}) == 0

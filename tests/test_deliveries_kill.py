@@ -14,18 +14,23 @@ import pytest
 
 from broadcaster.clock import SystemClock
 from broadcaster.store.notify import NotifyStore
-from tests.conftest import free_port
 from tests.notify_support import (
     Receiver,
     clear,
-    eventually,
     override,
-    poll,
     seeded,
     serving,
     subscribe,
 )
-from tests.procs import Proc, env_for, processes, tails, wait_ready
+from tests.support import (
+    Proc,
+    env_for,
+    eventually_async,
+    free_port,
+    processes,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +64,9 @@ async def test_a_killed_worker_loses_no_message(
             msgs = await notify.deliveries("acme", 100)
             return {m.id for m in msgs if m.attempt >= 1} == wanted
 
-        await poll(all_tried, 15, f"a first attempt of each message\n{tails(procs)}")
+        await eventually_async(
+            all_tried, "a first attempt of each message", timeout=15, detail=lambda: tails(procs)
+        )
         worker.proc.send_signal(signal.SIGKILL)
         worker.proc.wait(5)
         for _ in range(2):  # published while no process delivers
@@ -74,17 +81,17 @@ async def test_a_killed_worker_loses_no_message(
         async with httpx.AsyncClient() as client:
             await wait_ready(client, f"http://127.0.0.1:{api_port}", [api], timeout=20)
         async with serving(rx, port):
-            await eventually(
+            await eventually_async(
                 lambda: {r.id for r in rx.ok("h")} >= wanted,
-                30,
                 "every message delivered",
-                lambda: f"{sorted(r.id for r in rx.received)}\n{tails(procs)}",
+                timeout=30,
+                detail=lambda: f"{sorted(r.id for r in rx.received)}\n{tails(procs)}",
             )
 
             async def all_delivered() -> bool:
                 msgs = await notify.deliveries("acme", 100)
                 return {m.id for m in msgs if m.state == "delivered"} == wanted
 
-            await poll(all_delivered, 10, "every message marked delivered")
+            await eventually_async(all_delivered, "every message marked delivered", timeout=10)
     assert rx.unverified == []
     assert {r.id for r in rx.received} == wanted  # nothing else, nothing lost

@@ -29,7 +29,7 @@ from broadcaster.status import (
     time_driven_cause,
 )
 from broadcaster.validation import build_window, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
 
 MS = timedelta(milliseconds=1)
 US = timedelta(microseconds=1)
@@ -831,6 +831,11 @@ TD_MAP = {w.id: w for w in TD_WINDOWS}
 EXPIRING = ov("maintenance", t(0, 10))
 
 
+def summary_of(core: StatusCore, now: datetime) -> Summary:
+    """The summary the store reads back from the published status (``codec.summary_of``)."""
+    return codec.summary_of(codec.status_doc(core, seq=1, now=now, cause=None, zone=ZONE))
+
+
 @pytest.mark.parametrize(
     ("before", "override", "now", "type_", "window_id"),
     [
@@ -858,7 +863,7 @@ def test_time_driven_cause(
     type_: str,
     window_id: str | None,
 ) -> None:
-    old = Summary.of(status(TD_WINDOWS, before, override))
+    old = summary_of(status(TD_WINDOWS, before, override), before)
     new = status(TD_WINDOWS, now, override)
     cause = time_driven_cause(old, new, TD_MAP, now, 5.0)
     assert (cause.type, cause.window_id) == (type_, window_id)
@@ -867,16 +872,16 @@ def test_time_driven_cause(
 
 def test_summary_of() -> None:
     core = status(TD_WINDOWS, t(0), EXPIRING)
-    summary = Summary.of(core)
+    summary = summary_of(core, t(0))
     assert summary.active == frozenset()
     assert summary.upcoming == {"a", "b"}  # c is announced at 06:00 only
     assert (summary.has_override, summary.override_expires_at) == (True, t(0, 10))
-    summary = Summary.of(status(TD_WINDOWS, t(4)))
+    summary = summary_of(status(TD_WINDOWS, t(4)), t(4))
     assert (summary.active, summary.upcoming) == ({"b"}, frozenset())
     assert (summary.has_override, summary.override_expires_at) == (False, None)
 
 
-# -- codec.scoped_doc agrees with compute_status ------------------------------------------------
+# -- codec.view_doc agrees with compute_status --------------------------------------------------
 
 SCOPES = [
     (None, None),
@@ -903,7 +908,7 @@ def _compare(
     doc = codec.status_doc(full, seq=7, now=now, cause=None, zone=ZONE)
     # through the wire and back, as the hub sees it
     doc = codec.loads(codec.dumps(doc))
-    scoped = codec.scoped_doc(
+    scoped = codec.view_doc(
         doc, catalog, service=service, method=method, default_error_code=default_code, zone=ZONE
     )
     direct = codec.core_doc(
@@ -939,7 +944,7 @@ def test_scoped_doc_matches_compute_status_example(
 def test_scoped_doc_example_values() -> None:
     full = example_status(START)
     doc = codec.status_doc(full, seq=1, now=START, cause=None, zone=ZONE)
-    scoped = codec.scoped_doc(
+    scoped = codec.view_doc(
         doc,
         EX_CATALOG,
         service="atobarai",
@@ -994,7 +999,7 @@ def test_scoped_doc_matches_compute_status_hand_made(
 def test_scoped_doc_unknown_scope(service: str, method: str | None, field: str) -> None:
     doc = codec.status_doc(example_status(START), seq=1, now=START, cause=None, zone=ZONE)
     with pytest.raises(NotFound) as info:
-        codec.scoped_doc(
+        codec.view_doc(
             doc,
             EX_CATALOG,
             service=service,

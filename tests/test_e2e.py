@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -25,8 +23,20 @@ import redis
 import yaml
 from httpx_sse import aconnect_sse
 
-from tests.conftest import EXAMPLE, free_port, start_redis
-from tests.procs import MAINTCAST, Proc, env_for, processes, run_cli, tails, wait_ready
+from tests.support import (
+    EXAMPLE,
+    Proc,
+    env_for,
+    eventually,
+    eventually_async,
+    free_port,
+    free_ports,
+    processes,
+    run_cli,
+    start_redis,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -115,9 +125,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
 
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
-            ports = [free_port(), free_port()]
-            while ports[1] == ports[0]:
-                ports[1] = free_port()
+            ports = free_ports(2)
             apis = [
                 Proc(f"api{i}", ["api", "--host", "127.0.0.1", "--port", str(p)], env, tmp_path)
                 for i, p in enumerate(ports)
@@ -172,14 +180,20 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
                     assert "maintenance.scheduled e2e-window" in imported.stdout
 
                     # the worker's heartbeat is fresh while it runs
-                    check_deadline = time.monotonic() + 10
-                    while True:
-                        check = await asyncio.to_thread(run_cli, ["worker", "check"], env, 15)
-                        if check.returncode == 0 or time.monotonic() > check_deadline:
-                            break
-                        await asyncio.sleep(0.2)
-                    assert check.returncode == 0, (
-                        f"worker check: {check.stdout}{check.stderr}\n{tails(procs)}"
+                    checks: list[subprocess.CompletedProcess[str]] = []
+
+                    async def worker_alive() -> bool:
+                        checks.append(
+                            await asyncio.to_thread(run_cli, ["worker", "check"], env, 15)
+                        )
+                        return checks[-1].returncode == 0
+
+                    await eventually_async(
+                        worker_alive,
+                        "`maintcast worker check` to exit 0",
+                        timeout=10,
+                        interval=0.2,
+                        detail=lambda: f"worker check: {checks[-1:]}\n{tails(procs)}",
                     )
 
                     try:
@@ -221,8 +235,7 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
         assert _types(seen[0]) == _types(seen[1]), info
         assert seen[0][-2:] == seen[1][-2:], "the two APIs sent different status objects"
     finally:
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 # -- 2. bad schedule files -------------------------------------------------------------------
@@ -368,8 +381,7 @@ def test_import_bad_file_is_one_line_and_nothing_imported(tmp_path: Path) -> Non
         assert "redis unreachable" in down.stderr, down.stderr
     finally:
         client.close()
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 # -- 3. serve: embedded store, rehearsal of the 2021 schedule ---------------------------------
@@ -412,10 +424,12 @@ async def test_serve_embedded_rehearsal(tmp_path: Path) -> None:
                     f"no maintenance.started within 10 s; seen {_types(seen)}\n{serve.tail()}"
                 )
 
-        log_deadline = time.monotonic() + 5
-        while "embedded in-memory store" not in serve.log.read_text(errors="replace"):
-            assert time.monotonic() < log_deadline, f"no embedded-store notice\n{serve.tail()}"
-            time.sleep(0.1)
+        eventually(
+            lambda: "embedded in-memory store" in serve.log.read_text(errors="replace"),
+            "the embedded-store notice",
+            interval=0.1,
+            detail=serve.tail,
+        )
         assert serve.alive(), serve.tail()
 
     info = f"seen {_types(seen)}\n{serve.tail()}"
@@ -441,24 +455,16 @@ async def test_serve_embedded_rehearsal(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_worker_stops_on_sigterm_while_redis_is_down(tmp_path: Path) -> None:
     """The worker starts and stops promptly even when Redis never answers."""
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [MAINTCAST, "worker"],
-            env=env_for(MAINTCAST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while b"worker running" not in log.read_bytes():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-            proc.terminate()
-            assert proc.wait(timeout=10) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert b"Traceback" not in log.read_bytes()
+    env = env_for(MAINTCAST_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    with processes() as procs:
+        worker = Proc("worker", ["worker"], env, tmp_path)
+        procs.append(worker)
+
+        def running() -> bool:
+            assert worker.alive(), worker.log.read_text()
+            return b"worker running" in worker.log.read_bytes()
+
+        eventually(running, "the worker running", timeout=10, detail=worker.tail)
+        worker.proc.terminate()
+        assert worker.proc.wait(timeout=10) == 0, worker.log.read_text()
+    assert b"Traceback" not in worker.log.read_bytes()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,16 @@ from broadcaster.app import create_app
 from broadcaster.auth import Forbidden, Tokens, Unauthorized, entry_line
 from broadcaster.domain import Conflict, InvalidInput, NotFound
 from broadcaster.errors import answer_for, http_error_of
+from broadcaster.limits import StreamCaps, TooManyStreams
 from broadcaster.store import RECONNECT_ERRORS, STORE_ERRORS
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, ROOT, jst, live_server, settings_for, start_redis
+from tests.support import (
+    ROOT,
+    import_example,
+    jst,
+    live_server,
+    settings_for,
+    start_redis,
+)
 
 ADDRESS = "10.9.8.7:6379"
 AD = "admin-token-9c1e"
@@ -64,6 +70,13 @@ OVERRIDE = {"mode": "maintenance", "reason": "r", "ttl_s": 60}
         (Conflict("id", "exists"), 409, "conflict", "exists", "id"),
         (Unauthorized("unknown token"), 401, "unauthorized", "unknown token", None),
         (Forbidden("needs admin"), 403, "forbidden", "needs admin", None),
+        (
+            TooManyStreams(32),
+            429,
+            "too_many_streams",
+            "too many open streams from this address (at most 32 per client): close one and retry",
+            None,
+        ),
         *((e, 503, "store_unavailable", "store unavailable", None) for e in STORE_FAILURES),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
@@ -79,6 +92,8 @@ def test_the_table(exc: Exception, status: int, code: str, message: str, field: 
     assert raw[b"content-length"] == str(len(answer.body())).encode()
     if status == 401:
         assert raw[b"www-authenticate"] == b'Bearer realm="maintcast"'
+    if status == 429:
+        assert raw[b"retry-after"] == b"10"
 
 
 def test_table_covers_every_store_error_and_nothing_else() -> None:
@@ -186,10 +201,7 @@ async def test_real_redis_timeout_on_windows_is_503(key_prefix: str) -> None:
     client: aioredis.Redis = aioredis.Redis.from_url(server.url, socket_timeout=0.5)
     try:
         app = create_app(settings_for(server.url, key_prefix), redis=client, clock=None)
-        store = app.state.store
-        at = jst(2021, 8, 9, 0, 30)
-        schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=at)
-        await store.import_schedule(schedule, at)
+        await import_example(app.state.store, jst(2021, 8, 9, 0, 30))
         async with (
             live_server(app) as url,
             httpx.AsyncClient(base_url=url, timeout=5) as http,
@@ -214,8 +226,7 @@ async def test_real_redis_timeout_on_windows_is_503(key_prefix: str) -> None:
         assert str(server.port) not in ready.text
     finally:
         await client.aclose()
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 def test_the_gate_stands_alone() -> None:
@@ -236,3 +247,26 @@ def test_error_docs_keep_their_shape() -> None:
     answer = answer_for(rx.ConnectionError(ADDRESS))
     assert answer is not None
     assert set(orjson.loads(answer.body())["error"]) == {"code", "message", "field"}
+
+
+def test_stream_caps_count_per_address_and_release() -> None:
+    caps = StreamCaps(2)
+    a, b = {"client": ("192.0.2.1", 1)}, {"client": ("192.0.2.2", 1)}
+    keys = [caps.acquire(a), caps.acquire(a), caps.acquire(b)]
+    assert keys == ["192.0.2.1", "192.0.2.1", "192.0.2.2"]
+    with pytest.raises(TooManyStreams):
+        caps.acquire(a)
+    assert caps.held("192.0.2.1") == 2  # a refusal holds nothing
+    caps.release(keys[0])
+    assert caps.acquire(a) == "192.0.2.1"
+    for key in (*keys[1:], "192.0.2.1"):
+        caps.release(key)
+    assert caps.held("192.0.2.1") == caps.held("192.0.2.2") == 0
+    assert caps._open == {}  # nothing kept for addresses that left
+    # no address (a Unix socket), or no cap: not counted
+    assert caps.acquire({"client": None}) is None
+    unlimited = StreamCaps(0)
+    assert all(unlimited.acquire(a) is None for _ in range(100))
+    caps.release(None)
+    with pytest.raises(ValueError, match="per_client"):
+        StreamCaps(-1)

@@ -3,98 +3,31 @@ bypass, unknown status, custom bodies, language, and no Redis call per request."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, MutableMapping
-from datetime import datetime, timedelta
+import hmac
+from collections.abc import MutableMapping
+from datetime import timedelta
 from typing import Any
 
-import orjson
 import pytest
 
 from broadcaster.gate import MaintenanceGate, Refusal, Rule
 from broadcaster.hub import Hub
 from broadcaster.store import Store
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, jst, make_store
+from tests.support import (
+    CARD,
+    FixedClock,
+    Reply,
+    at_instant,
+    call,
+    eventually_async,
+    jst,
+    ok_app,
+    running_hub,
+)
 
 UNTIL = "2021-08-09T06:00:00+09:00"
 MS = timedelta(milliseconds=1)
-CARD = Rule("/api/token", "webcollect", "credit_card")
 BANK = Rule("/api/bank", "atobarai", "bank_transfer")
-
-
-async def ok_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-    """The guarded app: 200 "ok" for http; records every other scope it is handed."""
-    if scope["type"] != "http":
-        scope.setdefault("state", {})["reached"] = True
-        return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-class Reply:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-async def call(
-    app: Any, path: str = "/api/token", method: str = "POST", headers: dict[str, str] | None = None
-) -> Reply:
-    """One HTTP request straight through the ASGI interface."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    assert start["type"] == "http.response.start"
-    hdrs = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    body = b"".join(m.get("body", b"") for m in sent[1:])
-    return Reply(start["status"], hdrs, body)
-
-
-@pytest.fixture
-async def store(fake_redis: Any, key_prefix: str) -> AsyncIterator[Store]:
-    """A store holding the example schedule, imported well before the window."""
-    s = make_store(fake_redis, key_prefix)
-    at = jst(2021, 8, 9, 0, 30)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=at)
-    await s.import_schedule(schedule, at)
-    yield s
-
-
-async def at_instant(store: Store, hub: Hub, clock: FixedClock, t: datetime) -> None:
-    """Move to ``t``: the worker's reconcile at ``t``, then the hub reads it."""
-    clock.t = t
-    await store.reconcile(t)
-    await hub._resync()
 
 
 def gate(hub: Hub, rules: list[Rule] | None = None, **kw: Any) -> MaintenanceGate:
@@ -323,18 +256,16 @@ async def test_no_redis_call_per_request(store: Store, monkeypatch: pytest.Monke
 async def test_live_from_the_subscription(store: Store) -> None:
     """The hub's one subscription keeps the gate live: started, then ended, no resync."""
     clock = FixedClock(jst(2021, 8, 9, 0, 59, 59))
-    hub = Hub(store, clock)
-    app = gate(hub)
-    task = asyncio.create_task(hub.run())
-    try:
-        assert await hub.wait_ready(5.0)
+    async with running_hub(store, clock) as hub:
+        app = gate(hub)
         assert (await call(app)).status == 200
 
         async def until_status(want: int) -> Reply:
-            async with asyncio.timeout(5):
-                while (r := await call(app)).status != want:
-                    await asyncio.sleep(0.01)
-            return r
+            async def answer() -> Reply | None:
+                r = await call(app)
+                return r if r.status == want else None
+
+            return await eventually_async(answer, f"a {want}", interval=0.01)
 
         clock.t = jst(2021, 8, 9, 1)
         await store.reconcile(clock.t)
@@ -342,10 +273,6 @@ async def test_live_from_the_subscription(store: Store) -> None:
         clock.t = jst(2021, 8, 9, 6)
         await store.reconcile(clock.t)
         await until_status(200)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def test_rule_matching() -> None:
@@ -354,3 +281,44 @@ def test_rule_matching() -> None:
     assert not rule.matches("/api/token", "GET")
     assert not rule.matches("/apiv2", "POST")
     assert Rule("/x", "webcollect").matches("/x/y", "DELETE")
+
+
+async def test_bypass_compares_digests_logs_each_use_and_never_reaches_the_app(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FixedClock(jst(2021, 8, 9, 0, 30))
+    hub = Hub(store, clock)
+    await at_instant(store, hub, clock, jst(2021, 8, 9, 2))
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def recording(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        seen.append(list(scope["headers"]))
+        await ok_app(scope, receive, send)
+
+    app = MaintenanceGate(
+        recording, hub=hub, rules=[CARD, BANK], bypass_secret="s3cret", retry_after_min_s=0
+    )
+    compared: list[tuple[int, int]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    with caplog.at_level("INFO", logger="broadcaster.bypass"):
+        ok = await call(app, headers={"X-Maintcast-Bypass": "s3cret", "X-Other": "1"})
+        refused = await call(app, headers={"X-Maintcast-Bypass": "x" * 1000})
+        unguarded = await call(app, "/api/other", headers={"X-Maintcast-Bypass": "nope"})
+    assert (ok.status, refused.status, unguarded.status) == (200, 503, 200)
+    # SHA-256 digests on both sides, whatever the length presented (no length leak)
+    assert compared == [(32, 32), (32, 32)]
+    # the app never sees the header, accepted or not; the other headers pass
+    assert len(seen) == 2
+    assert all(name != b"x-maintcast-bypass" for headers in seen for name, _ in headers)
+    assert (b"x-other", b"1") in seen[0]
+    # one line per accepted use, saying where and who, never the value
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "POST /api/token" in record.getMessage() and "127.0.0.1" in record.getMessage()
+    assert "s3cret" not in caplog.text

@@ -6,7 +6,6 @@ has a floor (``MAINTCAST_RETRY_AFTER_MIN_S``)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,25 +19,25 @@ from broadcaster.app import create_app
 from broadcaster.domain import Catalog
 from broadcaster.gate import MaintenanceGate, Rule, UnknownScope, gate_for_redis, validate_rules
 from broadcaster.hub import Hub
-from broadcaster.metrics import REGISTRY
 from broadcaster.settings import Settings
 from broadcaster.store import Store
-from broadcaster.validation import parse_schedule
-from tests import test_gate
-from tests.conftest import (
-    DEFAULTS,
-    EXAMPLE,
+from tests.support import (
+    CARD,
     ROOT,
     FixedClock,
+    at_instant,
+    call,
+    eventually_async,
     free_port,
+    import_example,
     jst,
     make_store,
+    metric_value,
+    ok_app,
+    running_hub,
     settings_for,
     start_redis,
 )
-from tests.test_gate import CARD, at_instant, call, ok_app
-
-store = test_gate.store  # the example schedule in fakeredis
 
 CATALOG = Catalog.model_validate(
     {
@@ -52,8 +51,7 @@ TYPO = "gate rule '/api/token': unknown service 'webcolect' (known: atobarai, we
 
 
 def unknown_count(reason: str) -> float:
-    value = REGISTRY.get_sample_value("maintcast_gate_unknown_total", {"reason": reason})
-    return value or 0.0
+    return metric_value("maintcast_gate_unknown_total", {"reason": reason})
 
 
 @pytest.mark.parametrize(
@@ -173,10 +171,7 @@ def test_a_typo_stops_a_real_server(tmp_path: Any, redis_url: str, key_prefix: s
     async def seed() -> None:
         client: aioredis.Redis = aioredis.Redis.from_url(redis_url)
         try:
-            s = make_store(client, key_prefix)
-            at = jst(2021, 8, 9, 0, 30)
-            schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=at)
-            await s.import_schedule(schedule, at)
+            await import_example(make_store(client, key_prefix), jst(2021, 8, 9, 0, 30))
         finally:
             await client.aclose()
 
@@ -199,34 +194,25 @@ async def test_vanished_scope_is_unknown_not_500(
     try:
         s = make_store(client, key_prefix)
         clock = FixedClock(jst(2021, 8, 9, 0, 30))
-        schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.t)
-        await s.import_schedule(schedule, clock.t)
+        await import_example(s, clock.t)
         clock.t = jst(2021, 8, 9, 2)
         await s.reconcile(clock.t)
-        hub = Hub(s, clock)
-        allow = MaintenanceGate(ok_app, hub=hub, rules=[CARD])
-        block = MaintenanceGate(ok_app, hub=hub, rules=[CARD], when_unknown="block")
-        task = asyncio.create_task(hub.run())
-        try:
-            assert await hub.wait_ready(5.0)
+        async with running_hub(s, clock) as hub:
+            allow = MaintenanceGate(ok_app, hub=hub, rules=[CARD])
+            block = MaintenanceGate(ok_app, hub=hub, rules=[CARD], when_unknown="block")
             assert (await call(allow)).status == 503  # in maintenance
             await client.flushall()
             await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-            async with asyncio.timeout(5):
-                while hub.catalog.services:
-                    await asyncio.sleep(0.01)
+            await eventually_async(
+                lambda: not hub.catalog.services, "the hub to drop the catalog", interval=0.01
+            )
             before = unknown_count("scope_gone")
             with caplog.at_level("WARNING", logger="broadcaster.gate"):
                 allowed = [await call(allow) for _ in range(20)]
                 blocked = await call(block)
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
     finally:
         await client.aclose()
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
     assert all((r.status, r.body) == (200, b"ok") for r in allowed)
     assert blocked.status == 503 and "retry-after" not in blocked.headers
     assert blocked.json()["until"] is None and blocked.json()["errorCode"] == "Z010000000"
@@ -244,7 +230,7 @@ async def test_any_error_while_deciding_is_unknown(store: Store) -> None:
     def broken(doc: Any, scope: Any) -> Any:
         raise RuntimeError("bug")
 
-    hub.scope_view = broken  # type: ignore[method-assign]
+    hub.view_of = broken  # type: ignore[method-assign]
     before = unknown_count("error")
     assert (await call(MaintenanceGate(ok_app, hub=hub, rules=[CARD]))).status == 200
     blocked = await call(MaintenanceGate(ok_app, hub=hub, rules=[CARD], when_unknown="block"))

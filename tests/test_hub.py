@@ -6,10 +6,21 @@ import asyncio
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
-from broadcaster.hub import Event, Hub
+from broadcaster.events import Event
+from broadcaster.hub import Hub
 from broadcaster.sse import ALL, FINAL, Stream
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
+from tests.support import (
+    clear_override,
+    eventually_async,
+    import_example,
+    jst,
+    make_store,
+    metric_value,
+    running_hub,
+    set_override,
+)
+
+DROPPED = "maintcast_slow_clients_dropped_total"
 
 
 async def test_store_reset_is_adopted_and_streams_are_ended(
@@ -19,54 +30,37 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
     and ends every subscription, so clients reconnect and get a resync."""
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
     store = make_store(real_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await import_example(store, clock.now())
     await store.reconcile(jst(2021, 8, 9, 1))
     await store.reconcile(jst(2021, 8, 9, 6))  # seq 3
 
-    hub = Hub(store, clock)
-    task = asyncio.create_task(hub.run())
-    try:
-        assert await hub.wait_ready(5)
+    async with running_hub(store, clock) as hub:
         assert hub.current is not None and hub.current.seq == 3
         sub, sent = await live_stream(hub)
 
         # the store is wiped (as by a restart without persistence) and re-imported: seq 1
         await real_redis.delete(*(await real_redis.keys(f"{{{key_prefix}}}:*")))
-        await store.import_schedule(schedule, clock.now())
+        await import_example(store, clock.now())
 
-        async with asyncio.timeout(5):
-            while hub.current.seq != 1:
-                await asyncio.sleep(0.01)
+        await eventually_async(lambda: hub.current.seq == 1, "the hub to adopt seq 1")
         assert sent == [FINAL]  # the stream is ended cleanly: the client reconnects
         assert sub.ended and not sub.aborted and hub.clients == 0
 
         # and later events flow again
         _, got = await live_stream(hub)
         await store.reconcile(jst(2021, 8, 9, 1))
-        async with asyncio.timeout(5):
-            while not got:
-                await asyncio.sleep(0.01)
+        await eventually_async(lambda: got, "the next event on a new stream")
         assert got[0]["body"].startswith(b"id: 2\nevent: status\n")
         assert b'"maintenance.started"' in got[0]["body"]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_prefix: str) -> None:
     """A stream whose send hangs and whose bounded backlog fills is cut (memory stays
     bounded) and counted; the others keep receiving."""
-    from broadcaster.metrics import SLOW_CLIENTS_DROPPED
-
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
     store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
-    hub = Hub(store, clock, queue_size=3)
-    task = asyncio.create_task(hub.run())
-    try:
-        assert await hub.wait_ready(5)
+    await import_example(store, clock.now())
+    async with running_hub(store, clock, client_queue=3) as hub:
         hang = asyncio.Event()  # never set: the stuck client's transport stays paused
 
         async def stuck_send(message: Any) -> None:
@@ -76,39 +70,19 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
         hub.streams.join(stuck)
         await hub.streams.pump(stuck)
         _, sent = await live_stream(hub)
-        before = SLOW_CLIENTS_DROPPED._value.get()
+        before = metric_value(DROPPED)
         for i in range(6):  # overrides set and cleared: six events
             now = jst(2021, 7, 1, 0, 0, i)
             if i % 2 == 0:
-                await store.apply(now, _set_override)
+                await store.apply(now, set_override)
             else:
-                await store.apply(now, _clear_override)
-            async with asyncio.timeout(5):
-                while len(sent) < i + 1:
-                    await asyncio.sleep(0.01)
+                await store.apply(now, clear_override)
+            await eventually_async(lambda i=i: len(sent) >= i + 1, f"event {i + 1} sent")
         got = [int(m["body"].split(b"\n")[0][4:]) for m in sent]
         assert got == [2, 3, 4, 5, 6, 7]
         assert stuck.aborted and stuck.writer is None
         assert hub.clients == 1
-        assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-def _set_override(st: Any) -> Any:
-    from broadcaster.domain import Cause, Override
-    from broadcaster.store import Change
-
-    ov = Override(mode="maintenance", reason="drill", actor="t", set_at=jst(2021, 7, 1))
-    return Change(Cause("override.set", None, "t", "drill"), override=ov, set_override=True)
-
-
-def _clear_override(st: Any) -> Any:
-    from broadcaster.domain import Cause
-    from broadcaster.store import Change
-
-    return Change(Cause("override.cleared", None, "t", None), override=None, set_override=True)
+        assert metric_value(DROPPED) == before + 1
 
 
 async def test_a_failing_handler_does_not_end_the_subscription(
@@ -133,8 +107,7 @@ async def test_a_failing_handler_does_not_end_the_subscription(
             await subscribed.wait()
             await fake_redis.publish(store.keys.channel, b"one")
             await fake_redis.publish(store.keys.channel, b"two")
-            while len(got) < 2:
-                await asyncio.sleep(0.01)
+            await eventually_async(lambda: len(got) >= 2, "both messages handed over")
         assert got == [b"one", b"two"]
     finally:
         task.cancel()
@@ -146,8 +119,7 @@ async def test_resync_replays_what_pubsub_lost(fake_redis: Any, key_prefix: str)
     streams see every change (no seq gap), not only the latest status."""
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59))
     store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await import_example(store, clock.now())
     hub = Hub(store, clock)
     await hub._resync()  # as on the first subscription
     assert hub.current is not None and hub.current.seq == 1
@@ -232,8 +204,7 @@ async def test_a_resync_from_seq_0_replays_every_event(fake_redis: Any, key_pref
     hub = Hub(store, clock)
     hub._deliver(Event(await store.status(clock.now())))  # the emptied store: seq 0
     sub, sent = await live_stream(hub)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await import_example(store, clock.now())
     await store.reconcile(jst(2021, 8, 9, 1))
     await store.reconcile(jst(2021, 8, 9, 6))
     await hub.audit()

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from broadcaster.cli_base import setup_logging
+from broadcaster.cli.base import setup_logging
 
 
 def test_json_logs_carry_the_publish_fields(capsys: pytest.CaptureFixture[str]) -> None:

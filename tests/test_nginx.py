@@ -14,7 +14,11 @@ directory, and run by Debian's ``/usr/sbin/nginx`` as ``nginx -p <dir> -c <conf>
   ``: ping`` comments arrive, the stream stays open and still carries the next event;
 - ``Last-Event-ID`` reaches the replica (replay through nginx);
 - the gate's 503 (``maintcast serve --demo``, the only process that mounts the gate)
-  passes through unchanged.
+  passes through unchanged;
+- hygiene (issue 12): an unknown ``Host`` is closed without an answer, ``Server`` names no
+  version, ``Strict-Transport-Security`` goes out over TLS only (a self-signed certificate
+  in the committed TLS lines), and of 40 streams opened at once from one address 32 open
+  and 8 get nginx's 429 (the replica's own cap is off in that test).
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,22 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import EXAMPLE, free_port, need, start_redis
-from tests.nginx_site import SITE, render_site
-from tests.procs import Proc, env_for, processes, run_cli, tail_of, tails, wait_ready
+from tests.nginx_site import SITE, render_site, replace_region
+from tests.support import (
+    EXAMPLE,
+    Proc,
+    env_for,
+    eventually,
+    eventually_async,
+    free_ports,
+    need,
+    processes,
+    run_cli,
+    start_redis,
+    tail_of,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +69,7 @@ NGINX = "/usr/sbin/nginx"
 TOKEN = "nginx-test-" + secrets.token_hex(16)
 TOKENS = f"nginx-test:admin:{hashlib.sha256(TOKEN.encode()).hexdigest()}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HOST = "127.0.0.1"  # the server_name the rendered site answers (the tests' URLs use it)
 BOUND_S = 0.100  # trigger -> arrival of one event on the subscriber's socket
 TRIGGERS = 6
 
@@ -127,50 +145,31 @@ def running_nginx(site_text: str, log: Path) -> Iterator[str]:
     listen = re.search(r"listen 127\.0\.0\.1:(\d+);", site_text)
     assert listen, "the rendered site must listen on 127.0.0.1:<port>"
     port = int(listen.group(1))
-    with nginx_prefix(site_text) as prefix, log.open("wb") as out:
+    with nginx_prefix(site_text) as prefix:
         checked = nginx_t(prefix)
         assert checked.returncode == 0, f"nginx -t failed:\n{checked.stderr}"
-        proc = subprocess.Popen(
-            nginx_args(prefix), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        exe, *args = nginx_args(prefix)
+        proc = Proc(log.stem, args, None, log.parent, exe=exe)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                assert proc.poll() is None, f"nginx exited\n{tail_of(log)}"
-                with contextlib.suppress(OSError):
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                assert time.monotonic() < deadline, f"nginx not listening\n{tail_of(log)}"
-                time.sleep(0.05)
+
+            def listening() -> bool:
+                assert proc.alive(), f"nginx exited\n{tail_of(log)}"
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+
+            eventually(
+                listening,
+                "nginx listening",
+                timeout=10,
+                ignoring=(OSError,),
+                detail=lambda: tail_of(log),
+            )
             yield f"http://127.0.0.1:{port}"
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # fast shutdown: open streams are cut
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            proc.stop(10)  # SIGTERM, nginx's fast shutdown: open streams are cut
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def distinct_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @dataclass
@@ -262,10 +261,10 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
         imported = await asyncio.to_thread(run_cli, ["windows", "import", str(EXAMPLE)], env, 60)
         assert imported.returncode == 0, imported.stdout + imported.stderr
 
-        api_port, nginx_port, control_port = distinct_ports(3)
+        api_port, nginx_port, control_port = free_ports(3)
         api = f"http://127.0.0.1:{api_port}"
         upstream = [f"127.0.0.1:{api_port}"]
-        site = render_site(upstream, f"127.0.0.1:{nginx_port}")
+        site = render_site(upstream, f"127.0.0.1:{nginx_port}", server_name=HOST)
         # The control: the same file with buffering on and the stream gzipped. With nginx
         # 1.22 neither change alone delayed these small frames (nginx still writes what it
         # has read, flushed, while the client keeps up); together they hold every event
@@ -278,6 +277,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
                 "proxy_buffering off;": "proxy_buffering on; "
                 "proxy_ignore_headers X-Accel-Buffering;",
             },
+            server_name=HOST,
         )
         with processes() as procs:
             procs.append(Proc("worker", ["worker"], env, tmp_path))
@@ -300,8 +300,7 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
             for p in procs:
                 assert p.alive(), f"{p.name} died\n{p.tail()}"
     finally:
-        server.kill()
-        shutil.rmtree(server.dir, ignore_errors=True)
+        server.close()
 
 
 async def _check_routes(client: httpx.AsyncClient, api: str, proxy: str) -> None:
@@ -327,7 +326,10 @@ async def _check_streams(
         streaming(client, f"{proxy}/v1/stream") as via,
         streaming(client, f"{buffered}/v1/stream") as held,
     ):
-        await until(lambda: direct.events and via.events, 10, "the initial status")
+        # (the readers take the arrival instants: polling every 2 ms only ends the waits early)
+        await eventually_async(
+            lambda: direct.events and via.events, "the initial status", timeout=10, interval=0.002
+        )
         opened = time.perf_counter()
         assert via.response is not None and via.response.status_code == 200
         headers = via.response.headers
@@ -340,10 +342,11 @@ async def _check_streams(
         rows: list[tuple[int, float]] = []  # (seq, trigger instant)
         for i in range(TRIGGERS):
             seq, t0 = await ops_write(ops, api, i)
-            await until(
+            await eventually_async(
                 lambda s=seq: direct.arrival(s) and via.arrival(s),  # type: ignore[misc]
-                5,
                 f"seq {seq}, direct and through nginx\n{tails(procs)}",
+                timeout=5,
+                interval=0.002,
             )
             rows.append((seq, t0))
             await asyncio.sleep(0.1)
@@ -374,14 +377,18 @@ async def _check_streams(
         pings = [t for t in via.pings if t > quiet_from]
         assert len(pings) >= 2, f"{len(pings)} pings through nginx in 3 s at PING_S=1"
         seq, _ = await ops_write(ops, api, TRIGGERS)
-        await until(lambda: via.arrival(seq), 1, "the next event on the same stream")
+        await eventually_async(
+            lambda: via.arrival(seq), "the next event on the same stream", timeout=1, interval=0.002
+        )
         assert time.perf_counter() - opened > 3.0
         live = [(s, d["cause"]["type"]) for s, _, d in via.events[1:]]
 
     # 3. Last-Event-ID reaches the replica: the events after it are replayed
     first = rows[0][0]
     async with streaming(client, f"{proxy}/v1/stream", {"Last-Event-ID": str(first - 1)}) as r:
-        await until(lambda: len(r.events) >= len(live), 5, f"replay of {live}")
+        await eventually_async(
+            lambda: len(r.events) >= len(live), f"replay of {live}", timeout=5, interval=0.002
+        )
     assert r.types()[: len(live)] == live
     assert live[0] == (first, "override.set")
 
@@ -389,9 +396,9 @@ async def _check_streams(
 async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     """``serve --demo`` (the gate guards ``POST /demo/api/token``) behind the same file."""
     need_nginx()
-    serve_port, nginx_port = distinct_ports(2)
+    serve_port, nginx_port = free_ports(2)
     direct = f"http://127.0.0.1:{serve_port}"
-    site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}")
+    site = render_site([f"127.0.0.1:{serve_port}"], f"127.0.0.1:{nginx_port}", server_name=HOST)
     env = env_for(MAINTCAST_TOKENS=TOKENS)  # embedded store: serve needs no Redis
     with processes() as procs:
         args = ["serve", "--demo", "--schedule", str(EXAMPLE), "--port", str(serve_port)]
@@ -406,12 +413,11 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
                 r = await client.put(f"{proxy}/v1/override", headers=AUTH, json=body)
                 assert r.status_code == 200, r.text
 
-                deadline = time.monotonic() + 5
-                while True:
-                    via = await client.post(f"{proxy}/demo/api/token", json={})
-                    if via.status_code != 200 or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.05)
+                async def refused() -> httpx.Response | None:
+                    r = await client.post(f"{proxy}/demo/api/token", json={})
+                    return r if r.status_code != 200 else None
+
+                via = await eventually_async(refused, "the gate to refuse through nginx")
                 plain = await client.post(f"{direct}/demo/api/token", json={})
         assert procs[0].alive(), procs[0].tail()
 
@@ -428,3 +434,98 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
     assert "メンテナンス中です" in doc["message"], doc  # ja: no Accept-Language sent
     assert doc["until"] is not None
     assert doc == plain.json(), "nginx changed the gate's body"
+
+
+# -- hygiene: hosts, version, HSTS, per-address limits ---------------------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key) made by ``openssl``."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def raw_get(port: int, host: str, path: str = "/healthz") -> bytes:
+    """Everything the server sends back to one ``GET`` with ``Host: host`` (until it closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        return got
+
+
+def status_line(s: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\r\n"):
+        chunk = s.recv(1)
+        assert chunk, f"closed after {line!r}"
+        line += chunk
+    return line
+
+
+async def test_hosts_version_hsts_and_stream_limits(tmp_path: Path) -> None:
+    need_nginx()
+    need("openssl (apt-get install openssl)", shutil.which("openssl") is not None)
+    serve_port, plain_port, tls_port = free_ports(3)
+    cert, key = self_signed(tmp_path)
+    site = render_site([f"127.0.0.1:{serve_port}"], server_name=HOST)
+    site = replace_region(
+        site, "listen", [f"listen 127.0.0.1:{plain_port};", f"listen 127.0.0.1:{tls_port} ssl;"]
+    )
+    tls = [f"ssl_certificate {cert};", f"ssl_certificate_key {key};"]
+    site = replace_region(
+        site,
+        "default-listen",
+        [
+            f"listen 127.0.0.1:{plain_port} default_server;",
+            f"listen 127.0.0.1:{tls_port} ssl default_server;",
+            *tls,
+        ],
+    )
+    site = replace_region(site, "tls", tls)
+    env = env_for(MAINTCAST_TOKENS=TOKENS, MAINTCAST_STREAMS_PER_CLIENT="0")  # nginx's cap only
+    plain, secure = f"http://127.0.0.1:{plain_port}", f"https://127.0.0.1:{tls_port}"
+    with processes() as procs:
+        args = ["serve", "--schedule", str(EXAMPLE), "--port", str(serve_port)]
+        procs.append(Proc("serve", args, env, tmp_path))
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(timeout=5, verify=trust) as client:
+            await wait_ready(client, f"http://127.0.0.1:{serve_port}", procs)
+            with running_nginx(site, tmp_path / "nginx.log"):
+                # 1. only the configured name is served; anything else is closed unanswered
+                assert raw_get(plain_port, HOST).startswith(b"HTTP/1.1 200 "), "the known name"
+                for other in ("evil.example", "127.0.0.2", f"{HOST}.evil.example"):
+                    assert raw_get(plain_port, other) == b"", f"Host: {other} got an answer"
+                # 2. no version; HSTS over TLS only, on every answer (404 and 429 too)
+                for base in (plain, secure):
+                    for path in ("/healthz", "/metrics"):
+                        r = await client.get(f"{base}{path}")
+                        assert r.status_code == (200 if path == "/healthz" else 404), r.text
+                        assert r.headers["server"] == "nginx", r.headers
+                        hsts = r.headers.get("strict-transport-security")
+                        if base == secure:
+                            assert hsts == "max-age=63072000; includeSubDomains", r.headers
+                        else:
+                            assert hsts is None, r.headers
+                # 3. 40 streams at once from one address: 32 open, 8 refused by nginx
+                socks = [socket.create_connection(("127.0.0.1", plain_port), 5) for _ in range(40)]
+                try:
+                    for s in socks:
+                        s.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                    codes = [status_line(s).split()[1] for s in socks]
+                finally:
+                    for s in socks:
+                        s.close()
+        assert procs[0].alive(), procs[0].tail()
+    assert (codes.count(b"200"), codes.count(b"429")) == (32, 8), codes

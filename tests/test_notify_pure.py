@@ -19,7 +19,7 @@ from broadcaster.notify.subscriptions import (
 )
 from broadcaster.status import compute_status
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
 
 DURING = jst(2021, 8, 9, 2)
 
@@ -37,7 +37,7 @@ def example_status(now: datetime) -> tuple[Any, codec.Doc]:
 
 
 def view(doc: codec.Doc, catalog: Any, within: set[tuple[str, str]]) -> codec.Doc:
-    return codec.scoped_doc(
+    return codec.view_doc(
         doc,
         catalog,
         service=None,
@@ -72,7 +72,7 @@ def test_a_view_the_window_leaves_up_is_normal_and_shows_no_window() -> None:
 def test_a_view_within_one_service_equals_the_service_scope() -> None:
     catalog, doc = example_status(DURING)
     everything_of = frozenset(("atobarai", m) for m in catalog.services["atobarai"].methods)
-    scoped = codec.scoped_doc(
+    scoped = codec.view_doc(
         doc,
         catalog,
         service="atobarai",

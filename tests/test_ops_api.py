@@ -23,7 +23,7 @@ from broadcaster.auth import Tokens, entry_line
 from broadcaster.clock import RehearsalClock
 from broadcaster.store import Store
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, live_server, settings_for
+from tests.support import DEFAULTS, EXAMPLE, eventually_async, jst, live_server, settings_for
 from worker.scheduler import running_worker
 
 OP = "op-token-4f2a"
@@ -69,13 +69,14 @@ class Ctx:
         """GET /v1/status once the app's hub has caught up with the store (it follows the
         store over pub/sub, so a read right after a write may still see the one before)."""
         want = await self.seq()
-        async with asyncio.timeout(5):
-            while True:
-                r = await self.client.get("/v1/status", params=params)
-                assert r.status_code == 200
-                if r.json()["seq"] >= want:
-                    return r.json()  # type: ignore[no-any-return]
-                await asyncio.sleep(0.01)
+
+        async def caught_up() -> dict[str, Any] | None:
+            r = await self.client.get("/v1/status", params=params)
+            assert r.status_code == 200
+            doc: dict[str, Any] = r.json()
+            return doc if doc["seq"] >= want else None
+
+        return await eventually_async(caught_up, f"/v1/status at seq {want}", interval=0.01)
 
     async def window(self, wid: str = WID) -> dict[str, Any]:
         r = await self.client.get(f"/v1/windows/{wid}", headers=ADMIN)
@@ -657,9 +658,9 @@ async def test_reschedule_with_local_times_history_event_and_live_stream(
     async with live_server(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
         listener = asyncio.create_task(_sse_statuses(client, f"{base}/v1/stream", 2))
         # wait until the stream has its first status, i.e. the client is subscribed
-        async with asyncio.timeout(5):
-            while app.state.hub.clients == 0:  # subscribed before it reads the snapshot
-                await asyncio.sleep(0.02)
+        await eventually_async(  # subscribed before it reads the snapshot
+            lambda: app.state.hub.clients == 1, "the stream to join the hub", interval=0.02
+        )
         r = await client.patch(
             f"/v1/windows/{WID}",
             json={
@@ -1077,12 +1078,12 @@ async def test_override_expires_under_worker(fake_redis: Any, key_prefix: str) -
         )
         assert r.status_code == 200, r.text
         set_seq = r.json()["seq"]
-        async with asyncio.timeout(5):
-            while True:
-                st = await ctx.store.status(ctx.clock.now())
-                if st["seq"] > set_seq:
-                    break
-                await asyncio.sleep(0.05)
+
+        async def published() -> dict[str, Any] | None:
+            st = await ctx.store.status(ctx.clock.now())
+            return st if st["seq"] > set_seq else None
+
+        st = await eventually_async(published, "the override's expiry published")
         assert st["cause"]["type"] == "override.expired"
         assert st["state"] == "normal"
         assert st["override"] is None

@@ -11,10 +11,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
-from broadcaster.hub import Hub, expected_change_at
+from broadcaster.hub import expected_change_at
 from broadcaster.store import Lease
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, jst, make_store, settings_for
+from tests.support import (
+    FixedClock,
+    eventually_async,
+    import_example,
+    jst,
+    make_store,
+    running_hub,
+    settings_for,
+)
 
 
 def _doc(until: str | None = None, starts: list[str] = (), expires: str | None = None) -> Any:
@@ -57,8 +64,7 @@ async def test_readyz_and_metric_say_overdue_when_nothing_publishes(
     clock = FixedClock(jst(2021, 8, 9, 5, 59, 50))
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     store = app.state.store
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await import_example(store, clock.now())
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
@@ -79,21 +85,12 @@ async def test_audit_finds_a_flush_that_nothing_published(fake_redis: Any, key_p
     go back and adopts the empty status (no stale maintenance held forever)."""
     clock = RehearsalClock(jst(2021, 8, 9, 2))
     store = make_store(fake_redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
-    hub = Hub(store, clock)
-    task = asyncio.create_task(hub.run(audit_s=0.1))
-    try:
-        assert await hub.wait_ready(5)
+    await import_example(store, clock.now())
+    async with running_hub(store, clock, audit_s=0.1) as hub:
         assert hub.current is not None and hub.current.doc["state"] == "maintenance"
         await fake_redis.flushall()
-        async with asyncio.timeout(3):
-            while hub.current.seq != 0:
-                await asyncio.sleep(0.02)
+        await eventually_async(lambda: hub.current.seq == 0, "the audit to adopt seq 0", timeout=3)
         assert hub.current.doc["state"] == "normal" and hub.current.doc["components"] == {}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_lease(fake_redis: Any, key_prefix: str) -> None:
@@ -141,9 +138,7 @@ async def test_the_subscription_survives_an_unexpected_error(
     lost: list[BaseException] = []
     task = asyncio.create_task(store.follow(handle, lost.append))
     try:
-        async with asyncio.timeout(5):
-            while not subscribed:
-                await asyncio.sleep(0.02)
+        await eventually_async(lambda: subscribed, "a new subscription")
         assert isinstance(lost[0], RuntimeError) and subscribed == [None]
     finally:
         task.cancel()

@@ -19,7 +19,7 @@ from broadcaster.store.client import (
     connect,
     parse_sentinel_url,
 )
-from tests.procs import env_for, run_cli
+from tests.support import env_for, run_cli
 
 H = "127.0.0.1"
 

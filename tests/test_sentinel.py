@@ -21,9 +21,19 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import free_port, need
-from tests.procs import Client, Proc, client_of, env_for, processes, run_cli, tails, wait_ready
 from tests.sentinels import SentinelSet
+from tests.support import (
+    Client,
+    Proc,
+    client_of,
+    env_for,
+    free_ports,
+    need,
+    processes,
+    run_cli,
+    tails,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -116,7 +126,7 @@ async def test_failover_during_a_run_of_boundaries(
     tmp_path: Path, sentinel_set: SentinelSet
 ) -> None:
     env = env_for(MAINTCAST_REDIS_URL=sentinel_set.url, MAINTCAST_KEY_PREFIX="sentinel")
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     schedule = tmp_path / "s.yaml"
     with processes() as procs:

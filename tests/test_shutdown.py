@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import EXAMPLE, free_port
-from tests.procs import Proc, env_for, processes, wait_ready
+from tests.support import EXAMPLE, Proc, env_for, free_port, processes, wait_ready
 
 
 async def test_sigterm_ends_open_streams_cleanly_and_exits(tmp_path: Path) -> None:

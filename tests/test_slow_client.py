@@ -16,11 +16,11 @@ from broadcaster import live
 from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
 from broadcaster.domain import Cause, Override
-from broadcaster.metrics import SLOW_CLIENTS_DROPPED
 from broadcaster.store import Change, Store
-from tests.conftest import jst, live_server, make_store, settings_for
+from tests.support import eventually_async, jst, live_server, make_store, metric_value, settings_for
 
 REASON = "x" * 2000  # the largest reason: ~2.4 KB frames fill the socket buffers sooner
+DROPPED = "maintcast_slow_clients_dropped_total"
 
 
 async def test_a_client_that_stops_reading_is_reset(
@@ -30,16 +30,14 @@ async def test_a_client_that_stops_reading_is_reset(
     store = make_store(real_redis, key_prefix)
     app = create_app(settings_for(redis_url, key_prefix, client_queue=4), clock=clock)
     hub = app.state.hub
-    before = SLOW_CLIENTS_DROPPED._value.get()
+    before = metric_value(DROPPED)
     async with live_server(app) as base:
         loop = asyncio.get_running_loop()
         sock = await stuck_client(hub, base)
         try:
             await publish_until(store, lambda: hub.clients == 0)  # ~1,500 events fill it
-            async with asyncio.timeout(15):
-                while hub.clients:
-                    await asyncio.sleep(0.05)
-            assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
+            await eventually_async(lambda: hub.clients == 0, "the stream to be cut", timeout=15)
+            assert metric_value(DROPPED) == before + 1
             # the connection was reset, not left half-closed with its buffers pinned
             reset = False
             for _ in range(10_000):  # bounded: drain what the kernel holds, then the RST
@@ -103,9 +101,8 @@ async def test_a_stuck_client_is_dropped_by_the_kernel_when_events_are_sparse(
             # until the kernel's buffers are full: bytes wait in ours
             await publish_until(store, lambda: bool(conn.unsent()) or hub.clients == 0)
             t0 = time.monotonic()
-            async with asyncio.timeout(8):  # well before the 10 s send timeout
-                while hub.clients:
-                    await asyncio.sleep(0.05)
+            # well before the 10 s send timeout
+            await eventually_async(lambda: hub.clients == 0, "the kernel to drop it", timeout=8)
             assert time.monotonic() - t0 < 5
     finally:
         if sock is not None:
@@ -124,8 +121,7 @@ async def stuck_client(hub: Any, base: str) -> socket.socket:
             await loop.sock_connect(sock, ("127.0.0.1", int(base.rsplit(":", 1)[1])))
             await loop.sock_sendall(sock, b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
             assert b" 200 " in await loop.sock_recv(sock, 256)
-            while hub.clients != 1:
-                await asyncio.sleep(0.01)
+            await eventually_async(lambda: hub.clients == 1, "the stream to join", interval=0.01)
     except BaseException:
         sock.close()
         raise

@@ -12,15 +12,22 @@ from httpx_sse import aconnect_sse
 from broadcaster.app import create_app
 from broadcaster.clock import RehearsalClock
 from broadcaster.store import Store
-from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, live_server, make_store, settings_for
+from tests.support import (
+    clear_override,
+    eventually_async,
+    import_example,
+    jst,
+    live_server,
+    make_store,
+    set_override,
+    settings_for,
+)
 
 
 async def seeded_store(redis: Any, key_prefix: str, clock: RehearsalClock) -> Store:
     """A store under ``key_prefix`` with the seed notice imported at ``clock``'s now (seq 1)."""
     store = make_store(redis, key_prefix)
-    schedule = parse_schedule(EXAMPLE.read_text(), source="x", defaults=DEFAULTS, now=clock.now())
-    await store.import_schedule(schedule, clock.now())
+    await import_example(store, clock.now())
     return store
 
 
@@ -45,7 +52,8 @@ async def test_snapshot_then_live_then_replay(
     app = create_app(settings_for(redis_url, key_prefix), clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         first = asyncio.create_task(_events(client, f"{base}/v1/stream", 2))
-        await asyncio.sleep(0.2)
+        # the stream joins the hub before it reads its snapshot (seq 1): publish after that
+        await eventually_async(lambda: app.state.hub.clients == 1, "the stream to join the hub")
         await store.reconcile(jst(2021, 8, 9, 1))
         async with asyncio.timeout(5):
             evs = await first
@@ -95,9 +103,7 @@ async def test_a_client_disconnect_is_noticed(fake_redis: Any, key_prefix: str) 
         async with asyncio.timeout(5):
             got = await _events(client, f"{base}/v1/stream", 1)
         assert got and hub.clients <= 1
-        async with asyncio.timeout(5):
-            while hub.clients:
-                await asyncio.sleep(0.02)
+        await eventually_async(lambda: hub.clients == 0, "the hub to forget the stream")
         assert hub.clients == 0
 
 
@@ -182,9 +188,7 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
     fake_redis: Any, key_prefix: str
 ) -> None:
     """Resuming at the current seq, a scoped stream knows the view its client holds, so a
-    change elsewhere is not sent (docs/api.md "SSE": scoped streams skip unchanged views)."""
-    from tests.test_hub import _clear_override, _set_override
-
+    change elsewhere is not sent (docs/api.md "Built": scoped streams skip unchanged views)."""
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
     store = await seeded_store(fake_redis, key_prefix, clock)
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
@@ -195,15 +199,13 @@ async def test_a_resumed_scoped_stream_skips_an_unchanged_view(
         task = asyncio.create_task(
             _events(client, f"{base}{url}", 1, **{"Last-Event-ID": str(seq)})
         )
-        async with asyncio.timeout(5):
-            while app.state.hub.clients == 0:
-                await asyncio.sleep(0.01)
+        await eventually_async(lambda: app.state.hub.clients == 1, "the stream to join the hub")
         await store.apply(jst(2021, 8, 9, 0, 59, 55), _elsewhere(True))  # not in this view
-        await store.apply(jst(2021, 8, 9, 0, 59, 56), _set_override)  # everything: sent
+        await store.apply(jst(2021, 8, 9, 0, 59, 56), set_override)  # everything: sent
         async with asyncio.timeout(5):
             got = await task
         assert [int(e.id) for e in got] == [seq + 2]
-        await store.apply(jst(2021, 8, 9, 0, 59, 57), _clear_override)
+        await store.apply(jst(2021, 8, 9, 0, 59, 57), clear_override)
 
 
 async def test_a_scoped_stream_resumed_from_the_log_skips_an_unchanged_view(
@@ -211,8 +213,6 @@ async def test_a_scoped_stream_resumed_from_the_log_skips_an_unchanged_view(
 ) -> None:
     """The same after a restart: the resume point is only in Redis's log, which gives the
     view the client holds too."""
-    from tests.test_hub import _set_override
-
     clock = RehearsalClock(jst(2021, 8, 9, 0, 59, 50))
     store = await seeded_store(real_redis, key_prefix, clock)  # seq 1
     await store.apply(jst(2021, 8, 9, 0, 59, 51), _elsewhere(True))  # 2: not in the view
@@ -221,11 +221,9 @@ async def test_a_scoped_stream_resumed_from_the_log_skips_an_unchanged_view(
     url = "/v1/stream?service=webcollect&method=credit_card"
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         task = asyncio.create_task(_events(client, f"{base}{url}", 1, **{"Last-Event-ID": "2"}))
-        async with asyncio.timeout(5):
-            while app.state.hub.clients == 0:
-                await asyncio.sleep(0.01)
+        await eventually_async(lambda: app.state.hub.clients == 1, "the stream to join the hub")
         await store.apply(jst(2021, 8, 9, 0, 59, 53), _elsewhere(True))  # 4: skipped
-        await store.apply(jst(2021, 8, 9, 0, 59, 54), _set_override)  # 5: sent
+        await store.apply(jst(2021, 8, 9, 0, 59, 54), set_override)  # 5: sent
         async with asyncio.timeout(5):
             got = await task
         assert [int(e.id) for e in got] == [5]
@@ -272,9 +270,7 @@ async def test_a_finished_stream_leaves_no_reference_cycle(
         for _ in range(3):
             async with asyncio.timeout(5):
                 await _events(client, f"{base}/v1/stream", 1)
-            async with asyncio.timeout(5):
-                while app.state.hub.clients:
-                    await asyncio.sleep(0.02)
+            await eventually_async(lambda: app.state.hub.clients == 0, "the stream to leave")
         # and streams refused before they start: 404, 405, a CORS preflight
         assert (await client.get(f"{base}/v1/stream?service=nope")).status_code == 404
         assert (await client.post(f"{base}/v1/stream")).status_code == 405

@@ -23,7 +23,7 @@ from broadcaster.domain import Cause, Override
 from broadcaster.keys import Keys
 from broadcaster.store import Plan, State, Store
 from broadcaster.validation import Schedule, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst, make_store
+from tests.support import DEFAULTS, EXAMPLE, eventually_async, jst, make_store
 
 WINDOW_ID = "webcollect-2021-08"
 
@@ -64,9 +64,13 @@ async def test_import_publishes_once_and_seq_agrees_everywhere(
     pubsub: Any = any_redis.pubsub()
     try:
         await pubsub.subscribe(keys.channel)
-        async with asyncio.timeout(5):  # the subscription is live before anything is published
-            while (m := await pubsub.get_message(timeout=1.0)) is None or m["type"] != "subscribe":
-                pass
+
+        async def next_message(kind: str) -> dict[str, Any] | None:
+            m: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+            return m if m is not None and m["type"] == kind else None
+
+        # the subscription is live before anything is published
+        await eventually_async(lambda: next_message("subscribe"), "the subscription", interval=0)
 
         docs = await store.import_schedule(example(now), now)
         assert len(docs) == 1
@@ -93,9 +97,7 @@ async def test_import_publishes_once_and_seq_agrees_everywhere(
         assert entry["window_id"] == WINDOW_ID and entry["state"] == "normal"
         assert orjson.loads(rows[0][1][b"s"])["seq"] == 1
 
-        async with asyncio.timeout(5):
-            while (m := await pubsub.get_message(timeout=1.0)) is None or m["type"] != "message":
-                pass
+        m = await eventually_async(lambda: next_message("message"), "the message", interval=0)
         assert orjson.loads(m["data"])["seq"] == 1
         # and only one message was sent
         assert await pubsub.get_message(timeout=0.2) is None
@@ -266,7 +268,7 @@ async def test_reimport_cancelled_is_cancelled(any_redis: Any, key_prefix: str) 
 
 
 async def test_import_publishes_a_due_start_first(any_redis: Any, key_prefix: str) -> None:
-    """docs/api.md "When is something published": the log never loses a maintenance.started."""
+    """ARCHITECTURE.md "The publish": the log never loses a maintenance.started."""
     store = await imported(any_redis, key_prefix, jst(2021, 8, 9, 0, 59))
 
     def retitle(w: dict[str, Any]) -> None:

@@ -9,16 +9,18 @@ from typing import Any
 import pytest
 
 from broadcaster import codec, exiting, sse
-from broadcaster.hub import Event
-from broadcaster.metrics import SLOW_CLIENTS_DROPPED
+from broadcaster.events import Event
 from broadcaster.sse import ALL, FINAL, PING, Stream, Streams
+from tests.support import eventually_async, metric_value
+
+DROPPED = "maintcast_slow_clients_dropped_total"
 
 
 def ev(seq: int, **doc: Any) -> Event:
     return Event({"seq": seq, "state": "normal", **doc})
 
 
-def no_scope(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+def no_scope(doc: codec.Doc, scope: codec.View) -> codec.Doc:
     return doc
 
 
@@ -83,9 +85,9 @@ async def test_a_suspended_send_is_finished_by_a_task_and_the_backlog_follows_in
     streams.deliver(ev(3))
     assert s.backlog is not None and [e.seq for e in s.backlog] == [2, 3]
     c.paused.set()
-    async with asyncio.timeout(1):
-        while s.writer is not None:
-            await asyncio.sleep(0)
+    await eventually_async(
+        lambda: s.writer is None, "the writer task to finish", timeout=1, interval=0
+    )
     assert c.bodies() == [ev(1).frame(), ev(2).frame(), ev(3).frame()]
     assert s.backlog is None  # writing is back with the loop
     streams.deliver(ev(4))
@@ -93,17 +95,17 @@ async def test_a_suspended_send_is_finished_by_a_task_and_the_backlog_follows_in
 
 
 async def test_a_full_backlog_cuts_the_stream_and_counts_it() -> None:
-    streams, c = Streams(no_scope, backlog_limit=2), Client()
+    streams, c = Streams(no_scope, client_queue=2), Client()
     request = asyncio.create_task(asyncio.sleep(60))  # stands for the request's task
     s = await open_stream(streams, c, request)
     other = Client()
     await open_stream(streams, other)
-    before = SLOW_CLIENTS_DROPPED._value.get()
+    before = metric_value(DROPPED)
     c.paused.clear()
     for seq in range(1, 5):
         streams.deliver(ev(seq))
     assert s.aborted and len(streams) == 1
-    assert SLOW_CLIENTS_DROPPED._value.get() == before + 1
+    assert metric_value(DROPPED) == before + 1
     await asyncio.gather(request, return_exceptions=True)
     assert request.cancelled()  # the connection is closed by ending its request
     assert [b[:5] for b in other.bodies()] == [b"id: 1", b"id: 2", b"id: 3", b"id: 4"]
@@ -132,9 +134,9 @@ async def test_end_sends_one_final_chunk_also_after_a_pending_backlog() -> None:
     assert idle.sent[-1] is FINAL and a.ended and not a.aborted
     assert b.ended and FINAL not in busy.sent
     busy.paused.set()
-    async with asyncio.timeout(1):
-        while b.writer is not None:
-            await asyncio.sleep(0)
+    await eventually_async(
+        lambda: b.writer is None, "the writer task to finish", timeout=1, interval=0
+    )
     assert busy.bodies() == [ev(1).frame(), ev(2).frame(), b""]
     assert busy.sent.count(FINAL) == 1 and idle.sent.count(FINAL) == 1
     streams.end(a)  # idempotent
@@ -150,14 +152,12 @@ async def test_pings_go_to_idle_streams_only() -> None:
     streams.ping()
     assert idle.bodies() == [ev(1).frame(), PING]
     busy.paused.set()
-    async with asyncio.timeout(1):
-        while len(busy.sent) < 1:
-            await asyncio.sleep(0)
+    await eventually_async(lambda: busy.sent, "the pending send to finish", timeout=1, interval=0)
     assert busy.bodies() == [ev(1).frame()]
 
 
 async def test_a_scoped_stream_skips_events_that_leave_its_view_unchanged() -> None:
-    def scoper(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+    def scoper(doc: codec.Doc, scope: codec.View) -> codec.Doc:
         return {k: v for k, v in doc.items() if k != "other"}
 
     streams, c = Streams(scoper), Client()
@@ -193,7 +193,7 @@ def test_server_exit_is_seen_through_sse_starlette(monkeypatch: pytest.MonkeyPat
 async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
     calls = 0
 
-    def scoper(doc: codec.Doc, scope: codec.Scope) -> codec.Doc:
+    def scoper(doc: codec.Doc, scope: codec.View) -> codec.Doc:
         return {k: v for k, v in doc.items() if k != "other"}
 
     streams = Streams(scoper)
@@ -221,7 +221,7 @@ async def test_scoped_streams_of_one_scope_compare_their_view_once() -> None:
 
 async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
     resets: list[int] = []
-    streams, c = Streams(no_scope, backlog_limit=1), Client()
+    streams, c = Streams(no_scope, client_queue=1), Client()
     request = asyncio.create_task(asyncio.sleep(60))
     s = Stream(c.send, ALL, request, FakeConn(resets))
     streams.join(s)

@@ -24,7 +24,7 @@ from broadcaster.notify.subscriptions import ROTATION_OVERLAP_S
 from broadcaster.store import Store
 from broadcaster.store.notify import NotifyStore
 from broadcaster.validation import parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, FixedClock, free_port, jst, settings_for
+from tests.support import DEFAULTS, EXAMPLE, FixedClock, free_port, jst, settings_for
 
 OP, AD = "op-token-1", "admin-token-1"
 TOKENS = entry_line("ops", "operator", OP) + "," + entry_line("boss", "admin", AD)

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from broadcaster.domain import (
-    CHANNELS,
     DEFAULT_MESSAGES,
     MODAL_TEXT_JA,
     Catalog,
@@ -22,7 +21,9 @@ from broadcaster.domain import (
     Window,
 )
 from broadcaster.validation import Defaults, ScheduleError, build_window, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, jst
+from tests.support import DEFAULTS, EXAMPLE, jst
+
+CHANNELS = ("link", "token_embedded", "token_modal", "api", "admin")
 
 CAT = Catalog.model_validate(
     {
@@ -84,7 +85,7 @@ NY = {"timezone": "America/New_York"}
         ({"timezone": "Asia/Tokio"}, "timezone", ["'Asia/Tokio'"]),
         ({"timezone": "JST+9"}, "timezone", ["'JST+9'"]),
         ({"timezone": "../../etc/passwd"}, "timezone", ["'../../etc/passwd'"]),
-        # spring-forward gap and fall-back fold (docs/api.md "Time"): both candidates named
+        # spring-forward gap and fall-back fold (broadcaster/timeparse.py): both candidates named
         (
             {**NY, "starts_at": "2024-03-10T02:30", "ends_at": "2024-03-10T05:00"},
             "starts_at",

@@ -14,8 +14,8 @@ from standardwebhooks import Webhook
 from broadcaster.notify.messages import Message, body_of
 from broadcaster.notify.subscriptions import Secret, Subscription, new_secret
 from broadcaster.notify.webhook import WebhookSender, headers_for
-from tests.conftest import free_port, jst
 from tests.notify_support import HANG, Receiver, serving
+from tests.support import free_port, jst
 
 KEY = new_secret()
 

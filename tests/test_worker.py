@@ -20,7 +20,7 @@ from broadcaster.clock import RehearsalClock
 from broadcaster.codec import status_instant
 from broadcaster.store import Store
 from broadcaster.validation import Schedule, parse_schedule
-from tests.conftest import DEFAULTS, EXAMPLE, JST, jst, make_store
+from tests.support import DEFAULTS, EXAMPLE, JST, eventually_async, jst, make_store
 from worker.scheduler import Worker, running_worker
 
 WINDOW_ID = "webcollect-2021-08"
@@ -44,13 +44,16 @@ async def imported(client: Any, prefix: str, at: datetime) -> Store:
 
 
 async def status_when(store: Store, ok: Callable[[Doc], bool], within_s: float) -> Doc:
-    """The stored status once ``ok`` holds for it; TimeoutError after ``within_s`` seconds."""
-    async with asyncio.timeout(within_s):
-        while True:
-            raw = await store.redis.get(store.keys.status)
-            if raw is not None and ok(doc := orjson.loads(raw)):
-                return doc  # type: ignore[no-any-return]
-            await asyncio.sleep(0.02)
+    """The stored status once ``ok`` holds for it; AssertionError after ``within_s`` s."""
+
+    async def stored() -> Doc | None:
+        raw = await store.redis.get(store.keys.status)
+        doc: Doc | None = None if raw is None else orjson.loads(raw)
+        return doc if doc is not None and ok(doc) else None
+
+    return await eventually_async(
+        stored, f"a stored status {ok.__name__}", timeout=within_s, interval=0.02
+    )
 
 
 @contextlib.asynccontextmanager
@@ -97,9 +100,12 @@ async def test_late_boundary_job_still_runs(real_redis: Any, key_prefix: str) ->
     async with a_worker(store, clock) as w:
         assert (await store.status(clock.now()))["state"] == "normal"
         # start() returns at once; the listener plans on its first subscription
-        async with asyncio.timeout(3):
-            while not any(j.id.startswith("boundary:") for j in w.scheduler.get_jobs()):
-                await asyncio.sleep(0.01)
+        await eventually_async(
+            lambda: any(j.id.startswith("boundary:") for j in w.scheduler.get_jobs()),
+            "the boundary jobs planned",
+            timeout=3,
+            interval=0.01,
+        )
         # Deliberately block the event loop (not asyncio.sleep): it simulates a process that
         # wakes up late (GC pause, overloaded host), so the 01:00 job, due in ~1 s, is only
         # seen ~1.5 s after its run time, past APScheduler's default misfire_grace_time of 1 s.
@@ -154,9 +160,8 @@ async def test_heartbeat_while_running(fake_redis: Any, key_prefix: str) -> None
     store = await imported(fake_redis, key_prefix, jst(2021, 7, 1, 12, 0))
     assert not await store.worker_alive()
     async with a_worker(store, RehearsalClock(jst(2021, 7, 1, 12, 0))):
-        async with asyncio.timeout(3):  # the first heartbeat is a job run at once
-            while not await store.worker_alive():
-                await asyncio.sleep(0.01)
+        # the first heartbeat is a job run at once
+        await eventually_async(store.worker_alive, "a heartbeat", timeout=3, interval=0.01)
         raw = await fake_redis.get(store.keys.worker_heartbeat)
         worker_id, at = raw.decode().split(" ")
         assert ":" in worker_id and at.startswith("2021-07-01T03:00")
@@ -189,9 +194,7 @@ async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_pref
         assert w.scheduler.get_job(job) is not None
     finally:
         w.scheduler.shutdown(wait=False)
-        async with asyncio.timeout(5):
-            while w.scheduler.running:
-                await asyncio.sleep(0)
+        await eventually_async(lambda: not w.scheduler.running, "the scheduler to stop", interval=0)
 
 
 async def test_a_clock_behind_the_store_gives_the_lead_up(
@@ -203,9 +206,7 @@ async def test_a_clock_behind_the_store_gives_the_lead_up(
     behind = RehearsalClock(jst(2021, 8, 8, 23, 59))
     with caplog.at_level("ERROR", logger="worker.scheduler"):
         async with a_worker(store, behind) as w:
-            async with asyncio.timeout(5):
-                while w._benched_until == 0:
-                    await asyncio.sleep(0.02)
+            await eventually_async(lambda: w._benched_until, "the worker benched", interval=0.02)
             assert not w.leader
             assert await real_redis.get(store.keys.worker_leader) is None
             async with a_worker(store, RehearsalClock(jst(2021, 8, 9, 0, 59, 59))) as fit:
@@ -225,8 +226,6 @@ async def test_a_skewed_host_clock_does_not_lead(
 
     monkeypatch.setattr(store, "clock_skew_s", skewed)
     async with a_worker(store, RehearsalClock(jst(2021, 8, 9, 0, 59))) as w:
-        async with asyncio.timeout(5):
-            while w._benched_until == 0:
-                await asyncio.sleep(0.02)
+        await eventually_async(lambda: w._benched_until, "the worker benched", interval=0.02)
         assert not w.leader
         assert await fake_redis.get(store.keys.worker_leader) is None

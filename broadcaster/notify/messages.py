@@ -220,13 +220,13 @@ class Selector:
 
     def view(self, status: codec.Doc, within: frozenset[tuple[str, str]] | None) -> codec.Doc:
         """``status`` restricted to the components ``within`` (None: the whole status):
-        ``codec.scoped_doc``, so the state is maintenance if any of them is down."""
+        ``codec.view_doc``, so the state is maintenance if any of them is down."""
         if within is None:
             return status
         key = (int(status["seq"]), within)
         found = self._views.get(key)
         if found is None:
-            found = self._views[key] = codec.scoped_doc(
+            found = self._views[key] = codec.view_doc(
                 status,
                 self.catalog,
                 service=None,

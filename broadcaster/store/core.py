@@ -334,7 +334,7 @@ class Store(Coordination):
     async def apply(self, now: datetime, change: Callable[[State], Change]) -> list[codec.Doc]:
         """Apply one ops write atomically and publish its event (always: an accepted write
         is an event). A time-driven change due at ``now`` is published first, as its own
-        event, in the same transaction (docs/api.md "When is something published").
+        event, in the same transaction (ARCHITECTURE.md "The publish").
 
         ``change`` sees the state after that due change and may raise to abort (nothing is
         written). Returns the published status objects; the last is the write's own.

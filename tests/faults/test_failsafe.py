@@ -12,38 +12,35 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import EXAMPLE, free_port, start_redis
 from tests.faults.scenario import write_schedule
-from tests.procs import Client, Proc, client_of, env_for, processes, run_cli, tails, wait_ready
+from tests.support import (
+    EXAMPLE,
+    Client,
+    Proc,
+    client_of,
+    env_for,
+    eventually_async,
+    free_port,
+    free_ports,
+    processes,
+    run_cli,
+    start_redis,
+    tails,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
 GRACE_S = 5.0
 """The contract's bound: a boundary is published within the misfire grace (real seconds)."""
-
-
-async def until_true(
-    check: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str]
-) -> Any:
-    """Poll ``check`` (sync or async) every 50 ms until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s\n{logs()}"
-        await asyncio.sleep(0.05)
 
 
 def leader_of(r: redis.Redis, prefix: str) -> str | None:
@@ -91,7 +88,7 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
     try:
         prefix = f"fs{os.getpid()}a"
         env = env_for(MAINTCAST_REDIS_URL=server.url, MAINTCAST_KEY_PREFIX=prefix)
-        ports = [free_port(), free_port()]
+        ports = free_ports(2)
         schedule = tmp_path / "s.yaml"
         with processes() as procs:
             workers = [Proc(f"worker{i}", ["worker"], env, tmp_path) for i in (1, 2)]
@@ -110,11 +107,11 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
                 await two.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
                 starts = write_schedule(schedule, starts_in_s=4, lasts_s=6).timestamp()
                 assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
-                holder = await until_true(
+                holder = await eventually_async(
                     lambda: (h := leader_of(r, prefix)) and not h.endswith(":standby") and h,
-                    5,
                     "worker leading",
-                    lambda: tails(procs),
+                    timeout=5,
+                    detail=lambda: tails(procs),
                 )
                 assert pid_of(holder) in {w.proc.pid for w in workers}
                 await asyncio.sleep(max(0.0, starts - 0.5 - time.time()))
@@ -140,7 +137,7 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
                     ready = await probe.get(f"{base}/readyz")
                     assert ready.status_code == 200, ready.text
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_leader_frozen_across_a_boundary_for_twice_its_ttl(tmp_path: Path) -> None:
@@ -165,11 +162,11 @@ async def test_leader_frozen_across_a_boundary_for_twice_its_ttl(tmp_path: Path)
                 await client.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", tails(procs))
                 starts = write_schedule(schedule, starts_in_s=4, lasts_s=9).timestamp()
                 assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
-                await until_true(
+                await eventually_async(
                     lambda: (h := leader_of(r, prefix)) and pid_of(h) == worker.proc.pid,
-                    5,
                     "the worker leading",
-                    lambda: tails(procs),
+                    timeout=5,
+                    detail=lambda: tails(procs),
                 )
                 await asyncio.sleep(max(0.0, starts - 1 - time.time()))
                 os.kill(worker.proc.pid, signal.SIGSTOP)
@@ -178,11 +175,11 @@ async def test_leader_frozen_across_a_boundary_for_twice_its_ttl(tmp_path: Path)
                 finally:
                     os.kill(worker.proc.pid, signal.SIGCONT)
                 await client.wait_for_cause("maintenance.ended", 20, tails(procs))
-                await until_true(
+                await eventually_async(
                     lambda: (h := leader_of(r, prefix)) and pid_of(h) == worker.proc.pid,
-                    5,
                     "the worker leading again",
-                    lambda: tails(procs),
+                    timeout=5,
+                    detail=lambda: tails(procs),
                 )
             assert types_of(client) == EXPECTED, tails(procs)
             late = client.arrival_of("maintenance.started") - starts
@@ -190,7 +187,7 @@ async def test_leader_frozen_across_a_boundary_for_twice_its_ttl(tmp_path: Path)
             assert late < GRACE_S, tails(procs)
             assert r.xlen(f"{{{prefix}}}:events") == 3
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_lone_leader_frozen_publishes_on_waking(tmp_path: Path) -> None:
@@ -207,8 +204,11 @@ async def test_lone_leader_frozen_publishes_on_waking(tmp_path: Path) -> None:
             procs.append(worker)
             starts = write_schedule(schedule, starts_in_s=4, lasts_s=60).timestamp()
             assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
-            await until_true(
-                lambda: leader_of(r, prefix), 8, "the worker leading", lambda: tails(procs)
+            await eventually_async(
+                lambda: leader_of(r, prefix),
+                "the worker leading",
+                timeout=8,
+                detail=lambda: tails(procs),
             )
             await asyncio.sleep(max(0.0, starts - 1 - time.time()))
             os.kill(worker.proc.pid, signal.SIGSTOP)
@@ -218,18 +218,18 @@ async def test_lone_leader_frozen_publishes_on_waking(tmp_path: Path) -> None:
             finally:
                 os.kill(worker.proc.pid, signal.SIGCONT)
             woke = time.time()
-            await until_true(
+            await eventually_async(
                 lambda: r.xlen(f"{{{prefix}}}:events") >= 2,
-                5,
                 "the start published after waking",
-                lambda: tails(procs),
+                timeout=5,
+                detail=lambda: tails(procs),
             )
             took = time.time() - woke
             print(f"\nthe woken leader published {took:.2f} s after SIGCONT")
             assert took < 2.0, tails(procs)
             assert r.xlen(f"{{{prefix}}}:events") == 2
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_redis_flushed_with_the_schedule_file(tmp_path: Path) -> None:
@@ -267,7 +267,9 @@ async def test_redis_flushed_with_the_schedule_file(tmp_path: Path) -> None:
                     "maintenance",
                 )
 
-            await until_true(healed, 15, "the store healed", lambda: tails(procs))
+            await eventually_async(
+                healed, "the store healed", timeout=15, detail=lambda: tails(procs)
+            )
             took = time.monotonic() - flushed
             print(f"\nre-imported and correct {took:.2f} s after FLUSHALL")
             assert 500 not in codes, codes
@@ -276,7 +278,7 @@ async def test_redis_flushed_with_the_schedule_file(tmp_path: Path) -> None:
             assert events[0]["type"] == "maintenance.scheduled"
             assert run_cli(["worker", "check"], env).returncode == 0
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_redis_flushed_without_the_schedule_file(tmp_path: Path) -> None:
@@ -308,11 +310,13 @@ async def test_redis_flushed_without_the_schedule_file(tmp_path: Path) -> None:
                 doc = (await http.get(f"{base}/v1/status")).json()
                 return doc["seq"] == 0 and doc["state"] == "normal"
 
-            await until_true(dropped, 10, "the calendar dropped", lambda: tails(procs))
+            await eventually_async(
+                dropped, "the calendar dropped", timeout=10, detail=lambda: tails(procs)
+            )
             assert 500 not in codes, codes
             assert (await http.get(f"{base}/readyz")).status_code == 503
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_the_2021_notice_rehearsed_on_redis(tmp_path: Path) -> None:
@@ -332,7 +336,7 @@ async def test_the_2021_notice_rehearsed_on_redis(tmp_path: Path) -> None:
             "--clock-wall",
             repr(wall),
         ]
-        ports = [free_port(), free_port()]
+        ports = free_ports(2)
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         with processes() as procs:
             imported = run_cli(["windows", "import", str(EXAMPLE), *rehearsal], env)
@@ -364,4 +368,4 @@ async def test_the_2021_notice_rehearsed_on_redis(tmp_path: Path) -> None:
                 assert "2021-08-09T06:00:00" <= moves[1][3] < "2021-08-09T06:30:00", moves
             assert [d["seq"] for d in one.seen] == [d["seq"] for d in two.seen]
     finally:
-        server.kill()
+        server.close()

@@ -11,22 +11,24 @@ import asyncio
 import os
 import signal
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import free_port, start_redis
 from tests.faults.scenario import write_schedule
-from tests.procs import (
+from tests.support import (
     Proc,
     assert_clean_sequence,
     client_of,
     env_for,
+    eventually_async,
+    free_port,
     processes,
     run_cli,
+    start_redis,
     tails,
     wait_ready,
 )
@@ -51,13 +53,15 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             async with httpx.AsyncClient() as probe:
                 await wait_ready(probe, base, procs, empty_store=True)
             r = redis.Redis.from_url(server.url)
-            deadline = time.monotonic() + 10
+
+            def worker_holder() -> bytes | None:
+                holder = r.get(f"{{{prefix}}}:worker:leader")
+                return None if holder is None or holder.endswith(b":standby") else holder
+
             # API processes are standby publishers: a worker takes the lock from them
-            while (holder := r.get(f"{{{prefix}}}:worker:leader")) is None or holder.endswith(
-                b":standby"
-            ):
-                assert time.monotonic() < deadline, tails(procs)
-                await asyncio.sleep(0.05)
+            holder = await eventually_async(
+                worker_holder, "a worker to lead", timeout=10, detail=lambda: tails(procs)
+            )
             leader_pid = int(holder.decode().split(":")[1])
             leader = next(w for w in workers if w.proc.pid == leader_pid)
             other = next(w for w in workers if w is not leader)
@@ -85,7 +89,7 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             assert new_holder is not None and f":{other.proc.pid}:" in new_holder.decode()
             assert r.xlen(f"{{{prefix}}}:events") == 3
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
@@ -112,15 +116,26 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
                 await asyncio.sleep(1.2)  # let the AOF fsync (appendfsync everysec) cover it
                 assert datetime.now(UTC) < starts, "too slow to kill Redis before the start"
                 server.kill()
-                deadline = time.monotonic() + 15
-                while (await http.get(f"{base}/readyz")).status_code != 503:
-                    assert time.monotonic() < deadline, tails(procs)
-                    await asyncio.sleep(0.1)
-                while not (await http.get(f"{base}/v1/status")).json()["stale"]:
-                    assert time.monotonic() < deadline, tails(procs)
-                    await asyncio.sleep(0.1)
-                while datetime.now(UTC) < starts + timedelta(seconds=1):
-                    await asyncio.sleep(0.1)  # the boundary passes while Redis is down
+                killed = time.monotonic()
+
+                async def not_ready() -> bool:
+                    return (await http.get(f"{base}/readyz")).status_code == 503
+
+                async def stale() -> bool:
+                    return bool((await http.get(f"{base}/v1/status")).json()["stale"])
+
+                await eventually_async(
+                    not_ready, "/readyz 503", timeout=15, interval=0.1, detail=lambda: tails(procs)
+                )
+                await eventually_async(
+                    stale,
+                    "stale: true",
+                    timeout=max(0.0, killed + 15 - time.monotonic()),  # 15 s for both
+                    interval=0.1,
+                    detail=lambda: tails(procs),
+                )
+                # the boundary passes while Redis is down
+                await asyncio.sleep(max(0.0, (starts - datetime.now(UTC)).total_seconds() + 1))
                 server.start()
                 await client.wait_for(
                     lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
@@ -135,7 +150,7 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
             assert_clean_sequence(client)
             assert client.connections == 1, "the stream should have stayed open"
     finally:
-        server.kill()
+        server.close()
 
 
 async def test_redis_frozen_then_resumed(tmp_path: Path) -> None:
@@ -157,14 +172,17 @@ async def test_redis_frozen_then_resumed(tmp_path: Path) -> None:
             assert server.proc is not None
             async with client_of(base) as client, httpx.AsyncClient(timeout=3) as http:
                 await client.wait_for(lambda d: d["seq"] >= 1, 5, "snapshot", tails(procs))
-                os.kill(server.proc.pid, signal.SIGSTOP)
+                server.freeze()
                 try:
-                    deadline = time.monotonic() + 25
-                    while not (await http.get(f"{base}/v1/status")).json()["stale"]:
-                        assert time.monotonic() < deadline, "stale not detected\n" + tails(procs)
-                        await asyncio.sleep(0.2)
+
+                    async def stale() -> bool:
+                        return bool((await http.get(f"{base}/v1/status")).json()["stale"])
+
+                    await eventually_async(
+                        stale, "stale: true", timeout=25, interval=0.2, detail=lambda: tails(procs)
+                    )
                 finally:
-                    os.kill(server.proc.pid, signal.SIGCONT)
+                    server.thaw()
                 # a change after the freeze reaches the client through the new subscription
                 write_schedule(schedule, starts_in_s=-1, lasts_s=60)
                 assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
@@ -174,4 +192,4 @@ async def test_redis_frozen_then_resumed(tmp_path: Path) -> None:
             assert_clean_sequence(client)
             assert client.connections == 1
     finally:
-        server.kill()
+        server.close()

@@ -3,7 +3,7 @@
  *   const mc = Maintcast.connect({url, service, method, channel, lang, onChange});
  *   Maintcast.guardForm(form);   // blocks submit during maintenance with the channel's text
  *
- * Keeps two DOM hooks live (docs/api.md "Pages"): data-maintcast-state="normal|maintenance"
+ * Keeps two DOM hooks live (docs/api.md "Built"): data-maintcast-state="normal|maintenance"
  * on <html>, and exactly one [data-maintcast-banner] element (created when absent, hidden
  * when there is nothing to show). All server text is set with textContent, never as HTML.
  * Times are shown as written on the wire, i.e. in the window's own zone, with the zone

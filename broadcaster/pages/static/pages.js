@@ -8,26 +8,29 @@
   var lang = cfg.lang || "ja";
   var fmt = Maintcast.formatTime;
   var txt = Maintcast.text;
-  var L = {
-    ja: {
-      operational: "稼働中", under_maintenance: "メンテナンス中", none: "予定はありません",
-      postponed: "延期", moved: "変更", endedEarly: "早期終了", from: "変更前",
-      ended: "メンテナンスは終了しました。",
-      scheduled: "メンテナンスを予定しています。下記の時間帯はお支払い手続きができません。",
-      noMaintenance: "現在メンテナンスは行っていません。",
-      back: "お支払い手続きに戻る", token: "トークンを発行しました", set: "設定しました",
-      cleared: "解除しました", error: "エラー",
-    },
-    en: {
-      operational: "Operational", under_maintenance: "Under maintenance", none: "Nothing scheduled",
-      postponed: "Postponed", moved: "Changed", endedEarly: "Ended early", from: "was",
-      ended: "Maintenance has ended.",
-      scheduled: "Maintenance is scheduled: payment is unavailable during the time below.",
-      noMaintenance: "No maintenance is in progress.",
-      back: "Back to payment", token: "Token issued", set: "Set", cleared: "Cleared",
-      error: "Error",
-    },
-  }[lang];
+  // Each message with its translations side by side: [ja, en].
+  var TEXT = {
+    operational: ["稼働中", "Operational"],
+    under_maintenance: ["メンテナンス中", "Under maintenance"],
+    none: ["予定はありません", "Nothing scheduled"],
+    postponed: ["延期", "Postponed"],
+    moved: ["変更", "Changed"],
+    endedEarly: ["早期終了", "Ended early"],
+    from: ["変更前", "was"],
+    ended: ["メンテナンスは終了しました。", "Maintenance has ended."],
+    scheduled: [
+      "メンテナンスを予定しています。下記の時間帯はお支払い手続きができません。",
+      "Maintenance is scheduled: payment is unavailable during the time below.",
+    ],
+    noMaintenance: ["現在メンテナンスは行っていません。", "No maintenance is in progress."],
+    back: ["お支払い手続きに戻る", "Back to payment"],
+    token: ["トークンを発行しました", "Token issued"],
+    set: ["設定しました", "Set"],
+    cleared: ["解除しました", "Cleared"],
+    error: ["エラー", "Error"],
+  };
+  var L = {};
+  Object.keys(TEXT).forEach(function (k) { L[k] = TEXT[k][lang === "en" ? 1 : 0]; });
 
   function el(tag, text, cls) {
     var e = document.createElement(tag);
@@ -137,13 +140,16 @@
     var table = document.getElementById("windows");
     var tokenInput = document.getElementById("token");
     var result = document.getElementById("override-result");
-    tokenInput.value = sessionStorage.getItem("maintcast-token") || "";
+    // The ops token lives in this variable only: never in sessionStorage or localStorage,
+    // which outlive the page and which any script of the origin can read back later.
+    var token = "";
+    try { sessionStorage.removeItem("maintcast-token"); } catch (e) { /* where an older page kept it */ }
     tokenInput.addEventListener("change", function () {
-      sessionStorage.setItem("maintcast-token", tokenInput.value);
+      token = tokenInput.value;
       loadWindows(table, auth());
     });
     function auth() {
-      return tokenInput.value ? { Authorization: "Bearer " + tokenInput.value } : {};
+      return token ? { Authorization: "Bearer " + token } : {};
     }
     var seen = 0;
     function addEvent(e) {

@@ -6,17 +6,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broadcaster import codec
 from broadcaster.auth import Tokens, entry_line, new_token
-from broadcaster.cli_base import (
+from broadcaster.cli.base import (
     ClockOption,
     ClockWallOption,
     SpeedOption,
@@ -36,8 +35,10 @@ from broadcaster.cli_base import (
 )
 from broadcaster.clock import Clock, RehearsalClock
 from broadcaster.notify.messages import DeliveryConfig
+from broadcaster.onetime import Cleanup, hand_over
+from broadcaster.serving import configure, uvicorn_options
 from broadcaster.settings import Settings
-from broadcaster.store import Store, connect
+from broadcaster.store import RECONNECT_ERRORS, Store, connect
 
 LISTEN_BACKLOG = 4096
 """Pending connections the listening socket queues (uvicorn's default is 2048; Linux caps it
@@ -48,6 +49,27 @@ SHUTDOWN_GRACE_S = 5
 """After SIGTERM uvicorn waits at most this long for connections to close, then cancels
 what is left. Streams end within a second (the keepalive timer ends them; stuck ones are
 reset); this only bounds what nothing else would."""
+
+
+def run_server(app: Any, host: str, port: int, settings: Settings, **options: Any) -> None:
+    """``uvicorn.run(app, ...)`` until the server exits, with the listen backlog
+    (:data:`LISTEN_BACKLOG`), the shutdown grace (:data:`SHUTDOWN_GRACE_S`), the trusted
+    proxies and request-head limits of ``settings`` (:func:`~broadcaster.serving.uvicorn_options`)
+    and uvicorn's loggers going through ours (``log_config=None``: one format, JSON if
+    asked); ``options`` are further ``uvicorn.run`` arguments."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        backlog=LISTEN_BACKLOG,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **uvicorn_options(settings),
+        **options,
+    )
 
 
 @app.command()
@@ -62,8 +84,6 @@ def serve(
     port: int = 8000,
 ) -> None:
     """API and worker in one process (embedded in-memory store without MAINTCAST_REDIS_URL)."""
-    import uvicorn
-
     from broadcaster.app import create_app
     from worker.scheduler import running_worker
 
@@ -93,13 +113,14 @@ def serve(
             "rehearsal clock: starts %s, speed x%s", the_clock.now().isoformat(), the_clock.speed
         )
     tokens = tokens_or_fail(settings)
+    cleanup: tuple[Cleanup, ...] = ()
     if not tokens.configured:
         token = new_token()
         tokens = Tokens.parse(entry_line("serve-admin", "admin", token))
-        typer.echo(
-            "No MAINTCAST_TOKENS configured: a one-time admin token for this process "
-            f"(shown once, gone at exit):\n  MAINTCAST_TOKEN={token}"
-        )
+        try:
+            cleanup = hand_over(token, sys.stdout)  # shown on a terminal, else a 0600 file
+        except OSError as exc:
+            fail(f"cannot write the one-time admin token to a private file: {exc}")
 
     notify = DeliveryConfig.from_settings(settings)
 
@@ -110,21 +131,12 @@ def serve(
         settings,
         redis=redis,
         clock=the_clock,
-        background=(imported, worker),
+        background=(imported, worker, *cleanup),
         tokens=tokens,
         demo=demo,
     )
     try:
-        # log_config=None: uvicorn's loggers go through ours (one format, JSON if asked)
-        uvicorn.run(
-            web,
-            host=host,
-            port=port,
-            log_level="info",
-            log_config=None,
-            backlog=LISTEN_BACKLOG,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )
+        run_server(web, host, port, settings)
     finally:
         asyncio.run(redis.aclose())
 
@@ -137,6 +149,7 @@ def api_factory() -> Any:
 
     settings = Settings()
     setup_logging(settings.log_format)  # in each uvicorn worker process too
+    configure(settings)  # the request-head limits of this worker process
     the_clock = clock_or_fail(settings, None, None)
 
     def standby(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -164,8 +177,6 @@ def api(
     clock_wall: ClockWallOption = None,
 ) -> None:
     """The API alone, on a shared Redis (MAINTCAST_REDIS_URL); also a standby publisher."""
-    import uvicorn
-
     settings = settings_or_fail()
     setup_logging(settings.log_format)
     if not settings.redis_url:
@@ -181,17 +192,14 @@ def api(
         os.environ["MAINTCAST_CLOCK"] = start.isoformat()
         os.environ["MAINTCAST_CLOCK_SPEED"] = repr(the_clock.speed)
         os.environ["MAINTCAST_CLOCK_WALL"] = repr(wall)
-    uvicorn.run(
+    run_server(
         "broadcaster.cli:api_factory",
+        host,
+        port,
+        settings,
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        log_level="info",
-        log_config=None,
         access_log=access_log,
-        backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
 
 
@@ -299,7 +307,7 @@ def windows_import(
         docs = asyncio.run(run())
     except ValueError as exc:
         fail(str(exc))
-    except (ConnectionError, OSError, RedisConnectionError, RedisTimeoutError) as exc:
+    except RECONNECT_ERRORS as exc:
         fail(f"redis unreachable: {exc}")
     for d in docs:
         typer.echo(f"seq {d['seq']}: {d['cause']['type']} {d['cause']['window_id'] or ''}".rstrip())

@@ -12,7 +12,7 @@ import typer
 
 from broadcaster import codec
 from broadcaster.auth import ROLES, TokenConfigError, entry_line, new_token
-from broadcaster.cli_base import (
+from broadcaster.cli.base import (
     app,
     fail,
     override_app,
@@ -54,9 +54,6 @@ def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **param
         return r.json()
     except ValueError:
         fail(f"{r.status_code} from {url} is not JSON (is MAINTCAST_URL a maintcast API?)")
-
-
-DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
 
 def parse_duration(text: str) -> float:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from broadcaster import codec
-from broadcaster.cli_base import app, fail, settings_or_fail
-from broadcaster.cli_client import _call, _or_fail, parse_affected
+from broadcaster.cli.base import app, fail, settings_or_fail
+from broadcaster.cli.client import _call, _or_fail, parse_affected
 
 subscriptions_app = typer.Typer(
     no_args_is_help=True, help="Notification subscriptions: webhooks and e-mail (admin role)."

@@ -1,0 +1,179 @@
+"""How ``maintcast serve`` and ``maintcast api`` run uvicorn: proxy trust and request-head
+limits (docs/security.md). Imported only by the CLI, which owns uvicorn.
+
+uvicorn bounds neither the size of a request head nor the time a client may take to send
+it when it parses with httptools (what ``uvicorn[standard]`` picks): its
+``h11_max_incomplete_event_size`` applies to the h11 parser only, ``timeout_keep_alive`` is
+cancelled by the first byte of the next request, and a request-start timeout was planned
+but never built (encode/uvicorn#157). A 32 MB header got an answer, and a connection that
+sent half a request head stayed open until the client left. :class:`HeadGuard` adds both
+to uvicorn's own httptools protocol:
+
+- the head (request line and headers) may be at most ``MAINTCAST_MAX_HEADER_BYTES``:
+  past it the client gets ``431`` and the connection is closed, without reading the rest;
+- a connection must deliver a complete head within ``MAINTCAST_HEADER_TIMEOUT_S`` of
+  being accepted, and each later head on a kept-alive connection within as long of its
+  first byte (the idle time between requests stays uvicorn's ``timeout_keep_alive``): a
+  late head gets ``408``, a connection that sent nothing is closed silently.
+
+Once the head is complete nothing here runs any more: a stream's long life is untouched.
+The class is found by uvicorn's worker processes by its import path; its limits are
+module state set by :func:`configure`, which ``uvicorn_options`` and the API factory call
+(each worker process builds the app from the same environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from broadcaster.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_S = 60.0
+"""At most one log line per kind of refusal this often (a slowloris makes thousands)."""
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """``max_bytes``: the largest request head read; ``timeout_s``: seconds to send it."""
+
+    max_bytes: int = 65_536
+    timeout_s: float = 10.0
+
+
+_limits = HeadLimits()
+_logged: dict[str, tuple[float, int]] = {}  # kind -> (last line, suppressed since)
+
+
+def configure(settings: Settings) -> HeadLimits:
+    """Take the head limits of this process from ``settings``; returns them."""
+    global _limits
+    _limits = HeadLimits(settings.max_header_bytes, settings.header_timeout_s)
+    return _limits
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.run`` keywords for the API: :class:`HeadGuard` as the HTTP protocol and
+    the proxies whose ``X-Forwarded-For``/``-Proto`` are believed
+    (``MAINTCAST_FORWARDED_ALLOW_IPS``; uvicorn's own ``FORWARDED_ALLOW_IPS`` is not read)."""
+    configure(settings)
+    if "FORWARDED_ALLOW_IPS" in os.environ and "MAINTCAST_FORWARDED_ALLOW_IPS" not in os.environ:
+        log.warning(
+            "FORWARDED_ALLOW_IPS is ignored: set MAINTCAST_FORWARDED_ALLOW_IPS (now %s)",
+            settings.forwarded_allow_ips,
+        )
+    return {
+        "http": HeadGuard,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        # the same bound for whoever runs the app with uvicorn's h11 parser instead
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+    }
+
+
+class HeadTooLarge(Exception):
+    """Raised inside the parser's callback to stop it (the request is answered 431)."""
+
+
+class HeadGuard(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request head's size and a deadline
+    to receive it (module docstring). The deadline timer runs only while a head is being
+    read; ``_head_bytes`` counts what arrived of it."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _refused = 0  # the status this connection was refused with (431, 408), else 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)  # the parser's callbacks below run inside
+        if self._head_timer is not None and not self._refused:  # still inside a head
+            # counts the whole read, also the tail of a pipelined request before it
+            self._head_bytes += len(data)
+            if self._head_bytes > _limits.max_bytes:
+                self._refuse(431, b"Request Header Fields Too Large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        if size > _limits.max_bytes:
+            self._refuse(431, b"Request Header Fields Too Large")
+            raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refused:  # already answered (our HeadTooLarge reached uvicorn's handler)
+            return
+        super().send_400_response(msg)
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(_limits.timeout_s, self._head_late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        limit = _limits.timeout_s
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if self._head_bytes == 0 or busy:
+            # nothing sent (or a response is being written): close without answering
+            _note("idle", self.client, f"no request within {limit:g} s")
+            self._refused = 408
+            self.transport.close()
+            return
+        self._refuse(408, b"Request Timeout", f"request head not complete within {limit:g} s")
+
+    def _refuse(self, status: int, reason: bytes, why: str = "") -> None:
+        """Answer ``status`` (plain text, ``Connection: close``) and close: nothing more
+        is read from this connection."""
+        self._refused = status
+        self._disarm()
+        _note(str(status), self.client, why or f"request head over {_limits.max_bytes} bytes")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, reason, len(reason), reason)
+        )
+        self.transport.close()
+
+
+def _note(kind: str, client: tuple[str, int] | None, why: str) -> None:
+    """One WARNING per ``kind`` per :data:`LOG_EVERY_S`, saying how many were not logged."""
+    now = time.monotonic()
+    last, suppressed = _logged.get(kind, (-math.inf, 0))
+    if now - last < LOG_EVERY_S:
+        _logged[kind] = (last, suppressed + 1)
+        return
+    _logged[kind] = (now, 0)
+    who = client[0] if client else "a client"
+    more = f"; {suppressed} more since the last line" if suppressed else ""
+    log.warning("closed a connection from %s: %s%s", who, why, more)
