@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec, ops_api
+from broadcaster import codec, ops_api, subscriptions_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
@@ -131,6 +131,7 @@ def create_app(
     app.state.background, app.state.owned_redis = background, redis if owned else None
     _errors(app)
     app.include_router(ops_api.router)
+    app.include_router(subscriptions_api.router)
     app.include_router(page_routes.router)
     if demo:
         app.include_router(page_routes.demo_router)

@@ -296,8 +296,10 @@ def view_doc(
     method: str | None,
     default_error_code: str,
     zone: str,
+    within: frozenset[tuple[str, str]] | None = None,
 ) -> Doc:
-    """A full status object restricted to the view ``service`` [+ ``method``].
+    """A full status object restricted to the view ``service`` [+ ``method``], or to the
+    components ``within`` (a subscription's scope; ``service``/``method`` are then None).
 
     Computed from the full status alone (its ``active``, ``upcoming`` and ``override`` at
     its ``as_of``), so every process derives the same view (docs/api.md "Built").
@@ -305,7 +307,7 @@ def view_doc(
     Raises:
         NotFound: unknown service or method.
     """
-    if service is None:
+    if service is None and within is None:
         catalog.components_in(None, method)
         return doc
     now = status_instant(doc)
@@ -319,6 +321,7 @@ def view_doc(
         default_error_code=default_error_code,
         service=service,
         method=method,
+        within=within,
     )
     computed = core_doc(core, now, zone)
     return {

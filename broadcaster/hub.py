@@ -165,8 +165,12 @@ class Hub:
         self.streams.end_all()
 
     async def _resync(self) -> None:
-        """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some."""
-        self.catalog = await self.store.catalog()
+        """Re-read catalog and status: after every (re)subscribe, pub/sub may have lost some.
+
+        The catalog is replaced together with the status (no await between the two): a gate
+        deciding in between would otherwise pair the new catalog with the old status and its
+        cached views (a flushed store kept refusing by the old status)."""
+        catalog = await self.store.catalog()
         current = self.current
         # pub/sub dropped what was published while away: deliver it from the event log, in
         # order, so open streams see one event per change (no seq gap); a gap the log cannot
@@ -178,6 +182,7 @@ class Hub:
             if self.stale:
                 log.info("redis reachable again; replaying %d missed event(s)", len(missed))
             self.stale = False
+            self.catalog = catalog
             for payload in missed:
                 self._deliver(Event(codec.loads(payload), payload))
             return
@@ -185,6 +190,7 @@ class Hub:
         if self.stale:
             log.info("redis reachable again; status seq=%s", doc["seq"])
         self.stale = False
+        self.catalog = catalog
         self._deliver(Event(doc))
 
     # -- the listener --------------------------------------------------------------------
@@ -201,7 +207,7 @@ class Hub:
                 await self._resync()
                 self._ready.set()
                 return
-            self.catalog = await self.store.catalog()  # an import may have brought a new one
+            catalog = await self.store.catalog()  # an import may have brought a new one
             event = Event(codec.loads(payload), payload)
             current = self.current
             if current is not None and event.seq < current.seq and self.event_at(event.seq) is None:
@@ -211,6 +217,7 @@ class Hub:
                 if await self.store.stored_seq() < current.seq:
                     await self._resync()
                 return
+            self.catalog = catalog  # with its event, as in _resync
             self._deliver(event)
 
     async def audit(self) -> None:

@@ -69,6 +69,33 @@ class Keys:
         return self._k("worker:leader")
 
     @property
+    def subscriptions(self) -> str:
+        """Hash: subscription id -> subscription JSON (with its secrets)."""
+        return self._k("subscriptions")
+
+    @property
+    def notify_cursor(self) -> str:
+        """Integer: the last event seq fanned out to subscriptions (absent: none yet)."""
+        return self._k("notify:cursor")
+
+    @property
+    def notify_ready(self) -> str:
+        """Sorted set: subscription id -> earliest due time (Unix s) of its pending messages."""
+        return self._k("notify:ready")
+
+    def notify_messages(self, sub_id: str) -> str:
+        """Hash: message id -> message JSON, for one subscription."""
+        return self._k(f"notify:msgs:{sub_id}")
+
+    def notify_due(self, sub_id: str) -> str:
+        """Sorted set: message id -> due time (Unix s) of one subscription's pending messages."""
+        return self._k(f"notify:due:{sub_id}")
+
+    def notify_log(self, sub_id: str) -> str:
+        """Sorted set: message id -> when it was queued (Unix s), for listing newest first."""
+        return self._k(f"notify:log:{sub_id}")
+
+    @property
     def inputs(self) -> tuple[str, ...]:
         """The keys a status computation reads; WATCHed by every publish."""
         return (self.windows, self.catalog, self.override, self.status, self.seq)

@@ -70,6 +70,29 @@ STATUS_OVERDUE = Gauge(
     registry=REGISTRY,
 )
 
+NOTIFICATIONS = Counter(
+    "maintcast_notifications",
+    "Notification delivery attempts made by this process, by kind (webhook, email) and "
+    "result: delivered, retry (failed, tried again later), failed (no retry left), gone "
+    "(410: the subscription is disabled).",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+NOTIFICATION_QUEUE = Gauge(
+    "maintcast_notification_queue",
+    "Notification messages waiting for delivery (pending, retries included), by kind, as "
+    "this process last read them from Redis (every 5 s).",
+    ["kind"],
+    registry=REGISTRY,
+)
+NOTIFICATION_LAG = Histogram(
+    "maintcast_notification_lag_seconds",
+    "Real seconds from an event (or a test ping) to the first delivery attempt of its "
+    "message (replayed messages are not counted).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+
 
 def bind_gauges(
     clients: Callable[[], int], redis_up: Callable[[], bool], overdue_s: Callable[[], float]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcaster.notify.messages import parse_retry_s
 from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
 
@@ -66,6 +67,18 @@ class Settings(BaseSettings):
     clock_wall: float | None = Field(None, ge=0, le=MAX_WALL, allow_inf_nan=False)
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300, allow_inf_nan=False)
+    webhook_retry_s: str = "5,300,1800,7200,18000,36000,36000"
+    """Seconds before each retry of a failed delivery, comma-separated."""
+    webhook_allow_http: bool = False
+    notify_concurrency: int = Field(64, ge=1, le=10_000)
+    """Delivery attempts under way at once (at most one per subscription)."""
+
+    @field_validator("webhook_retry_s")
+    @classmethod
+    def _retry_list(cls, text: str) -> str:
+        parse_retry_s(text)  # its ValueError names the bad item
+        return text
 
     @field_validator("redis_url")
     @classmethod

@@ -100,8 +100,12 @@ def compute_status(
     default_error_code: str,
     service: str | None = None,
     method: str | None = None,
+    within: frozenset[tuple[str, str]] | None = None,
 ) -> StatusCore:
     """The status at ``now`` for the whole catalog or a view (``service`` [+ ``method``]).
+
+    ``within`` (a set of components, e.g. a subscription's scope) is the view instead of
+    ``service``/``method``: windows and the override are shown when they cover one of them.
 
     A component is ``under_maintenance`` inside a window (or by the override), else
     ``draining`` from the window's ``drain_starts_at`` until its ``starts_at`` (unless the
@@ -115,8 +119,14 @@ def compute_status(
     Raises:
         NotFound: unknown ``service`` or ``method``.
     """
-    shown = catalog.components_in(service, method)
+    shown = within if within is not None else catalog.components_in(service, method)
     live = [w for w in windows if not w.cancelled]
+
+    def in_view(affected: Mapping[str, Iterable[str]] | None) -> bool:
+        if within is None:
+            return touches(affected, service, method)
+        return bool(catalog.expand(affected) & within)
+
     if override is not None and not override.holds_at(now):
         override = None
     down = _under_maintenance(catalog, live, override, now) & shown
@@ -135,27 +145,17 @@ def compute_status(
 
     active = tuple(
         sorted(
-            (
-                w
-                for w in live
-                if w.starts_at <= now < w.ends_at and touches(w.affected, service, method)
-            ),
+            (w for w in live if w.starts_at <= now < w.ends_at and in_view(w.affected)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
     upcoming = tuple(
         sorted(
-            (
-                w
-                for w in live
-                if is_public(w, now) and now < w.starts_at and touches(w.affected, service, method)
-            ),
+            (w for w in live if is_public(w, now) and now < w.starts_at and in_view(w.affected)),
             key=lambda w: (w.starts_at, w.id),
         )
     )
-    shown_override = (
-        override if override is not None and touches(override.affected, service, method) else None
-    )
+    shown_override = override if override is not None and in_view(override.affected) else None
     draining = tuple(w for w in upcoming if in_drain(w, now))
 
     if not down and not drained:

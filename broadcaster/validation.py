@@ -26,12 +26,20 @@ from broadcaster.domain import (
     HistoryEntry,
     InvalidInput,
     LocalText,
-    Note,
-    Recurrence,
     Span,
     Window,
 )
-from broadcaster.timeparse import InvalidTime, parse_duration, parse_instant, zone_named
+from broadcaster.timeparse import InvalidTime, parse_instant, zone_named
+from broadcaster.window_fields import (
+    MAX_NOTES,
+    MAX_REMINDERS,
+    NoteIn,
+    RecurrenceIn,
+    latest_end_of,
+    notes_of,
+    recurrence_of,
+    reminders_of,
+)
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -52,12 +60,6 @@ class SpanIn(_Strict):
     ends_at: Instant
 
 
-MAX_REMINDERS = 10
-"""Most reminder offsets one window may carry."""
-MAX_NOTES = 100
-"""Most notes one window may carry (each status event carries them)."""
-
-
 class HistoryIn(_Strict):
     at: Instant
     change: HistoryChange
@@ -65,17 +67,6 @@ class HistoryIn(_Strict):
     to: SpanIn | None = None
     actor: str | None = Field(None, max_length=200)
     reason: str | None = Field(None, max_length=2000)
-
-
-class NoteIn(_Strict):
-    at: Instant
-    message: LocalText
-    actor: str | None = Field(None, max_length=200)
-
-
-class RecurrenceIn(_Strict):
-    rrule: str = Field(min_length=1, max_length=500)
-    exdates: list[Instant] = Field([], max_length=400)
 
 
 class WindowIn(_Strict):
@@ -229,21 +220,7 @@ def build_window(
             f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
-    latest_end = None
-    if win.latest_end is not None:
-        latest_end = _instant(win.latest_end, "latest_end", zone)
-        if latest_end < ends:
-            raise InvalidInput(
-                "latest_end",
-                f"latest_end: must be at or after ends_at ({win.latest_end!s} < {win.ends_at!s})",
-            )
-        if (latest_end - starts) > timedelta(seconds=defaults.max_window_s):
-            raise InvalidInput(
-                "latest_end",
-                f"latest_end: {win.latest_end!s} makes the window last up to "
-                f"{(latest_end - starts).total_seconds():.0f} s, longer than the maximum "
-                f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
-            )
+    latest_end = latest_end_of(win.latest_end, zone, starts, ends, defaults.max_window_s)
     if win.announce_at is not None:
         announce = _instant(win.announce_at, "announce_at", zone)
         if announce > starts:
@@ -259,10 +236,6 @@ def build_window(
     if wid is None:
         raise InvalidInput("id", "id: missing")
     history = tuple(_history(h, i, zone) for i, h in enumerate(win.history or []))
-    notes = tuple(
-        Note(at=_instant(n.at, f"notes.{i}.at", zone), message=n.message, actor=n.actor)
-        for i, n in enumerate(win.notes or [])
-    )
     messages: dict[str, LocalText] = dict(DEFAULT_MESSAGES)
     messages.update({str(c): t for c, t in win.messages.items()})
     return Window(
@@ -280,41 +253,11 @@ def build_window(
         history=history,
         latest_end=latest_end,
         drain_s=win.drain_s or 0,
-        reminders=_reminders(win.reminders),
-        recurrence=_recurrence(win.recurrence),
+        reminders=reminders_of(win.reminders),
+        recurrence=recurrence_of(win.recurrence),
         series_id=win.series_id,
-        notes=notes,
+        notes=notes_of(win.notes, zone),
     )
-
-
-def _reminders(given: list[str] | None) -> tuple[str, ...] | None:
-    """The reminder offsets as given (None = the deployment's default, ``[]`` = none)."""
-    if given is None:
-        return None
-    seen: set[object] = set()
-    for i, text in enumerate(given):
-        field = f"reminders.{i}"
-        try:
-            span = parse_duration(text, field=field)
-        except InvalidTime as exc:
-            raise InvalidInput(exc.field, exc.message) from exc
-        if span in seen:
-            raise InvalidInput(field, f"{field}: {text!r} repeats an earlier reminder")
-        seen.add(span)
-    return tuple(given)
-
-
-def _recurrence(given: RecurrenceIn | None) -> Recurrence | None:
-    """The recurrence as given; each exdate must read as a date-time and is kept as written
-    (YAML timestamps as ISO text): it names an occurrence's local start, matched later."""
-    if given is None:
-        return None
-    exdates = []
-    for i, value in enumerate(given.exdates):
-        # the format only: a local exdate may fall in a gap or fold of the window's zone
-        _instant(value, f"recurrence.exdates.{i}", "UTC")
-        exdates.append(value.isoformat() if isinstance(value, datetime) else str(value))
-    return Recurrence(rrule=given.rrule, exdates=tuple(exdates))
 
 
 def _history(h: HistoryIn, i: int, zone: str | None) -> HistoryEntry:

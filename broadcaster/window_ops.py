@@ -29,7 +29,8 @@ from broadcaster.domain import (
 )
 from broadcaster.ops import WindowChange
 from broadcaster.timeparse import InvalidTime, parse_instant
-from broadcaster.validation import MAX_NOTES, from_validation_error
+from broadcaster.validation import from_validation_error
+from broadcaster.window_fields import MAX_NOTES
 
 MAX_EXTEND_S = 10 * 365 * 86_400
 """``by_s`` above this is refused before any arithmetic (the window maximum refuses far

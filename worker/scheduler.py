@@ -21,8 +21,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.metrics import REDIS_UP
+from broadcaster.notify.messages import DeliveryConfig
 from broadcaster.status import boundaries_after
 from broadcaster.store import RECONNECT_ERRORS, STANDBY_SUFFIX, Lease, Store
+from broadcaster.store.notify import NotifyStore
+from worker.deliveries import Deliveries
 from worker.jobs import reconcile, reconcile_until_done
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class Worker:
     Every process plans the same jobs; only the leader-lock holder publishes (fenced).
     ``role="standby"`` (API processes) writes no worker heartbeat and yields the lock to any
     worker. ``heal``, when given, is awaited by the leader whenever the store has no catalog.
+    With ``notify`` the leader also delivers notifications (:mod:`worker.deliveries`).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Worker:
         tick_s: float = TICK_S,
         role: Role = "worker",
         heal: Heal | None = None,
+        notify: DeliveryConfig | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -105,6 +110,16 @@ class Worker:
         self._listener: asyncio.Task[None] | None = None
         self._benched_until = 0.0  # time.monotonic() until which this process does not lead
         self._heal_after = 0.0  # time.monotonic() before which no re-import is tried
+        self.deliveries = (
+            None
+            if notify is None
+            else Deliveries(
+                NotifyStore.of(store), clock, notify, fence=self.worker_id, leads=self._leads
+            )
+        )
+
+    def _leads(self) -> bool:
+        return self.leader
 
     async def start(self) -> None:
         """Start the scheduler and the listener; returns at once, also while Redis is down.
@@ -126,11 +141,15 @@ class Worker:
             **common,
         )
         self._listener = asyncio.create_task(self._listen(), name="maintcast-worker-listen")
+        if self.deliveries is not None:
+            self.deliveries.start()
 
     async def stop(self) -> None:
         """Stop listening, give the lead up, and shut the scheduler down (running jobs are
         cancelled, not awaited)."""
         await stop_task(self._listener, "worker listener")
+        if self.deliveries is not None:
+            await self.deliveries.stop()
         if self.leader:
             await self._resign()
         if self.scheduler.running:
@@ -277,6 +296,8 @@ class Worker:
         """Re-plan on every published change and after every (re)subscription."""
 
         async def replan(payload: bytes | None) -> None:
+            if self.deliveries is not None:
+                self.deliveries.nudge()
             await self.plan()
             if payload is None:  # (re)subscribed: whatever passed meanwhile is due now
                 await reconcile(self.store, self.clock, fence=self.worker_id)
@@ -289,10 +310,16 @@ class Worker:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    store: Store, clock: Clock, *, role: Role = "worker", heal: Heal | None = None
+    store: Store,
+    clock: Clock,
+    *,
+    role: Role = "worker",
+    heal: Heal | None = None,
+    notify: DeliveryConfig | None = None,
 ) -> AsyncIterator[Worker]:
-    """Run a worker (or an API's standby publisher) for the duration of the block."""
-    w = Worker(store, clock, role=role, heal=heal)
+    """Run a worker (or an API's standby publisher) for the duration of the block; with
+    ``notify`` it delivers notifications while it leads."""
+    w = Worker(store, clock, role=role, heal=heal, notify=notify)
     await w.start()
     try:
         yield w

@@ -48,6 +48,8 @@ def _call(settings: Settings, verb: str, path: str, *, body: Any = None, **param
             fail(f"{r.status_code} from {url}")
         hint = " (set MAINTCAST_TOKEN)" if r.status_code == 401 and not settings.token else ""
         fail(f"{r.status_code} {err.get('code')}: {err.get('message')}{hint}")
+    if r.status_code == 204:
+        return None
     try:
         return r.json()
     except ValueError:

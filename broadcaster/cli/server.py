@@ -34,6 +34,7 @@ from broadcaster.cli.base import (
     worker_app,
 )
 from broadcaster.clock import Clock, RehearsalClock
+from broadcaster.notify.messages import DeliveryConfig
 from broadcaster.onetime import Cleanup, hand_over
 from broadcaster.serving import configure, uvicorn_options
 from broadcaster.settings import Settings
@@ -121,8 +122,10 @@ def serve(
         except OSError as exc:
             fail(f"cannot write the one-time admin token to a private file: {exc}")
 
+    notify = DeliveryConfig.from_settings(settings)
+
     def worker(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
-        return running_worker(store, clk, heal=healer(settings, store, clk))
+        return running_worker(store, clk, heal=healer(settings, store, clk), notify=notify)
 
     web = create_app(
         settings,
@@ -150,7 +153,13 @@ def api_factory() -> Any:
     the_clock = clock_or_fail(settings, None, None)
 
     def standby(store: Store, clk: Clock) -> contextlib.AbstractAsyncContextManager[Any]:
-        return running_worker(store, clk, role="standby", heal=healer(settings, store, clk))
+        return running_worker(
+            store,
+            clk,
+            role="standby",
+            heal=healer(settings, store, clk),
+            notify=DeliveryConfig.from_settings(settings),
+        )
 
     return create_app(settings, clock=the_clock, background=(standby,))
 
@@ -233,7 +242,12 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         try:
             store = store_for(settings, redis, the_clock)
-            async with running_worker(store, the_clock, heal=healer(settings, store, the_clock)):
+            async with running_worker(
+                store,
+                the_clock,
+                heal=healer(settings, store, the_clock),
+                notify=DeliveryConfig.from_settings(settings),
+            ):
                 log.info("worker running")
                 await stop.wait()
         finally:
