@@ -171,7 +171,73 @@ async def cancel(window_id: str, request: Request, who: Principal = admin) -> Re
     )
 
 
-@router.post("/v1/windows/{window_id}/extend")
+def _doc(body: dict[str, Any] | None, *errors: int) -> dict[str, Any]:
+    """OpenAPI metadata of a window route whose body the pure ops function validates (so the
+    422s name the field): the request body's JSON schema and the error answers."""
+    what = {
+        401: "No valid bearer token",
+        403: "The token's role is too low",
+        404: "Unknown window",
+        409: "The window's state forbids it",
+        422: "A bad field (named in error.field)",
+        503: "The store is unavailable",
+    }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    extra: dict[str, Any] = {
+        "responses": {
+            "200": {"description": "The window object (docs/api.md, Window object)"},
+            **{str(c): {"description": what[c], "content": error} for c in errors},
+        }
+    }
+    if body is not None:
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return {"openapi_extra": extra}
+
+
+_TEXT = {"type": "string", "maxLength": 4000}
+_REASON = {"type": "string", "maxLength": 2000, "description": "Why (public text)."}
+_EXTEND_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Exactly one of ends_at and by_s.",
+    "properties": {
+        "ends_at": {
+            "type": "string",
+            "description": "The new end: RFC 3339, or a local time "
+            "in the window's zone; later than the current end.",
+        },
+        "by_s": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds added to the current end.",
+        },
+        "reason": _REASON,
+    },
+}
+_END_BODY = {"type": "object", "additionalProperties": False, "properties": {"reason": _REASON}}
+_NOTE_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["message"],
+    "properties": {
+        "message": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "At least one of ja and en.",
+            "properties": {"ja": _TEXT, "en": _TEXT},
+        }
+    },
+}
+
+
+@router.post(
+    "/v1/windows/{window_id}/extend",
+    summary="Extend a window (operator; past latest_end, admin)",
+    **_doc(_EXTEND_BODY, 401, 403, 404, 409, 422, 503),
+)
 async def extend(window_id: str, request: Request, who: Principal = operator) -> Response:
     """Move a window's end later (``ends_at`` or ``by_s``); past ``latest_end`` needs admin."""
     raw = await json_body(request)
@@ -189,7 +255,11 @@ async def extend(window_id: str, request: Request, who: Principal = operator) ->
     )
 
 
-@router.post("/v1/windows/{window_id}/end")
+@router.post(
+    "/v1/windows/{window_id}/end",
+    summary="End a window in progress now (operator)",
+    **_doc(_END_BODY, 401, 403, 404, 409, 422, 503),
+)
 async def end(window_id: str, request: Request, who: Principal = operator) -> Response:
     """End a window in progress now."""
     raw = await json_body(request, optional=True)
@@ -201,7 +271,11 @@ async def end(window_id: str, request: Request, who: Principal = operator) -> Re
     )
 
 
-@router.post("/v1/windows/{window_id}/notes")
+@router.post(
+    "/v1/windows/{window_id}/notes",
+    summary="Post a note on a window (operator)",
+    **_doc(_NOTE_BODY, 401, 403, 404, 409, 422, 503),
+)
 async def note(window_id: str, request: Request, who: Principal = operator) -> Response:
     """Post a note (``{"message": {"ja", "en"}}``) on a window; event ``maintenance.note``."""
     raw = await json_body(request)

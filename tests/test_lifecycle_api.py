@@ -297,3 +297,25 @@ async def test_ical_feed_carries_the_reserve_and_counts_extensions(
         assert int(ev["SEQUENCE"]) == sequence + 1
         assert ev.decoded("DTEND") == jst(2021, 8, 9, 6, 10)
         assert str(ev["DESCRIPTION"]).startswith("終了予定 06:10（最長 07:00）")
+
+
+# the pages answer GET and HEAD from one function: FastAPI warns of its operation id twice
+@pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning")
+async def test_openapi_describes_the_lifecycle_routes(fake_redis: Any, key_prefix: str) -> None:
+    async with app_at(fake_redis, key_prefix, BEFORE) as c:
+        doc = (await c.client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for path, required in (("extend", []), ("end", []), ("notes", ["message"])):
+        op = doc["paths"][f"/v1/windows/{{window_id}}/{path}"]["post"]
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert body["additionalProperties"] is False
+        assert body.get("required", []) == required
+        assert {"200", "401", "403", "404", "409", "422", "503"} <= set(op["responses"])
+        ref = op["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.rsplit("/", 1)[-1] in schemas
+    extend = doc["paths"]["/v1/windows/{window_id}/extend"]["post"]
+    assert set(extend["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
+        "ends_at",
+        "by_s",
+        "reason",
+    }
