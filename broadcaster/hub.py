@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from broadcaster import codec
 from broadcaster.clock import Clock
@@ -35,13 +35,22 @@ deliver: one GET per process every few seconds finds both (a reset, a gap)."""
 
 def expected_change_at(doc: codec.Doc) -> datetime | None:
     """The earliest instant at which ``doc`` says the status will change (``until``, the
-    first upcoming start, the override's expiry), or None when it names none."""
+    first upcoming start or drain start still ahead of its ``as_of``, the override's
+    expiry), or None when it names none."""
     instants = [doc.get("until")]
     instants += [w["starts_at"] for w in doc.get("upcoming", ())]
     override = doc.get("override")
     if override:
         instants.append(override.get("expires_at"))
     parsed = [codec.parse_wire_instant(t) for t in instants if t]
+    drains = [
+        codec.parse_wire_instant(w["starts_at"]) - timedelta(seconds=w["drain_s"])
+        for w in doc.get("upcoming", ())
+        if w.get("drain_s")
+    ]
+    if drains:  # a drain already begun is no change to come
+        as_of = codec.status_instant(doc)
+        parsed += [t for t in drains if t > as_of]
     return min(parsed, default=None)
 
 

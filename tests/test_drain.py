@@ -11,6 +11,7 @@ import pytest
 
 from broadcaster import codec
 from broadcaster.domain import Catalog, Override, Window
+from broadcaster.hub import expected_change_at
 from broadcaster.refusal import Rule, refusal_for
 from broadcaster.status import (
     StatusCore,
@@ -281,3 +282,16 @@ def test_latest_end_of_a_chain_without_reserve_is_null() -> None:
     doc = codec.status_doc(status([w], START), seq=1, now=START, cause=None, zone=ZONE)
     got = refusal_for(doc, CARD, "en", START, 0)
     assert got is not None and got.latest_end is None and got.until is not None
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (DRAIN - MS, DRAIN),  # the drain start is the next change
+        (DRAIN, START),  # once draining, the start (a drain begun is no change to come)
+        (START, END),
+    ],
+)
+def test_an_overdue_drain_start_is_noticed(now: datetime, expected: datetime) -> None:
+    doc = codec.status_doc(status([A], now), seq=1, now=now, cause=None, zone=ZONE)
+    assert expected_change_at(doc) == expected
