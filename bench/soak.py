@@ -5,8 +5,10 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
 1. generates a seeded random schedule (``--windows``, default 380): random lengths, gaps,
    overlaps, windows that share a start, back-to-back windows that meet at one instant,
    several services and methods, every window announced (at import or at a random lead
-   before its start, so announcements are boundaries too). Times sit on a grid of 5-minute
-   ticks, so two distinct boundaries are at least ``--tick-real`` real seconds apart;
+   before its start, so announcements are boundaries too), about a third with a drain of
+   one to three ticks (drain starts are boundaries: ``maintenance.draining``) and a third
+   with a reserve (``latest_end``). Times sit on a grid of 5-minute ticks, so two distinct
+   boundaries are at least ``--tick-real`` real seconds apart;
 2. starts a private ``redis-server --appendonly yes`` on a free port and imports the file
    with ``maintcast windows import``;
 3. starts two ``maintcast worker`` processes with the same ``--clock/--speed/--clock-wall``
@@ -30,9 +32,17 @@ What it does, in one run (everything on 127.0.0.1, every process its own, all st
    ``redis+sentinel://…``, and the Redis fault is a *failover*: SIGKILL of the current master,
    the sentinels promote the replica, and the killed node comes back as a replica after a
    short delay (so the next failover has a replica to promote);
-5. compares the event log (XRANGE) and what the client saw with the ground truth computed by
+5. plays an operator (``--ops``, default 8): once every ``FLUSHALL`` is done (a re-import
+   would undo its changes) and away from Redis faults, it extends a window in progress by
+   one to three ticks (past its reserve too: an admin token) or ends one early, through
+   ``POST /v1/windows/{id}/extend|end`` of the API; refusals (409: the window ended
+   meanwhile, the API killed) are counted, not errors;
+6. compares the event log (XRANGE) and what the client saw with the ground truth computed by
    the pure domain function (``compute_status`` at every instant of ``boundaries_after``
    over the windows read back from the store), collapsing boundaries that change nothing.
+   With operator changes the truth is piecewise: each window as it was at each instant
+   (its ``extended``/``ended_early`` history entries applied from their ``at`` on), and each
+   change's instant is a change of the truth, published by the change itself.
 
 Epochs (``redis_flush``). A FLUSHALL starts a new *epoch* of the store: seq restarts at 1,
 the event log starts again, open streams are ended and clients reconnect and get a
@@ -116,7 +126,8 @@ import redis
 import yaml
 
 from broadcaster import codec
-from broadcaster.domain import Catalog
+from broadcaster.auth import entry_line, new_token
+from broadcaster.domain import Catalog, Window
 from broadcaster.status import boundaries_after, compute_status
 from worker.scheduler import KEEPALIVE_S, LEADER_TTL_S
 
@@ -139,12 +150,17 @@ TICK = timedelta(minutes=5)
 ZONE = "Asia/Tokyo"
 PREFIX = "soak"
 TIME_DRIVEN = {
+    "maintenance.draining",
     "maintenance.started",
     "maintenance.ended",
     "maintenance.announced",
     "override.expired",
     "reconciled",
 }
+OPS_TYPES = {"maintenance.extended"}
+"""Events of the operator's writes that are not time-driven (an early end is typed
+``maintenance.ended``, like an end that came by itself)."""
+OPS_CHANGES = ("extended", "ended_early")
 CATALOG: dict[str, Any] = {
     "services": {
         "webcollect": {
@@ -171,8 +187,13 @@ the rehearsal's T0, so the import's status and the status at T0 agree."""
 # -- the schedule --------------------------------------------------------------------------
 
 
-def make_schedule(rng: random.Random, n: int, t0: datetime) -> tuple[dict[str, Any], int]:
+def make_schedule(
+    rng: random.Random, n: int, t0: datetime, extras: random.Random | None = None
+) -> tuple[dict[str, Any], int]:
     """A schedule file (as a dict) of ``n`` windows on the tick grid after ``t0``.
+
+    ``extras`` (default: ``rng``) draws the drains and reserves, so a seed keeps the
+    schedule's shape (and its faults' moments) whatever they add.
 
     Returns ``(schedule, last_tick)``. Shapes: a gap after the latest start, back-to-back
     (starts where an earlier window ends: one instant where one ends and the other starts),
@@ -213,18 +234,22 @@ def make_schedule(rng: random.Random, n: int, t0: datetime) -> tuple[dict[str, A
             if start - lead <= 0 or rng.random() < 0.15
             else t0 + (start - lead) * TICK
         )
-        windows.append(
-            {
-                "id": f"soak-{i:04d}",
-                "title": {"en": f"soak window {i}"},
-                "starts_at": (t0 + start * TICK).isoformat(),
-                "ends_at": (t0 + (start + length) * TICK).isoformat(),
-                "timezone": ZONE,
-                "announce_at": announce.isoformat(),
-                "affected": affected,
-                "error_code": f"Z01{i:07d}",
-            }
-        )
+        window: dict[str, Any] = {
+            "id": f"soak-{i:04d}",
+            "title": {"en": f"soak window {i}"},
+            "starts_at": (t0 + start * TICK).isoformat(),
+            "ends_at": (t0 + (start + length) * TICK).isoformat(),
+            "timezone": ZONE,
+            "announce_at": announce.isoformat(),
+            "affected": affected,
+            "error_code": f"Z01{i:07d}",
+        }
+        more = extras or rng
+        if more.random() < 0.35:  # a drain of 1-3 ticks: its start is a boundary on the grid
+            window["drain_s"] = int(TICK.total_seconds()) * more.randint(1, 3)
+        if more.random() < 0.35:
+            window["latest_end"] = (t0 + (start + length + more.randint(1, 4)) * TICK).isoformat()
+        windows.append(window)
     return {"catalog": CATALOG, "windows": windows}, last
 
 
@@ -248,22 +273,73 @@ def status_key(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(core, option=orjson.OPT_SORT_KEYS)
 
 
+def versions(original: list[Window], final: list[Window], t0: datetime) -> dict[str, list[Window]]:
+    """Each window as it was after each operator change: ``original`` (as imported) then its
+    ``extended`` / ``ended_early`` history entries of ``final`` made after ``t0``, applied in
+    order (a new end; an extension past ``latest_end`` moves it, as the API does). Each
+    version's ``history`` holds the entries up to it (``at`` of the last = from when)."""
+    now_of = {w.id: w for w in final}
+    out: dict[str, list[Window]] = {}
+    for w in original:
+        chain = [w]
+        done = list(w.history)
+        ops = [h for h in now_of.get(w.id, w).history if h.change in OPS_CHANGES and h.at >= t0]
+        for h in sorted(ops, key=lambda h: h.at):
+            assert h.to is not None
+            last = chain[-1]
+            latest = last.latest_end
+            if h.change == "extended" and latest is not None:
+                latest = max(latest, h.to.ends_at)
+            done.append(h)
+            chain.append(
+                last.model_copy(
+                    update={"ends_at": h.to.ends_at, "latest_end": latest, "history": tuple(done)}
+                )
+            )
+        out[w.id] = chain
+    return out
+
+
+def windows_at(chains: dict[str, list[Window]], at: datetime) -> list[Window]:
+    """Every window as it was at ``at`` (its latest version whose change is at or before)."""
+    out = []
+    for chain in chains.values():
+        now = chain[0]
+        for v in chain[1:]:
+            if v.history[-1].at <= at:
+                now = v
+        out.append(now)
+    return out
+
+
 def ground_truth(
-    catalog: Catalog, windows: list[Any], t0: datetime, wall0: float, speed: float, error: str
+    catalog: Catalog,
+    windows: list[Any],
+    t0: datetime,
+    wall0: float,
+    speed: float,
+    error: str,
+    final: list[Any] | None = None,
 ) -> tuple[list[Expected], int]:
     """The distinct statuses, in order, from ``t0`` on, by the pure domain function.
 
     Returns ``(changes, boundaries)``: ``changes[0]`` is the status at ``t0``; each later one
     is a boundary (from ``boundaries_after``) whose status differs from the one before.
+    With ``final`` (the windows read back at the end) the operator's changes are applied
+    from their instants on (:func:`versions`), and each change's instant is a boundary.
     """
+    chains = versions(windows, final or windows, t0)
+    changes = sorted(v.history[-1].at for c in chains.values() for v in c[1:])
 
     def doc_at(now: datetime) -> dict[str, Any]:
-        core = compute_status(catalog, windows, None, now, default_error_code=error)
+        ws = windows_at(chains, now)
+        core = compute_status(catalog, ws, None, now, default_error_code=error)
         return codec.status_doc(core, seq=0, now=now, cause=None, zone=ZONE)
 
     first = doc_at(t0)
     out = [Expected(0, t0, wall0, status_key(first), first["state"], first["components"])]
-    instants = boundaries_after(windows, None, t0)
+    every = {b for c in chains.values() for b in boundaries_after(c, None, t0)}
+    instants = sorted(every | {t for t in changes if t > t0})
     for b in instants:
         d = doc_at(b)
         key = status_key(d)
@@ -654,6 +730,73 @@ async def inject(
 # -- analysis ------------------------------------------------------------------------------
 
 
+REDIS_FAULTS = ("redis_kill", "redis_freeze", "failover", "redis_flush")
+
+
+def redis_fault_near(faults: list[Fault], now: float) -> bool:
+    """Whether a Redis fault is under way or due within 3 s (a write then could be lost
+    with the AOF's last second, or undone by a re-import)."""
+    return any(
+        f.kind in REDIS_FAULTS
+        and ((f.started and not f.undone) or (-1.0 <= f.at - now <= 3.0 and not f.started))
+        for f in faults
+    )
+
+
+async def operate(
+    rng: random.Random,
+    wanted: int,
+    base: str,
+    token: str,
+    faults: list[Fault],
+    windows: list[Window],
+    clock: Callable[[float], datetime],
+    stop_at: float,
+    log: list[dict[str, Any]],
+) -> None:
+    """The operator: until ``wanted`` changes were accepted or ``stop_at`` (Unix seconds),
+    every 2-6 s extend (by 1-3 ticks, an admin token: past the reserve too) or end early a
+    window in progress with more than a tick left, through the API. Waits while a FLUSHALL
+    is still to come (its re-import would undo the change) or a Redis fault is near.
+    Appends one entry per attempt to ``log`` (``status`` an HTTP status or an error name)."""
+    current = {w.id: w for w in windows}
+    headers = {"Authorization": f"Bearer {token}"}
+    accepted = 0
+    async with httpx.AsyncClient(timeout=2) as http:
+        while accepted < wanted and time.time() < stop_at:
+            await asyncio.sleep(rng.uniform(2.0, 6.0))
+            real = time.time()
+            pending_flush = any(f.kind == "redis_flush" and not f.undone for f in faults)
+            if pending_flush or redis_fault_near(faults, real):
+                continue
+            now = clock(real)
+            live = sorted(
+                (w for w in current.values() if w.starts_at <= now and w.ends_at - now > TICK),
+                key=lambda w: w.id,
+            )
+            if not live:
+                continue
+            w = rng.choice(live)
+            if rng.random() < 0.6:
+                op, body = "extend", {"by_s": TICK.total_seconds() * rng.randint(1, 3)}
+            else:
+                op, body = "end", {}
+            entry: dict[str, Any] = {"window": w.id, "op": op, **body}
+            try:
+                r = await http.post(
+                    f"{base}/v1/windows/{w.id}/{op}",
+                    json={**body, "reason": "soak"},
+                    headers=headers,
+                )
+            except httpx.HTTPError as exc:
+                log.append({**entry, "status": type(exc).__name__})
+                continue
+            log.append({**entry, "status": r.status_code})
+            if r.status_code == 200:
+                accepted += 1
+                current[w.id] = codec.window_from_doc(r.json())
+
+
 def effect_window(f: Fault) -> tuple[float, float]:
     """Real time during which this fault may keep anyone from publishing (plus recovery)."""
     if f.kind in ("worker_kill_other", "api_kill"):
@@ -875,7 +1018,7 @@ def judge_event(run: Run, log: LogReading, n: int, e: dict[str, Any]) -> None:
     log.judged += 1
     log.last = e
     log.by_type[e["type"]] = log.by_type.get(e["type"], 0) + 1
-    if e["type"] not in TIME_DRIVEN:
+    if e["type"] not in TIME_DRIVEN | OPS_TYPES:
         log.not_time_driven.append(e["seq"])
     went_back = log.advance(codec.parse_wire_instant(e["as_of"]))
     ev = LogEvent(n, e, run.key_index.get(e["key"]), e["key"] == log.last_key, went_back)
@@ -1292,11 +1435,14 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     t0 = datetime(2030, 1, 7, 0, 0, tzinfo=UTC)  # after the real import time: all upcoming
     speed = TICK.total_seconds() / args.tick_real
-    schedule, last_tick = make_schedule(rng, args.windows, t0)
+    schedule, last_tick = make_schedule(rng, args.windows, t0, random.Random(args.seed + 2))
     path = workdir / "schedule.yaml"
     path.write_text(yaml.safe_dump(schedule, allow_unicode=True, sort_keys=False), "utf-8")
 
     server: Backend = SentinelBackend(workdir) if args.sentinel else SingleBackend(workdir)
+    token = new_token()
+    ops_rng = random.Random(args.seed + 1)  # the faults' moments stay as without operator
+    ops_log: list[dict[str, Any]] = []
     procs: list[Proc] = []
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -1306,6 +1452,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             MAINTCAST_KEY_PREFIX=PREFIX,
             MAINTCAST_TIMEZONE=ZONE,
             MAINTCAST_SCHEDULE_FILE=str(path),  # the leader re-imports it after a FLUSHALL
+            MAINTCAST_TOKENS=entry_line("soak-ops", "admin", token),  # the operator's
         )
         done = run_cli(["windows", "import", str(path)], env, timeout=120)
         if done.returncode != 0:
@@ -1325,7 +1472,8 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             repr(wall0),
         ]
         exp, n_boundaries = ground_truth(catalog, windows, t0, wall0, speed, "Z010000000")
-        end = wall0 + last_tick * args.tick_real + args.tail
+        # an operator's extension (at most 3 ticks) may end the last window that much later
+        end = wall0 + (last_tick + (3 if args.ops else 0)) * args.tick_real + args.tail
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         workers = [
@@ -1364,6 +1512,16 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         injector = asyncio.create_task(inject(faults, server, workers, api, fault_log))
         tasks.append(injector)
+        if args.ops:
+
+            def clock_at(real: float) -> datetime:
+                return t0 + timedelta(seconds=(real - wall0) * speed)
+
+            operator = operate(
+                ops_rng, args.ops, base, token, faults, windows, clock_at,
+                wall0 + 0.92 * run_s, ops_log,
+            )  # fmt: skip
+            tasks.append(asyncio.create_task(operator))
         shown = int(end - time.time()) // 30
         for _ in range(int(end - time.time()) + 5):  # bounded wait, one line per 30 s
             if time.time() >= end:
@@ -1385,6 +1543,11 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
         epochs = [parse_log(f.log_rows) for f in faults if f.log_rows is not None]
         epochs.append(parse_log(read_rows(server.data_url)))
+        if any(o["status"] == 200 for o in ops_log):  # the truth as the operator changed it
+            final = read_store(server.data_url)[1]
+            exp, n_boundaries = ground_truth(
+                catalog, windows, t0, wall0, speed, "Z010000000", final
+            )
         report = analyse(
             Run(
                 exp,
@@ -1434,6 +1597,13 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "redis": "sentinel (master + replica + 3 sentinels)" if args.sentinel else "single",
         }
         report["worst_time_to_correct_s"] = max((f.ttc_s for f in faults), default=0.0)
+        report["ops"] = {
+            "accepted": sum(1 for o in ops_log if o["status"] == 200),
+            "refused": sum(1 for o in ops_log if o["status"] != 200),
+            "detail": ops_log[:40],
+        }
+        report["run"]["drains"] = sum(1 for w in windows if w.drain_s)
+        report["run"]["reserves"] = sum(1 for w in windows if w.latest_end is not None)
         return report
     finally:
         for t in tasks:
@@ -1457,7 +1627,12 @@ def print_report(rep: dict[str, Any]) -> None:
         ("  boundaries collapsed (no change)", run["meeting_or_noop_boundaries"]),
         ("  instants where one window ends as another starts", run["meeting_instants"]),
         ("  windows sharing a start with another", run["shared_starts"]),
+        ("  windows with a drain / a reserve", f"{run['drains']} / {run['reserves']}"),
         ("speed / real seconds", f"x{run['speed']:g} / {run['real_s']}"),
+        (
+            "operator extensions and early ends accepted / refused",
+            f"{rep['ops']['accepted']} / {rep['ops']['refused']}",
+        ),
         (
             "events in the log (XRANGE), after import",
             f"{lg['time_driven_events']} "
@@ -1595,6 +1770,12 @@ def main() -> int:
         type=float,
         default=0.5,
         help="wrong periods shorter than this are normal publish lag",
+    )
+    ap.add_argument(
+        "--ops",
+        type=int,
+        default=8,
+        help="operator changes to make (extend or end early a window in progress); 0: none",
     )
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--keep", type=Path, help="keep the logs and schedule in this directory")
