@@ -26,6 +26,7 @@ from broadcaster.notify.subscriptions import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionWithSecret,
+    inactive,
     new_subscription,
     rotated,
     subscription_out,
@@ -198,7 +199,7 @@ async def test_subscription(sub_id: str, a: AdminDep) -> PingOut:
     now, now_s = a.clock.now(), _now_s()
     sub = await a.notify.subscription(sub_id)
     if not sub.active:
-        raise Conflict("id", f"subscription {sub_id!r} is disabled (410 Gone); add it again")
+        raise Conflict("id", inactive(sub))
     status = await a.store.status(now)
     selector = Selector(
         await a.store.catalog(),

@@ -23,11 +23,13 @@ from datetime import datetime
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.metrics import NOTIFICATION_LAG, NOTIFICATION_QUEUE, NOTIFICATIONS
+from broadcaster.notify.email import EmailSender
 from broadcaster.notify.messages import DeliveryConfig, Message, Outcome, Sender
 from broadcaster.notify.subscriptions import Subscription
 from broadcaster.notify.webhook import WebhookSender
 from broadcaster.store import RECONNECT_ERRORS
 from broadcaster.store.notify import NotifyStore
+from broadcaster.store.optin import OptInStore
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,28 @@ GAUGE_S = 5.0
 KINDS = ("webhook", "email")
 
 
+def default_senders(config: DeliveryConfig, optin: OptInStore) -> dict[str, Sender]:
+    """A webhook sender, and an e-mail sender when mail is configured (``config.mail``)."""
+    senders: dict[str, Sender] = {
+        "webhook": WebhookSender(timeout_s=config.timeout_s, user_agent=config.user_agent)
+    }
+    if config.mail is not None:
+        senders["email"] = EmailSender(
+            config.mail,
+            timeout_s=config.timeout_s,
+            context=optin.mail_context,
+            tokens=optin.unsubscribe_token,
+        )
+    return senders
+
+
 class Deliveries:
     """The delivery loop of one process; ``leads()`` says whether it may act now and
     ``fence`` (the worker's id) fences its writes by the leader lock.
 
-    ``senders`` maps a subscription kind to its :class:`Sender` (default: webhooks); a
-    message of a kind without a sender fails at once, with the reason in its deliveries.
+    ``senders`` maps a subscription kind to its :class:`Sender` (default: webhooks, and
+    e-mail when ``config.mail`` is set); a message of a kind without a sender fails at
+    once, with the reason in its deliveries.
     """
 
     def __init__(
@@ -65,12 +83,9 @@ class Deliveries:
         self.config = config
         self.fence = fence
         self.leads = leads
+        self.optin = OptInStore(store)
         self.senders: Mapping[str, Sender] = (
-            senders
-            if senders is not None
-            else {
-                "webhook": WebhookSender(timeout_s=config.timeout_s, user_agent=config.user_agent)
-            }
+            senders if senders is not None else default_senders(config, self.optin)
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -169,8 +184,11 @@ class Deliveries:
 
     async def _send(self, sub: Subscription, msg: Message) -> Outcome:
         sender = self.senders.get(sub.kind)
-        if sender is None:  # e.g. e-mail before its sender exists: say so, do not spin
-            return Outcome("failed", error=f"no sender for kind {sub.kind} in this process")
+        if sender is None:  # e.g. e-mail without MAINTCAST_SMTP_URL: say so, do not spin
+            why = f"no sender for kind {sub.kind} in this process"
+            if sub.kind == "email":
+                why += " (set MAINTCAST_SMTP_URL, MAINTCAST_MAIL_FROM and MAINTCAST_PUBLIC_URL)"
+            return Outcome("failed", error=why)
         try:
             return await sender.send(sub, msg, time.time())
         except Exception as exc:  # a sender's bug is a failed attempt, retried

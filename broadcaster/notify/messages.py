@@ -1,9 +1,10 @@
 """Messages (pure): which logged events a subscription gets, their payload, the retry
 schedule, and what a sender is.
 
-A message is made from one event-log entry (``msg_<seq>``), a test ping (``ping_<random>``)
-or, later, a reminder (``rem_<window>_<offset s>_<starts_at epoch>``); its id is its
-``webhook-id``, stable across retries. Its body is rendered once, when it is queued, and
+A message is made from one event-log entry (``msg_<seq>``), a test ping (``ping_<random>``),
+a reminder (``rem_<window>_<offset s>_<starts_at epoch>``) or a self-subscription's
+confirmation (``confirm_<random>``, e-mail only); its id is its ``webhook-id``, stable
+across retries. Its body is rendered once, when it is queued, and
 every attempt sends the same bytes (docs/notifications.md).
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from broadcaster import codec
 from broadcaster.domain import Catalog, Window, is_public
+from broadcaster.notify.mailconfig import MailConfig
 from broadcaster.notify.subscriptions import Kind, Subscription
 from broadcaster.timeparse import format_instant
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry (``MAINTCAST_WEBHOOK_RETRY_S``): 5 s, 5 min, 30 min, 2 h, 5 h,
 10 h, 10 h; after the last one a message is ``failed``."""
+CONFIRM = "subscription.confirm"
+"""The type of a double opt-in confirmation mail (not an event: only a pending e-mail
+subscription gets it, and it is the only message a pending one gets)."""
 State = Literal["pending", "delivered", "failed"]
 Result = Literal["delivered", "retry", "gone", "failed"]
 
@@ -65,21 +70,25 @@ def user_agent() -> str:
 @dataclass(frozen=True)
 class DeliveryConfig:
     """How messages are delivered: the retry schedule (seconds), the per-attempt timeout
-    (seconds), how many attempts run at once (at most one per subscription), the
-    ``User-Agent``."""
+    (seconds, webhooks and mails), how many attempts run at once (at most one per
+    subscription), the ``User-Agent``, and where mail goes (None: no e-mail sender in this
+    process)."""
 
     retry_s: tuple[float, ...] = DEFAULT_RETRY_S
     timeout_s: float = 10.0
     concurrency: int = 64
     user_agent: str = field(default_factory=user_agent)
+    mail: MailConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        """From ``MAINTCAST_WEBHOOK_RETRY_S``, ``_WEBHOOK_TIMEOUT_S``, ``_NOTIFY_CONCURRENCY``."""
+        """From ``MAINTCAST_WEBHOOK_RETRY_S``, ``_WEBHOOK_TIMEOUT_S``, ``_NOTIFY_CONCURRENCY``,
+        and ``_SMTP_URL``/``_MAIL_FROM``/``_PUBLIC_URL``."""
         return cls(
             retry_s=parse_retry_s(settings.webhook_retry_s),
             timeout_s=settings.webhook_timeout_s,
             concurrency=settings.notify_concurrency,
+            mail=MailConfig.of(settings.smtp_url, settings.mail_from, settings.public_url),
         )
 
 
@@ -132,7 +141,7 @@ class Outcome:
 
 
 class Sender(Protocol):
-    """Delivers messages of one kind (``webhook`` now; ``email`` later)."""
+    """Delivers messages of one kind (``webhook``, ``email``)."""
 
     async def send(self, sub: Subscription, msg: Message, now_s: float) -> Outcome:
         """One attempt at Unix time ``now_s``; never raises for the endpoint's failures."""

@@ -95,7 +95,9 @@ class Subscription(BaseModel):
     """A stored subscription (with its secrets: never sent back but at creation and rotation).
 
     ``created_seq`` is the seq current at creation: only later events are sent unless
-    replayed. ``disabled_at`` is set when a webhook answered 410 Gone.
+    replayed. ``disabled_at`` is set when a webhook answered 410 Gone (or a mail server
+    refused the mailbox for good). ``unsubscribe_key`` is the secret half of an e-mail
+    subscription's ``List-Unsubscribe`` token (never shown by the API).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,11 +114,17 @@ class Subscription(BaseModel):
     secrets: tuple[Secret, ...] = ()
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    unsubscribe_key: str | None = None
 
     @property
     def active(self) -> bool:
-        """Not disabled (by a 410 Gone)."""
+        """Not disabled (by a 410 Gone, or a mailbox refused for good)."""
         return self.disabled_at is None
+
+    @property
+    def unsubscribe_token(self) -> str | None:
+        """The one-click unsubscribe token (``<id>.<key>``, e-mail only), once it has a key."""
+        return f"{self.id}.{self.unsubscribe_key}" if self.unsubscribe_key else None
 
     def wants(self, event_type: str) -> bool:
         """Whether an event of this type is sent: notifiable and matching an ``events`` glob."""
@@ -160,6 +168,22 @@ class SubscriptionWithSecret(SubscriptionOut):
 def new_secret() -> str:
     """A fresh ``whsec_`` secret: base64 of :data:`SECRET_BYTES` random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def new_key() -> str:
+    """A fresh unsubscribe key: 32 random bytes, URL-safe base64 (no padding)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_email(email: str, field: str = "email") -> None:
+    """Reject what is not a plain ``local@domain.tld`` address (no display name, comments
+    or quoting: the address goes into a header).
+
+    Raises:
+        InvalidInput: for ``field``, quoting the value (cut).
+    """
+    if not _EMAIL.fullmatch(email):
+        raise InvalidInput(field, f"{field}: not an e-mail address ({email[:80]!r})")
 
 
 def _loopback(host: str) -> bool:
@@ -247,8 +271,7 @@ def new_subscription(
             raise InvalidInput("url", "url: only for kind webhook")
         if body.email is None:
             raise InvalidInput("email", "email: required for kind email")
-        if not _EMAIL.fullmatch(body.email):
-            raise InvalidInput("email", f"email: not an e-mail address ({body.email[:80]!r})")
+        check_email(body.email)
     if body.scope is not None:
         check_affected(catalog, body.scope, "scope")
     check_events(body.events)
@@ -265,6 +288,7 @@ def new_subscription(
         created_seq=seq,
         actor=actor,
         secrets=(Secret(value=secret),) if secret else (),
+        unsubscribe_key=new_key() if body.kind == "email" else None,
     )
     return sub, secret
 
@@ -282,6 +306,11 @@ def rotated(sub: Subscription, now_s: float) -> tuple[Subscription, str]:
     secret = new_secret()
     kept = tuple(Secret(value=s.value, expires_s=now_s + ROTATION_OVERLAP_S) for s in current)
     return sub.model_copy(update={"secrets": (Secret(value=secret), *kept[:1])}), secret
+
+
+def inactive(sub: Subscription) -> str:
+    """Why ``sub`` gets no test ping or replay: it is disabled (and why)."""
+    return f"subscription {sub.id!r} is disabled ({sub.disabled_reason}); add it again"
 
 
 def _instant(t: datetime | None, zone: str) -> str | None:

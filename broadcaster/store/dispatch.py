@@ -28,6 +28,14 @@ Settled = str
 """What a settle did: ``delivered``, ``retry``, ``failed`` (no retry left) or ``gone``."""
 
 
+def _gone_reason(sub: Subscription, outcome: Outcome, msg_id: str) -> str:
+    """Why a subscription was disabled: its endpoint's 410, or its mailbox refused for good."""
+    if sub.kind == "email":
+        why = f": {outcome.error}" if outcome.error else ""
+        return f"{outcome.status_code} from the mail server{why} (message {msg_id})"
+    return f"{outcome.status_code} Gone from the endpoint (message {msg_id})"
+
+
 class Dispatch:
     """Claims and settles messages (mixed into :class:`~broadcaster.store.notify.NotifyStore`)."""
 
@@ -82,13 +90,13 @@ class Dispatch:
                     raw_sub = await pipe.hget(k.subscriptions, sub_id)
                     raw_msg = await pipe.hget(k.notify_messages(sub_id), msg_id)
                     sub = Subscription.model_validate_json(raw_sub) if raw_sub else None
-                    if sub is None or raw_msg is None or not sub.active:
+                    msg = Message.model_validate_json(raw_msg) if raw_msg else None
+                    if sub is None or msg is None or not sub.active:
                         pipe.multi()  # an orphan (deleted meanwhile) or a disabled one
                         pipe.zrem(due, msg_id)
                         self._ready_after(pipe, sub_id, head, msg_id, None)
                         await pipe.execute()
                         return None
-                    msg = Message.model_validate_json(raw_msg)
                     until = now_s + lease_s
                     claimed = msg.model_copy(
                         update={
@@ -117,8 +125,9 @@ class Dispatch:
     ) -> Settled | None:
         """Record the outcome of the attempt that ``claimed`` (from :meth:`claim`) made:
         delivered, due again after the retry schedule's next delay, ``failed`` when none is
-        left, or ``gone`` (410: the message fails, the subscription is disabled and its
-        other pending messages fail). None when the claim is stale (nothing changed)."""
+        left, or ``gone`` (a webhook's 410, a mailbox refused for good: the message fails,
+        the subscription is disabled and its other pending messages fail). None when the
+        claim is stale (nothing changed)."""
         k = self.keys
         due, msgs = k.notify_due(sub_id), k.notify_messages(sub_id)
         last = Attempt(at_s=now_s, status_code=outcome.status_code, error=outcome.error)
@@ -150,8 +159,8 @@ class Dispatch:
                     pipe.multi()
                     pipe.hset(msgs, done.id, done.model_dump_json())
                     if result == "gone" and raw_sub is not None:
-                        reason = f"410 Gone from the endpoint (message {done.id})"
                         sub = Subscription.model_validate_json(raw_sub)
+                        reason = _gone_reason(sub, outcome, done.id)
                         when = datetime.fromtimestamp(now_s, UTC)
                         pipe.hset(
                             k.subscriptions,
@@ -160,7 +169,9 @@ class Dispatch:
                                 update={"disabled_at": when, "disabled_reason": reason}
                             ).model_dump_json(),
                         )
-                        failed = Attempt(at_s=now_s, error="subscription disabled (410 Gone)")
+                        failed = Attempt(
+                            at_s=now_s, error=f"subscription disabled ({outcome.status_code})"
+                        )
                         for m in others:
                             upd = {"state": "failed", "next_s": None, "claim": None, "last": failed}
                             pipe.hset(msgs, m.id, m.model_copy(update=upd).model_dump_json())

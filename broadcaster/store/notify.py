@@ -25,7 +25,7 @@ from broadcaster import codec
 from broadcaster.domain import Catalog, Conflict, NotFound, Window
 from broadcaster.keys import Keys
 from broadcaster.notify.messages import LoggedEvent, Message, Selector
-from broadcaster.notify.subscriptions import Subscription
+from broadcaster.notify.subscriptions import Subscription, inactive
 from broadcaster.store.client import Redis
 from broadcaster.store.coordination import MAX_ATTEMPTS
 from broadcaster.store.core import Store
@@ -233,7 +233,7 @@ class NotifyStore(Dispatch):
         """
         sub = await self.subscription(sub_id)
         if not sub.active:
-            raise Conflict("id", f"subscription {sub_id!r} is disabled (410 Gone); add it again")
+            raise Conflict("id", inactive(sub))
         queued, first, last, after = 0, None, None, after_seq
         while after - after_seq < limit:
             rows = await self._logged(self.redis, after, FAN_OUT_BATCH)
