@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec, ops_api, subscriptions_api
+from broadcaster import codec, ops_api, subscribe_api, subscriptions_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
@@ -132,6 +132,8 @@ def create_app(
     _errors(app)
     app.include_router(ops_api.router)
     app.include_router(subscriptions_api.router)
+    app.include_router(subscribe_api.router)
+    subscribe_api.redact_access_log()
     app.include_router(page_routes.router)
     if demo:
         app.include_router(page_routes.demo_router)

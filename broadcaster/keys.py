@@ -95,6 +95,16 @@ class Keys:
         """Sorted set: message id -> when it was queued (Unix s), for listing newest first."""
         return self._k(f"notify:log:{sub_id}")
 
+    def signup(self, token_hash: str) -> str:
+        """String with TTL: a self-subscription awaiting confirmation, by the SHA-256 (hex)
+        of its token (the token itself is only in the confirmation mail)."""
+        return self._k(f"signup:{token_hash}")
+
+    def signup_sent(self, address_hash: str) -> str:
+        """String with TTL: a confirmation mail was queued for this address (SHA-256 hex of
+        the lower-cased address) recently; no other until it expires."""
+        return self._k(f"signup:sent:{address_hash}")
+
     @property
     def inputs(self) -> tuple[str, ...]:
         """The keys a status computation reads; WATCHed by every publish."""

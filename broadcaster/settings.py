@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     """The public base URL of this deployment (``https://status.example.com``): the links
     in mails (confirm, unsubscribe, status page) start with it."""
+    subscribe_per_hour: int = Field(10, ge=0, le=100_000)
+    """``POST /v1/subscribe`` requests per client address per hour in this process (0: no
+    cap)."""
 
     @field_validator("webhook_retry_s")
     @classmethod

@@ -42,6 +42,8 @@ FAN_OUT_ROUNDS = 20
 GAUGE_S = 5.0
 """Real seconds between reads of the queue sizes (``maintcast_notification_queue``)."""
 KINDS = ("webhook", "email")
+SWEEP_S = 60.0
+"""Real seconds between sweeps of self-subscriptions never confirmed (by the leader)."""
 
 
 def default_senders(config: DeliveryConfig, optin: OptInStore) -> dict[str, Sender]:
@@ -91,6 +93,7 @@ class Deliveries:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._gauged = 0.0
+        self._swept = 0.0
 
     def nudge(self) -> None:
         """Run the next round now (an event was published, an attempt finished)."""
@@ -129,6 +132,9 @@ class Deliveries:
         while not leading). Returns how many attempts were started."""
         if not self.leads():
             return 0
+        if time.time() - self._swept >= SWEEP_S:
+            self._swept = time.time()
+            await self.optin.sweep(self.clock.now())
         for _ in range(FAN_OUT_ROUNDS):
             if not await self.store.fan_out(time.time(), self._origin_of, fence=self.fence):
                 break

@@ -96,8 +96,9 @@ class Subscription(BaseModel):
 
     ``created_seq`` is the seq current at creation: only later events are sent unless
     replayed. ``disabled_at`` is set when a webhook answered 410 Gone (or a mail server
-    refused the mailbox for good). ``unsubscribe_key`` is the secret half of an e-mail
-    subscription's ``List-Unsubscribe`` token (never shown by the API).
+    refused the mailbox for good). ``pending`` marks a self-subscription awaiting its
+    double opt-in; ``unsubscribe_key`` is the secret half of an e-mail subscription's
+    ``List-Unsubscribe`` token (never shown by the API).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,12 +115,15 @@ class Subscription(BaseModel):
     secrets: tuple[Secret, ...] = ()
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    pending: bool = False
     unsubscribe_key: str | None = None
 
     @property
     def active(self) -> bool:
-        """Not disabled (by a 410 Gone, or a mailbox refused for good)."""
-        return self.disabled_at is None
+        """Gets messages: neither disabled (410 Gone, a refused mailbox) nor ``pending`` (a
+        self-subscription whose address has not confirmed yet: it gets only its
+        confirmation mail)."""
+        return self.disabled_at is None and not self.pending
 
     @property
     def unsubscribe_token(self) -> str | None:
@@ -151,7 +155,7 @@ class SubscriptionOut(BaseModel):
     events: list[str]
     created_at: str
     created_seq: int
-    state: Literal["active", "disabled"]
+    state: Literal["active", "disabled", "pending"]
     disabled_at: str | None
     disabled_reason: str | None
     previous_secret_expires_at: str | None = Field(
@@ -309,7 +313,9 @@ def rotated(sub: Subscription, now_s: float) -> tuple[Subscription, str]:
 
 
 def inactive(sub: Subscription) -> str:
-    """Why ``sub`` gets no test ping or replay: it is disabled (and why)."""
+    """Why ``sub`` gets no test ping or replay: disabled (and why), or pending."""
+    if sub.pending:
+        return f"subscription {sub.id!r} is pending: its address has not confirmed yet"
     return f"subscription {sub.id!r} is disabled ({sub.disabled_reason}); add it again"
 
 
@@ -330,7 +336,7 @@ def subscription_out(sub: Subscription, *, zone: str, now_s: float) -> Subscript
         events=list(sub.events),
         created_at=format_instant(sub.created_at, zone),
         created_seq=sub.created_seq,
-        state="active" if sub.active else "disabled",
+        state="pending" if sub.pending else "active" if sub.active else "disabled",
         disabled_at=_instant(sub.disabled_at, zone),
         disabled_reason=sub.disabled_reason,
         previous_secret_expires_at=_instant(

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from broadcaster.keys import Keys
-from broadcaster.notify.messages import Attempt, Message, Outcome, after_failure
+from broadcaster.notify.messages import CONFIRM, Attempt, Message, Outcome, after_failure
 from broadcaster.notify.subscriptions import Subscription
 from broadcaster.store.coordination import MAX_ATTEMPTS
 
@@ -26,6 +26,12 @@ HISTORY = 1000
 """Finished messages kept per subscription for the delivery list (pending ones are kept)."""
 Settled = str
 """What a settle did: ``delivered``, ``retry``, ``failed`` (no retry left) or ``gone``."""
+
+
+def _sendable(sub: Subscription, msg: Message) -> bool:
+    """Whether ``msg`` may go to ``sub`` now: an active subscription gets anything, a pending
+    one (awaiting its double opt-in) only its confirmation mail."""
+    return sub.active or (sub.pending and sub.disabled_at is None and msg.type == CONFIRM)
 
 
 def _gone_reason(sub: Subscription, outcome: Outcome, msg_id: str) -> str:
@@ -70,8 +76,9 @@ class Dispatch:
     ) -> tuple[Subscription, Message] | None:
         """Take the subscription's earliest due message for one attempt: its ``attempt``
         grows, it gets a new ``claim`` token, and it is due again after ``lease_s`` seconds
-        unless settled. None when nothing is due, the subscription is gone or disabled, or
-        (with ``fence``) this process does not hold the leader lock."""
+        unless settled. None when nothing is due, the subscription is gone or disabled (a
+        pending one's messages other than its confirmation are dropped), or (with
+        ``fence``) this process does not hold the leader lock."""
         k = self.keys
         due = k.notify_due(sub_id)
         for _ in range(MAX_ATTEMPTS):
@@ -91,7 +98,7 @@ class Dispatch:
                     raw_msg = await pipe.hget(k.notify_messages(sub_id), msg_id)
                     sub = Subscription.model_validate_json(raw_sub) if raw_sub else None
                     msg = Message.model_validate_json(raw_msg) if raw_msg else None
-                    if sub is None or msg is None or not sub.active:
+                    if sub is None or msg is None or not _sendable(sub, msg):
                         pipe.multi()  # an orphan (deleted meanwhile) or a disabled one
                         pipe.zrem(due, msg_id)
                         self._ready_after(pipe, sub_id, head, msg_id, None)
