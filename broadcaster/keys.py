@@ -95,6 +95,12 @@ class Keys:
         """Sorted set: message id -> when it was queued (Unix s), for listing newest first."""
         return self._k(f"notify:log:{sub_id}")
 
+    @property
+    def notify_reminded(self) -> str:
+        """Sorted set: reminder id -> its instant (Unix s), for each reminder already queued
+        (so a reminder is queued once across processes; old ones are trimmed)."""
+        return self._k("notify:reminded")
+
     def signup(self, token_hash: str) -> str:
         """String with TTL: a self-subscription awaiting confirmation, by the SHA-256 (hex)
         of its token (the token itself is only in the confirmation mail)."""

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcaster.notify.mailconfig import check_public_url, mail_domain, smtp_target
 from broadcaster.notify.messages import parse_retry_s
+from broadcaster.notify.reminders import parse_offsets
 from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
 
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = False
     notify_concurrency: int = Field(64, ge=1, le=10_000)
     """Delivery attempts under way at once (at most one per subscription)."""
+    reminders: str = "P7D,P1D,PT1H"
+    """ISO 8601 durations before a window's start at which ``maintenance.reminder`` is sent
+    (a window's own ``reminders`` replace them), comma-separated; empty = none."""
     smtp_url: str | None = None
     """``smtp://[user:pass@]host[:port]`` (STARTTLS when offered) or ``smtps://…`` (implicit
     TLS): where e-mail notifications go. Unset: no mail is sent."""
@@ -90,6 +94,12 @@ class Settings(BaseSettings):
     @classmethod
     def _retry_list(cls, text: str) -> str:
         parse_retry_s(text)  # its ValueError names the bad item
+        return text
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminder_list(cls, text: str) -> str:
+        parse_offsets(text)  # its InvalidInput names the bad item
         return text
 
     @field_validator("smtp_url")

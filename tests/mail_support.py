@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email
 import email.policy
 import shutil
@@ -22,7 +23,16 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from tests.support import need
+from broadcaster.notify.mailconfig import MailConfig
+from broadcaster.notify.messages import DeliveryConfig
+from broadcaster.notify.subscriptions import SubscriptionIn, new_subscription
+from broadcaster.store import Store
+from broadcaster.store.notify import NotifyStore
+from tests.notify_support import FAST
+from tests.support import jst, need
+
+FROM = "Maintcast <noreply@status.example.com>"
+PUBLIC = "https://status.example.com"
 
 
 @dataclass
@@ -205,3 +215,22 @@ async def smtp_server(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await server.wait_closed()
+
+
+def mailing(port: int, config: DeliveryConfig = FAST) -> DeliveryConfig:
+    """``config`` (default: the quick test retries) sending mail to the SMTP server on
+    ``port`` (From :data:`FROM`, links under :data:`PUBLIC`)."""
+    return dataclasses.replace(config, mail=MailConfig.of(f"smtp://127.0.0.1:{port}", FROM, PUBLIC))
+
+
+async def add_email(store: Store, sub_id: str, address: str, lang: str = "ja", **body: Any) -> None:
+    """Add an e-mail subscription (active at once, as the admin API makes it)."""
+
+    def make(seq: int, catalog: Any) -> Any:
+        req = SubscriptionIn(id=sub_id, kind="email", email=address, lang=lang, **body)  # type: ignore[arg-type]
+        return new_subscription(
+            req, catalog=catalog, now=jst(2021, 5, 1), seq=seq, actor="t", new_id=sub_id,
+            allow_http=False,
+        )[0]  # fmt: skip
+
+    await NotifyStore.of(store).add_subscription(make)

@@ -5,37 +5,14 @@ mail settings the messages fail at once, saying why."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from broadcaster.notify.mailconfig import MailConfig
-from broadcaster.notify.subscriptions import SubscriptionIn, new_subscription
-from broadcaster.store import Store
 from broadcaster.store.notify import NotifyStore
-from tests.mail_support import Mailbox, smtp_server
+from tests.mail_support import Mailbox, add_email, mailing, smtp_server
 from tests.notify_support import FAST, clear, delivering, override, seeded
-from tests.support import eventually_async, jst
+from tests.support import eventually_async
 
 ADDRESS = "ops@shop.example"
-
-
-async def add_email(store: Store, sub_id: str, address: str = ADDRESS, lang: str = "ja") -> None:
-    now = jst(2021, 8, 9)
-
-    def make(seq: int, catalog: Any) -> Any:
-        body = SubscriptionIn(id=sub_id, kind="email", email=address, lang=lang)  # type: ignore[arg-type]
-        return new_subscription(
-            body, catalog=catalog, now=now, seq=seq, actor="t", new_id=sub_id, allow_http=False
-        )[0]
-
-    await NotifyStore.of(store).add_subscription(make)
-
-
-def mailing(port: int) -> Any:
-    config = MailConfig.of(
-        f"smtp://127.0.0.1:{port}", "Maintcast <noreply@status.example.com>", "https://s.example"
-    )
-    return dataclasses.replace(FAST, mail=config)
 
 
 async def test_events_arrive_as_mails_and_a_451_is_retried(
@@ -45,7 +22,7 @@ async def test_events_arrive_as_mails_and_a_451_is_retried(
 
     clock: Any = SystemClock()
     store = await seeded(real_redis, key_prefix, clock)
-    await add_email(store, "mail")
+    await add_email(store, "mail", ADDRESS)
     box = Mailbox()
     async with smtp_server(box) as port, delivering(store, clock, mailing(port)):
         box.refuse[ADDRESS] = "451 4.3.0 greylisted, try again"
@@ -97,7 +74,7 @@ async def test_without_mail_settings_mails_fail_saying_so(real_redis: Any, key_p
 
     clock: Any = SystemClock()
     store = await seeded(real_redis, key_prefix, clock)
-    await add_email(store, "nomail")
+    await add_email(store, "nomail", ADDRESS)
     async with delivering(store, clock, FAST):
         seq = await override(store, clock)
 

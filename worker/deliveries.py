@@ -153,6 +153,19 @@ class Deliveries:
             started += 1
         return started
 
+    async def remind(self, at: datetime) -> list[str]:
+        """Queue the reminders due at clock time ``at`` (none while not leading; each once
+        across processes, and never later than the store's misfire grace); returns their
+        ids. Called by the worker at each boundary, when it takes the lead, and each tick."""
+        if not self.leads():
+            return []
+        queued = await self.store.remind(
+            at, self.config.reminders, time.time(), self._origin_of, fence=self.fence
+        )
+        if queued:
+            self.nudge()
+        return queued
+
     def _origin_of(self, at: datetime) -> float:
         """The real Unix time at which the clock read ``at``."""
         return self.clock.wall_time_of(at).timestamp()

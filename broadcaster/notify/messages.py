@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from broadcaster import codec
 from broadcaster.domain import Catalog, Window, is_public
 from broadcaster.notify.mailconfig import MailConfig
+from broadcaster.notify.reminders import DEFAULT_OFFSETS, REMINDER, Reminder, parse_offsets
 from broadcaster.notify.subscriptions import Kind, Subscription
 from broadcaster.timeparse import format_instant
 
@@ -71,23 +72,25 @@ def user_agent() -> str:
 class DeliveryConfig:
     """How messages are delivered: the retry schedule (seconds), the per-attempt timeout
     (seconds, webhooks and mails), how many attempts run at once (at most one per
-    subscription), the ``User-Agent``, and where mail goes (None: no e-mail sender in this
-    process)."""
+    subscription), the ``User-Agent``, the default reminder offsets, and where mail goes
+    (None: no e-mail sender in this process)."""
 
     retry_s: tuple[float, ...] = DEFAULT_RETRY_S
     timeout_s: float = 10.0
     concurrency: int = 64
     user_agent: str = field(default_factory=user_agent)
+    reminders: tuple[timedelta, ...] = field(default_factory=lambda: parse_offsets(DEFAULT_OFFSETS))
     mail: MailConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
         """From ``MAINTCAST_WEBHOOK_RETRY_S``, ``_WEBHOOK_TIMEOUT_S``, ``_NOTIFY_CONCURRENCY``,
-        and ``_SMTP_URL``/``_MAIL_FROM``/``_PUBLIC_URL``."""
+        ``_REMINDERS`` and ``_SMTP_URL``/``_MAIL_FROM``/``_PUBLIC_URL``."""
         return cls(
             retry_s=parse_retry_s(settings.webhook_retry_s),
             timeout_s=settings.webhook_timeout_s,
             concurrency=settings.notify_concurrency,
+            reminders=parse_offsets(settings.reminders),
             mail=MailConfig.of(settings.smtp_url, settings.mail_from, settings.public_url),
         )
 
@@ -314,6 +317,45 @@ class Selector:
             for sub in subs:
                 if (replay or ev.seq > sub.created_seq) and self.touches(sub, ev, before):
                     out.append((sub.id, self.event_message(sub, ev, now_s, replay=replay)))
+        return out
+
+    def reminder_messages(
+        self, subs: Iterable[Subscription], due: list[Reminder], status: codec.Doc, now_s: float
+    ) -> list[tuple[str, Message]]:
+        """``(subscription id, message)`` for each reminder of ``due`` and each active
+        subscription that wants ``maintenance.reminder`` and whose scope the window covers:
+        ``data`` is the current ``seq``, the window at the reminder's instant, the status
+        scoped to the subscription and ``reminder: {before_s}``; ``timestamp`` is the
+        reminder's instant."""
+        out: list[tuple[str, Message]] = []
+        subs = [s for s in subs if s.active and s.wants(REMINDER)]
+        for r in due:
+            w = self.windows.get(r.window_id)
+            if w is None:
+                continue
+            covered = w.covers(self.catalog)
+            for sub in subs:
+                within = sub.components(self.catalog)
+                if within is not None and not covered & within:
+                    continue
+                data = {
+                    "seq": status["seq"],
+                    "window": codec.window_doc(w, r.at),
+                    "status": self.view(status, within),
+                    "reminder": {"before_s": r.before_s},
+                }
+                body = body_of(REMINDER, format_instant(r.at, w.timezone), data)
+                msg = Message(
+                    id=r.id,
+                    kind=sub.kind,
+                    type=REMINDER,
+                    seq=None,
+                    body=body,
+                    queued_s=now_s,
+                    origin_s=self.origin_of(r.at),
+                    next_s=now_s,
+                )
+                out.append((sub.id, msg))
         return out
 
     def ping(self, sub: Subscription, status: codec.Doc, now: datetime, now_s: float) -> Message:

@@ -15,8 +15,8 @@ twice or skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -24,6 +24,7 @@ from redis.exceptions import WatchError
 from broadcaster import codec
 from broadcaster.domain import Catalog, Conflict, NotFound, Window
 from broadcaster.keys import Keys
+from broadcaster.notify import reminders
 from broadcaster.notify.messages import LoggedEvent, Message, Selector
 from broadcaster.notify.subscriptions import Subscription, inactive
 from broadcaster.store.client import Redis
@@ -36,20 +37,24 @@ log = logging.getLogger(__name__)
 
 FAN_OUT_BATCH = 50
 """Events fanned out per transaction."""
+REMINDED_KEPT = timedelta(days=30)
+"""How long (clock time) a queued reminder's mark is kept: far beyond any misfire grace."""
 
 
 class NotifyStore(Dispatch):
     """Subscriptions and their delivery queue under one key prefix (does not own ``redis``)."""
 
-    def __init__(self, redis: Redis, keys: Keys, defaults: Defaults) -> None:
+    def __init__(self, redis: Redis, keys: Keys, defaults: Defaults, grace_s: float = 5.0) -> None:
         self.redis: Any = redis
         self.keys = keys
         self.defaults = defaults
+        self.grace_s = grace_s
 
     @classmethod
     def of(cls, store: Store) -> NotifyStore:
-        """The notification store beside ``store`` (same client, prefix and defaults)."""
-        return cls(store.redis, store.keys, store.defaults)
+        """The notification store beside ``store`` (same client, prefix, defaults and
+        misfire grace)."""
+        return cls(store.redis, store.keys, store.defaults, store.grace_s)
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -220,6 +225,57 @@ class NotifyStore(Dispatch):
                 except WatchError:
                     continue
         return 0
+
+    async def remind(
+        self,
+        now: datetime,
+        offsets: Sequence[timedelta],
+        now_s: float,
+        origin_of: Callable[[datetime], float],
+        *,
+        fence: str | None,
+    ) -> list[str]:
+        """Queue the reminders due at ``now`` (clock time; :func:`reminders.due` with this
+        store's misfire grace) that were not queued before, for every subscription that
+        gets them, and mark them queued, in one transaction; with ``fence`` only while that
+        id holds the leader lock. Returns the ids of the reminders queued now.
+        """
+        k = self.keys
+        for _ in range(MAX_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(k.notify_reminded, *([k.worker_leader] if fence else []))
+                    if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
+                        return []
+                    subs, catalog, windows = await self._inputs(pipe)
+                    todo = [
+                        r
+                        for r in reminders.due(windows.values(), offsets, now, self.grace_s)
+                        if await pipe.zscore(k.notify_reminded, r.id) is None
+                    ]
+                    raw_status = await pipe.get(k.status) if todo else None
+                    if raw_status is None:  # nothing due, or nothing ever published
+                        return []
+                    found = self._selector(catalog, windows, origin_of).reminder_messages(
+                        subs, todo, codec.loads(raw_status), now_s
+                    )
+                    pipe.multi()
+                    for sub_id in dict.fromkeys(s for s, _ in found):
+                        self._queue(pipe, sub_id, [m for s, m in found if s == sub_id])
+                    pipe.zadd(k.notify_reminded, {r.id: r.at.timestamp() for r in todo})
+                    forget = (now - REMINDED_KEPT).timestamp()
+                    pipe.zremrangebyscore(k.notify_reminded, "-inf", forget)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            for r in todo:
+                log.info(
+                    "reminder %s queued for %d subscriptions",
+                    r.id,
+                    sum(1 for _, m in found if m.id == r.id),
+                )
+            return [r.id for r in todo]
+        return []
 
     async def replay(
         self, sub_id: str, after_seq: int, now_s: float, *, limit: int
