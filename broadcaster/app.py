@@ -185,14 +185,17 @@ router = APIRouter()
 """The public routes other than the live ones (:mod:`broadcaster.live`), and the probes."""
 
 
-def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
-    """Announced windows are public; ops (a valid token) see the others too."""
-    if is_public(w, now):
-        return True
+def is_ops(request: Request, authorization: str | None) -> bool:
+    """Whether ``authorization`` carries a valid ops token (any role)."""
     try:
         return authorization is not None and bool(principal_of(tokens_of(request), authorization))
     except PermissionError:
         return False
+
+
+def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
+    """Announced windows are public; ops (a valid token) see the others too."""
+    return is_public(w, now) or is_ops(request, authorization)
 
 
 @router.get("/v1/windows")
@@ -244,9 +247,12 @@ async def list_events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The event log after seq ``after``, oldest first, at most 1000 at once."""
-    events = await store_of(request).events(after, min(limit, 1000))
+    """The event log after seq ``after``, oldest first, at most 1000 at once; without an
+    ops token the entries of windows not yet announced carry no window id and no reason."""
+    public_at = None if is_ops(request, authorization) else clock_of(request).now()
+    events = await store_of(request).events(after, min(limit, 1000), public_at=public_at)
     return Response(codec.dumps({"events": events}), media_type="application/json")
 
 
