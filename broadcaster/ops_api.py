@@ -17,8 +17,9 @@ from fastapi.responses import Response
 from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
-from broadcaster.domain import InvalidInput, NotFound, Window
+from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window
 from broadcaster.store import Change, State
+from broadcaster.texts import check_texts
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -26,11 +27,14 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(codec.dumps(doc), status_code=status, media_type="application/json")
 
 
-async def json_body(request: Request, *, optional: bool = False) -> Any:
-    """The request body as JSON; an empty body is ``{}`` when ``optional``.
+async def json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body, a JSON object; an empty body is ``{}`` when ``optional``. Every
+    text in it is checked for control characters (:func:`broadcaster.texts.check_texts`).
+    Its size is bounded before this reads it (:mod:`broadcaster.hygiene`: 413).
 
     Raises:
-        InvalidInput: ``body`` is not valid JSON (or missing when required).
+        InvalidInput: ``body`` is not valid JSON, not an object (or missing when required);
+            a text holds a control character (named).
     """
     raw = await request.body()
     if not raw.strip():
@@ -38,9 +42,13 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise InvalidInput("body", "body: a JSON object is required")
     try:
-        return codec.loads(raw)
+        doc = codec.loads(raw)
     except codec.JSONDecodeError as exc:
         raise InvalidInput("body", f"body: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("body", f"body: must be a JSON object (got {type(doc).__name__})")
+    check_texts(doc)
+    return doc
 
 
 def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
@@ -118,7 +126,7 @@ def existing(st: State, window_id: str) -> Window:
     """
     w = st.windows.get(window_id)
     if w is None:
-        raise NotFound("id", f"unknown window {window_id!r}")
+        raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
     return w
 
 

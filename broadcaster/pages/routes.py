@@ -263,7 +263,7 @@ async def render(
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 
-@router.api_route("/status", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/status", response_class=HTMLResponse)
 async def status_page(request: Request) -> HTMLResponse:
     """The public status page: every component and the announced windows to come."""
     now = hub_of(request).clock.now()
@@ -279,7 +279,7 @@ async def status_page(request: Request) -> HTMLResponse:
     return await render(request, "status.html", "status", "link", windows=docs)
 
 
-@router.api_route("/maintenance", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/maintenance", response_class=HTMLResponse)
 async def maintenance_page(
     request: Request, service: str | None = None, method: str | None = None
 ) -> HTMLResponse:
@@ -303,13 +303,13 @@ async def maintenance_page(
     )
 
 
-@router.api_route("/admin", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/admin", response_class=HTMLResponse)
 async def admin_page(request: Request) -> HTMLResponse:
     """The ops dashboard (its writes go through the ops API with a token)."""
     return await render(request, "admin.html", "admin", "admin")
 
 
-@demo_router.api_route("/demo/checkout", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@demo_router.get("/demo/checkout", response_class=HTMLResponse)
 async def checkout(request: Request) -> HTMLResponse:
     """A sample checkout page whose card payment the gate guards."""
     return await render(

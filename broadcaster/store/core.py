@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from broadcaster import codec
+from broadcaster.caps import check_live_windows
 from broadcaster.domain import Catalog, Cause, Override, Window, public_cause
 from broadcaster.keys import Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
@@ -316,6 +317,10 @@ class Store(EventLog):
 
         ``change`` sees the state after that due change and may raise to abort (nothing is
         written). Returns the published status objects; the last is the write's own.
+
+        Raises:
+            Conflict: the write would take the scheduled and in-progress windows past a cap
+                (:func:`broadcaster.caps.check_live_windows`); nothing is written.
         """
 
         def build(st: State) -> Plan:
@@ -323,6 +328,7 @@ class Store(EventLog):
             base = self.add_due_event(st, now, plan)
             ch = change(base)
             windows = {**base.windows, **ch.windows}
+            check_live_windows(base.windows, windows, now, max_windows=self.defaults.max_windows)
             plan.windows.update(ch.windows)
             override = base.override
             if ch.set_override:
@@ -341,6 +347,10 @@ class Store(EventLog):
         One event per window created (``maintenance.scheduled``) or changed
         (``rescheduled``/``updated``/``cancelled``); none if nothing changed. History the
         server already has is kept; a change of times not in the file's history is recorded.
+
+        Raises:
+            Conflict: past a cap of :func:`broadcaster.caps.check_live_windows`; nothing
+                is stored.
         """
 
         def build(st: State) -> Plan:
@@ -356,6 +366,7 @@ class Store(EventLog):
                 if cause is not None:
                     windows[w.id] = plan.windows[w.id] = merged
                     causes.append(cause)
+            check_live_windows(st.windows, windows, now, max_windows=self.defaults.max_windows)
             # one transaction: every event of it carries the status of the whole import, so
             # no reader ever sees a half-imported calendar (a window in progress shown as
             # normal because the events before its own came first: bench/soak.py finding H)
