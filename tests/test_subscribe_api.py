@@ -193,8 +193,9 @@ async def test_rate_limit_per_client(real_redis: Any, key_prefix: str) -> None:
 
 async def test_bad_requests_and_a_deployment_without_mail(real_redis: Any, key_prefix: str) -> None:
     async with service(real_redis, key_prefix) as ctx:
-        r = await ctx.subscribe("not an address")
-        assert r.status_code == 422 and r.json()["error"]["field"] == "email"
+        for bad in ("not an address", "a\x00b@example.jp", "a@example.jp\r\nBcc: x@y.jp"):
+            r = await ctx.subscribe(bad)
+            assert r.status_code == 422 and r.json()["error"]["field"] == "email", bad
         r = await ctx.subscribe("a@example.jp", scope={"nope": ["*"]})
         assert r.status_code == 422 and r.json()["error"]["field"].startswith("scope")
         r = await ctx.client.post("/v1/subscribe", json={"email": "a@example.jp", "x": 1})
