@@ -317,6 +317,25 @@ class NotifyStore(Dispatch):
         raw = await self.redis.hmget(k.notify_messages(sub_id), ids)
         return [Message.model_validate_json(r) for r in raw if r is not None]
 
+    async def last_deliveries(self, sub_ids: list[str]) -> dict[str, tuple[Message | None, int]]:
+        """For each subscription: its latest message (None before any) and how many of its
+        messages are pending, in two round trips whatever the number of subscriptions."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sub_id in sub_ids:
+                pipe.zrevrange(k.notify_log(sub_id), 0, 0)
+                pipe.zcard(k.notify_due(sub_id))
+            found = await pipe.execute()
+        latest = dict(zip(sub_ids, found[0::2], strict=True))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sub_id, ids in latest.items():
+                pipe.hget(k.notify_messages(sub_id), ids[0] if ids else "")
+            raws = await pipe.execute()
+        return {
+            sub_id: (Message.model_validate_json(raw) if raw else None, int(pending))
+            for sub_id, raw, pending in zip(sub_ids, raws, found[1::2], strict=True)
+        }
+
     async def queue_sizes(self) -> dict[str, int]:
         """Pending messages by subscription kind."""
         subs = await self.subscriptions()
