@@ -206,9 +206,14 @@ async def test_a_reminder_reaches_a_webhook_and_a_mailbox_once(real_redis: Any) 
         config = mailing(port)
         async with delivering(store, clock, config), delivering(store, clock, config, "standby"):
             await eventually_async(lambda: rx.ok("h") and box.mails, "the reminder", timeout=15)
+            # both processes' jobs for 00:00 have fired by 00:00:03 (each within ms)
             await eventually_async(
-                lambda: clock.now() > jst(2021, 8, 9, 0, 0, 8), "the grace to pass", timeout=15
+                lambda: clock.now() > jst(2021, 8, 9, 0, 0, 3), "both jobs to fire", timeout=15
             )
+    assert await real_redis.zrange(store.keys.notify_reminded, 0, -1) == [rid.encode()]
+    notify = NotifyStore.of(store)
+    for sub_id in ("hook", "mail"):
+        assert [m.id for m in await notify.deliveries(sub_id, 10)] == [rid]
     [hook] = rx.ok("h")
     assert (hook.id, hook.doc["type"]) == (rid, "maintenance.reminder")
     assert hook.doc["timestamp"] == "2021-08-09T00:00:00+09:00"
