@@ -66,6 +66,9 @@ def setup_logging(log_format: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one line per webhook attempt, besides the
+    # delivery's own (worker.deliveries)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached", once a second while a
     # keepalive waits on a frozen Redis: the keepalive itself says what is wrong
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

@@ -201,6 +201,8 @@ class Dispatch:
         how many were dropped."""
         k = self.keys
         log_key, due = k.notify_log(sub_id), k.notify_due(sub_id)
+        if int(await self.redis.zcard(log_key)) <= keep:  # nearly always: one round trip
+            return 0
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(log_key, due)
