@@ -1,4 +1,4 @@
-"""Public self-service e-mail subscription (docs/notifications.md "Subscribe by e-mail"):
+"""Public self-service e-mail subscription (docs/notifications.md "By e-mail, yourself"):
 ``POST /v1/subscribe`` with double opt-in, ``GET /v1/subscribe/confirm`` and the one-click
 ``/v1/unsubscribe`` of every mail (RFC 8058).
 
