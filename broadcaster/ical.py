@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, Timezone
+from icalendar import Calendar, Event
+from icalendar.cal import Timezone
 
 from broadcaster.domain import Window
 
@@ -15,21 +16,22 @@ from broadcaster.domain import Window
 def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
     """The ``text/calendar`` body for ``windows`` at ``now`` (UTC, for DTSTAMP).
 
-    One VEVENT per window; an occurrence of a recurring series is a window of its own (the
-    series itself is no window and is not listed). UID is ``<id>@maintcast`` (stable across
-    reschedules); SEQUENCE counts reschedules (RFC 5545 3.8.7.4); cancelled windows have
-    ``STATUS:CANCELLED`` (3.8.1.11); times are written as :func:`_written` says.
+    UID is ``<id>@maintcast`` (stable across reschedules); SEQUENCE counts reschedules
+    (RFC 5545 3.8.7.4); cancelled windows have ``STATUS:CANCELLED`` (3.8.1.11); times are
+    in UTC, or in a zone with one offset with its TZID and a VTIMEZONE (see :func:`_local`).
+    Each occurrence of a recurring series is a window (the series is none, so not listed).
     """
     cal = Calendar()
     cal.add("prodid", "-//Maintcast//maintenance windows//EN")
     cal.add("version", "2.0")
     cal.add("x-wr-calname", "Maintenance")
     for w in sorted(windows, key=lambda w: (w.starts_at, w.id)):
+        zone = ZoneInfo(w.timezone)
         ev = Event()
         ev.add("uid", f"{w.id}@maintcast")
         ev.add("dtstamp", now)
-        ev.add("dtstart", _written(w.starts_at, w.timezone))
-        ev.add("dtend", _written(w.ends_at, w.timezone))
+        ev.add("dtstart", _local(w.starts_at, zone))
+        ev.add("dtend", _local(w.ends_at, zone))
         ev.add("summary", " / ".join(t for t in (w.title.ja, w.title.en) if t))
         description = "\n\n".join(t for t in (w.description.ja, w.description.en) if t)
         if description:
@@ -42,7 +44,7 @@ def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
     return bytes(cal.to_ical())
 
 
-def _written(instant: datetime, zone: str) -> datetime:
+def _local(instant: datetime, zone: ZoneInfo) -> datetime:
     """``instant`` as the feed writes it: local time with TZID (and a VTIMEZONE, RFC 5545
     3.2.19) in a zone that keeps one offset (Asia/Tokyo), else UTC (``...Z``, 3.3.5 form #2).
 
@@ -50,11 +52,12 @@ def _written(instant: datetime, zone: str) -> datetime:
     ``node-ical`` read a time in a fall-back fold as its second instant where RFC 5545
     3.3.5 says the first, and ``ical.js`` reads only the first date of each RDATE list of a
     VTIMEZONE observance, which is how ``icalendar`` writes the zone's transitions, so it
-    puts even an unambiguous local time an hour off. UTC reads the same in ``icalendar``,
-    ``vobject``, ``ical.js`` and ``node-ical`` (tests/test_ical_interop.py).
+    puts even an unambiguous local time an hour off (``vobject`` misreads such zones too).
+    UTC reads the same in ``icalendar``, ``vobject``, ``ical.js`` and ``node-ical``
+    (tests/test_ical_interop.py).
     """
-    if _one_offset(zone):
-        return instant.astimezone(ZoneInfo(zone))
+    if _one_offset(zone.key):
+        return instant.astimezone(zone)
     return instant.astimezone(UTC)
 
 

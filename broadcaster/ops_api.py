@@ -14,10 +14,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from broadcaster import codec, ops, series, series_ops
+from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
 from broadcaster.domain import InvalidInput, NotFound, Window
+from broadcaster.series import SeriesChange, series_doc
+from broadcaster.series_ops import (
+    cancel_series,
+    check_scope,
+    create_series,
+    is_a_series,
+    not_a_series,
+    one_off,
+    patch_series,
+    recurring,
+)
 from broadcaster.store import Change, State
 
 
@@ -111,7 +122,7 @@ async def write_window(
 
 
 async def write_series(
-    request: Request, decide: Callable[[State, datetime], series.SeriesChange], status: int = 200
+    request: Request, decide: Callable[[State, datetime], SeriesChange], status: int = 200
 ) -> Response:
     """Like :func:`write_window` for a recurring series: the series and its occurrences in
     one transaction, one event; answers the series object."""
@@ -124,7 +135,7 @@ async def write_series(
         return Change(sc.cause, sc.windows, series={sc.series.id: sc.series})
 
     await store_of(request).apply(now, change)
-    return json_response(series.series_doc(made[-1], now), status)
+    return json_response(series_doc(made[-1], now), status)
 
 
 def existing_series(st: State, series_id: str) -> Window:
@@ -135,7 +146,7 @@ def existing_series(st: State, series_id: str) -> Window:
     """
     found = st.series.get(series_id)
     if found is None:
-        raise series_ops.not_a_series(series_id, st.windows)
+        raise not_a_series(series_id, st.windows)
     return found
 
 
@@ -147,7 +158,7 @@ def existing(st: State, window_id: str) -> Window:
         InvalidInput: ``window_id`` is a series (``scope``: the route needs ``?scope=series``).
     """
     if window_id in st.series:
-        raise series_ops.is_a_series(window_id)
+        raise is_a_series(window_id)
     w = st.windows.get(window_id)
     if w is None:
         raise NotFound("id", f"unknown window {window_id!r}")
@@ -160,10 +171,10 @@ async def create(request: Request, who: Principal = admin) -> Response:
     raw = await json_body(request)
     new_id = f"w-{secrets.token_hex(5)}"
     defaults = store_of(request).defaults
-    if series_ops.recurring(raw):
+    if recurring(raw):
         return await write_series(
             request,
-            lambda st, now: series_ops.create_series(
+            lambda st, now: create_series(
                 raw,
                 st.windows,
                 st.series,
@@ -178,7 +189,7 @@ async def create(request: Request, who: Principal = admin) -> Response:
     return await write_window(
         request,
         lambda st, now: ops.create_window(
-            series_ops.one_off(raw),
+            one_off(raw),
             {**st.windows, **st.series},
             catalog=st.catalog,
             defaults=defaults,
@@ -198,10 +209,10 @@ async def patch(
     occurrences."""
     raw = await json_body(request)
     defaults = store_of(request).defaults
-    if series_ops.check_scope(scope):
+    if check_scope(scope):
         return await write_series(
             request,
-            lambda st, now: series_ops.patch_series(
+            lambda st, now: patch_series(
                 existing_series(st, window_id),
                 raw,
                 st.windows,
@@ -215,7 +226,7 @@ async def patch(
         request,
         lambda st, now: ops.patch_window(
             existing(st, window_id),
-            series_ops.one_off(raw),
+            one_off(raw),
             catalog=st.catalog,
             defaults=defaults,
             now=now,
@@ -231,10 +242,10 @@ async def cancel(
     """Cancel a window (one in progress ends now); with ``?scope=series`` a series and its
     occurrences not started yet."""
     raw = await json_body(request, optional=True)
-    if series_ops.check_scope(scope):
+    if check_scope(scope):
         return await write_series(
             request,
-            lambda st, now: series_ops.cancel_series(
+            lambda st, now: cancel_series(
                 existing_series(st, window_id), raw, st.windows, now=now, actor=who.name
             ),
         )
