@@ -19,15 +19,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec, ops_api, subscriptions_api
+from broadcaster import codec, hygiene, ops_api, subscriptions_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.deps import clock_of, hub_of, store_of, tokens_of
-from broadcaster.domain import InvalidInput, NotFound, Window, is_public, lifecycle
+from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.errors import HANDLED, answer_for
 from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
@@ -40,6 +41,7 @@ from broadcaster.series import series_doc
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
 from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
+from broadcaster.texts import shown
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +56,28 @@ LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
 class MaintcastAPI(FastAPI):
     """FastAPI with the two hot paths (:data:`broadcaster.live.PATHS`) handed to ``live``
     before any of FastAPI's own layers, with the server's own ``send`` in the scope (under
-    :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport)."""
+    :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport).
+    Every HTTP request goes through :mod:`broadcaster.hygiene` first (``nosniff`` on every
+    response; ``HEAD`` as ``GET`` and the body bound on FastAPI's side)."""
 
     def __init__(self, live: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PATHS:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        server_send, send = send, hygiene.nosniff(send)
+        if scope["path"] in PATHS:
             if scope["path"] == STREAM_PATH:
-                scope[SERVER_SEND] = send
+                scope[SERVER_SEND] = server_send
             try:
                 await self.live(scope, receive, send)
             finally:  # also when refused before the stream took it (404, 405, preflight…):
                 scope.pop(SERVER_SEND, None)  # uvicorn's cycle holds the scope: no loop
             return
-        await super().__call__(scope, receive, send)
+        await super().__call__(*hygiene.guarded(scope, receive, send))
 
 
 def cors_options(settings: Settings) -> dict[str, Any]:
@@ -187,14 +195,17 @@ router = APIRouter()
 """The public routes other than the live ones (:mod:`broadcaster.live`), and the probes."""
 
 
-def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
-    """Announced windows are public; ops (a valid token) see the others too."""
-    if is_public(w, now):
-        return True
+def is_ops(request: Request, authorization: str | None) -> bool:
+    """Whether ``authorization`` carries a valid ops token (any role)."""
     try:
         return authorization is not None and bool(principal_of(tokens_of(request), authorization))
     except PermissionError:
         return False
+
+
+def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
+    """Announced windows are public; ops (a valid token) see the others too."""
+    return is_public(w, now) or is_ops(request, authorization)
 
 
 @router.get("/v1/windows")
@@ -223,7 +234,7 @@ async def list_windows(
     return Response(codec.dumps({"windows": docs}), media_type="application/json")
 
 
-@router.api_route("/v1/windows.ics", methods=["GET", "HEAD"])
+@router.get("/v1/windows.ics")
 async def windows_ics(request: Request) -> Response:
     """The announced windows as an iCalendar feed (RFC 5545)."""
     now = clock_of(request).now()
@@ -242,7 +253,7 @@ async def get_window(
     s = None if w is not None else (await store_of(request).series()).get(window_id)
     found = w or s
     if found is None or not visible(request, found, now, authorization):
-        raise NotFound("id", f"unknown window {window_id!r}")
+        raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
     doc = codec.window_doc(found, now) if s is None else series_doc(found, now)
     return Response(codec.dumps(doc), media_type="application/json")
 
@@ -252,9 +263,12 @@ async def list_events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The event log after seq ``after``, oldest first, at most 1000 at once."""
-    events = await store_of(request).events(after, min(limit, 1000))
+    """The event log after seq ``after``, oldest first, at most 1000 at once; without an
+    ops token the entries of windows not yet announced carry no window id and no reason."""
+    public_at = None if is_ops(request, authorization) else clock_of(request).now()
+    events = await store_of(request).events(after, min(limit, 1000), public_at=public_at)
     return Response(codec.dumps({"events": events}), media_type="application/json")
 
 
@@ -333,15 +347,35 @@ async def client_gone(request: Request, exc: Exception) -> None:
 
 
 async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 ``invalid`` naming the first field FastAPI's validation rejected."""
+    """422 ``invalid`` naming the first field FastAPI's validation rejected (the value it
+    got is cut as every echoed value is: :func:`broadcaster.texts.shown`)."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
+    loc = [str(p)[:ECHO_MAX] for p in err["loc"] if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or "body"
-    given = err.get("input")
-    return error(422, "invalid", f"{field}: {err['msg']} (got {given!r})", field)
+    return error(422, "invalid", f"{field}: {err['msg']} (got {shown(err.get('input'))})", field)
 
 
-async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Starlette's own HTTP errors (unknown route, wrong method) in the JSON error shape."""
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own HTTP errors (unknown route, wrong method) in the JSON error shape; a
+    405 lists in ``Allow`` every method any route of the path takes (RFC 9110 15.5.6)."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error(exc.status_code, code, str(exc.detail))
+    answer = error(exc.status_code, code, str(exc.detail))
+    answer.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        answer.headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope["path"]))
+    return answer
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods some route takes at ``path``, sorted; ``HEAD`` wherever ``GET`` is
+    (:mod:`broadcaster.hygiene` answers it); a mount (``/static``) takes ``GET``. Asked of
+    each route's own ``matches`` (FastAPI nests included routers differently by version)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            probe: Scope = {"type": "http", "path": path, "root_path": "", "method": method}
+            if route.matches(probe)[0] is Match.FULL:
+                methods.add("GET" if isinstance(route, Mount) else method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)

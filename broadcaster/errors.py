@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from broadcaster import codec
 from broadcaster.auth import Forbidden, Unauthorized
 from broadcaster.domain import Conflict, InvalidInput, NotFound
-from broadcaster.limits import RETRY_AFTER_S, TooManyStreams
+from broadcaster.limits import RETRY_AFTER_S, BodyTooLarge, TooManyStreams
 from broadcaster.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ TABLE: dict[type[Exception], HttpError] = {
     TooManyStreams: HttpError(
         429, "too_many_streams", headers=(("Retry-After", str(RETRY_AFTER_S)),)
     ),
+    BodyTooLarge: HttpError(413, "body_too_large"),
     **dict.fromkeys(STORE_ERRORS, STORE_UNAVAILABLE),
 }
 """Exception class -> answer. A raised exception takes the entry of the first class of its

@@ -1,4 +1,6 @@
-"""The per-client cap on open ``/v1/stream`` responses (``MAINTCAST_STREAMS_PER_CLIENT``).
+"""The per-client cap on open ``/v1/stream`` responses (``MAINTCAST_STREAMS_PER_CLIENT``),
+and the bound on request bodies (:data:`MAX_BODY_BYTES`, enforced by
+:mod:`broadcaster.hygiene`).
 
 A client is its address as the ASGI scope gives it, that is after uvicorn's proxy-header
 handling: only a peer listed in ``MAINTCAST_FORWARDED_ALLOW_IPS`` may name another address
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from broadcaster.metrics import STREAMS_REFUSED
 
@@ -29,6 +33,26 @@ class TooManyStreams(Exception):
             "close one and retry"
         )
         super().__init__(self.message)
+
+
+MAX_BODY_BYTES = 256 * 1024
+"""Largest request body read (an ops write is a few KiB; a window's texts are capped at
+16 KiB: :mod:`broadcaster.caps`)."""
+
+
+class BodyTooLarge(HTTPException):
+    """A request body larger than :data:`MAX_BODY_BYTES`, by its ``Content-Length`` or by
+    the bytes it streamed (HTTP 413 ``body_too_large``, :mod:`broadcaster.errors`).
+
+    A Starlette ``HTTPException`` so that FastAPI, should it read a body itself (a route
+    with a body parameter), re-raises it instead of answering 400; the error table still
+    answers it, being looked up by the exact class first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.field = "body"
+        self.message = f"body: larger than {limit} bytes"
+        super().__init__(413, self.message)
 
 
 class StreamCaps:

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
-from broadcaster.domain import InvalidInput, NotFound, Window
+from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window
+from broadcaster.ops import OverrideIn
 from broadcaster.series import SeriesChange, series_doc
 from broadcaster.series_ops import (
     cancel_series,
@@ -30,6 +32,8 @@ from broadcaster.series_ops import (
     recurring,
 )
 from broadcaster.store import Change, State
+from broadcaster.texts import check_texts
+from broadcaster.validation import WindowIn
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -37,11 +41,14 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(codec.dumps(doc), status_code=status, media_type="application/json")
 
 
-async def json_body(request: Request, *, optional: bool = False) -> Any:
-    """The request body as JSON; an empty body is ``{}`` when ``optional``.
+async def json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body, a JSON object; an empty body is ``{}`` when ``optional``. Every
+    text in it is checked for control characters (:func:`broadcaster.texts.check_texts`).
+    Its size is bounded before this reads it (:mod:`broadcaster.hygiene`: 413).
 
     Raises:
-        InvalidInput: ``body`` is not valid JSON (or missing when required).
+        InvalidInput: ``body`` is not valid JSON, not an object (or missing when required);
+            a text holds a control character (named).
     """
     raw = await request.body()
     if not raw.strip():
@@ -49,9 +56,13 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise InvalidInput("body", "body: a JSON object is required")
     try:
-        return codec.loads(raw)
+        doc = codec.loads(raw)
     except codec.JSONDecodeError as exc:
         raise InvalidInput("body", f"body: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("body", f"body: must be a JSON object (got {type(doc).__name__})")
+    check_texts(doc)
+    return doc
 
 
 def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
@@ -77,6 +88,49 @@ def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
 
 router = APIRouter()
 """The ops routes of docs/api.md "Built" (Ops), over the app's store."""
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/X`` reference replaced by ``X`` itself (OpenAPI resolves
+    a ``$ref`` against the whole document, where pydantic's ``$defs`` are not)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _body(model: type[BaseModel], *, drop: tuple[str, ...] = (), partial: bool = False) -> Any:
+    """``openapi_extra`` documenting a JSON body shaped like ``model`` (its fields but
+    ``drop``, plus an optional ``reason``; none required when ``partial``). Documentation
+    and fuzzing only: the route validates the body itself (:mod:`ops`, :mod:`validation`)."""
+    schema = model.model_json_schema()
+    schema = _inline(schema, schema.get("$defs", {}))
+    props = {k: v for k, v in schema["properties"].items() if k not in drop}
+    props.setdefault("reason", {"type": "string", "maxLength": 2000})
+    for name in ("starts_at", "ends_at", "announce_at"):
+        if name in props:  # any text the server parses (RFC 3339, or local with timezone)
+            props[name] = {"type": "string"}
+    if "mode" in props:
+        props["mode"] = {"type": "string", "enum": ["maintenance", "normal"]}
+    schema["properties"] = props
+    schema["required"] = [] if partial else [r for r in schema.get("required", []) if r in props]
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": not partial, "content": content}}
+
+
+class _Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=2000)
+
+
+WINDOW_BODY = _body(WindowIn, drop=("status", "history"))
+PATCH_BODY = _body(WindowIn, drop=("status", "history"), partial=True)
+REASON_BODY = _body(_Reason, partial=True)
+OVERRIDE_BODY = _body(OverrideIn)
 
 
 def needs(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -161,11 +215,11 @@ def existing(st: State, window_id: str) -> Window:
         raise is_a_series(window_id)
     w = st.windows.get(window_id)
     if w is None:
-        raise NotFound("id", f"unknown window {window_id!r}")
+        raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
     return w
 
 
-@router.post("/v1/windows")
+@router.post("/v1/windows", openapi_extra=WINDOW_BODY)
 async def create(request: Request, who: Principal = admin) -> Response:
     """Schedule a new window, or a recurring series when the body has ``recurrence`` (201)."""
     raw = await json_body(request)
@@ -201,7 +255,7 @@ async def create(request: Request, who: Principal = admin) -> Response:
     )
 
 
-@router.patch("/v1/windows/{window_id}")
+@router.patch("/v1/windows/{window_id}", openapi_extra=PATCH_BODY)
 async def patch(
     window_id: str, request: Request, who: Principal = admin, scope: str | None = None
 ) -> Response:
@@ -235,7 +289,7 @@ async def patch(
     )
 
 
-@router.post("/v1/windows/{window_id}/cancel")
+@router.post("/v1/windows/{window_id}/cancel", openapi_extra=REASON_BODY)
 async def cancel(
     window_id: str, request: Request, who: Principal = admin, scope: str | None = None
 ) -> Response:
@@ -255,7 +309,7 @@ async def cancel(
     )
 
 
-@router.put("/v1/override")
+@router.put("/v1/override", openapi_extra=OVERRIDE_BODY)
 async def put_override(request: Request, who: Principal = operator) -> Response:
     """Set the override; it expires after at most ``MAINTCAST_MAX_WINDOW_S``."""
     raw = await json_body(request)
@@ -269,7 +323,7 @@ async def put_override(request: Request, who: Principal = operator) -> Response:
     return json_response((await store_of(request).apply(now, change))[-1])
 
 
-@router.delete("/v1/override")
+@router.delete("/v1/override", openapi_extra=REASON_BODY)
 async def delete_override(request: Request, who: Principal = operator) -> Response:
     """Clear the override."""
     raw = await json_body(request, optional=True)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broadcaster.caps import MAX_WINDOWS
 from broadcaster.notify.messages import parse_retry_s
 from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     retry_ms: int = Field(3000, ge=0)
     event_retention: int = Field(10_000, ge=10)
     max_window_s: int = Field(604_800, gt=0)
+    max_windows: int = Field(MAX_WINDOWS, ge=1)
+    """Windows scheduled or in progress at once (:mod:`broadcaster.caps`)."""
     misfire_grace_s: float = Field(5.0, ge=0)
     client_queue: int = Field(64, ge=1)
     gate_bypass_secret: str | None = None
@@ -92,8 +95,9 @@ class Settings(BaseSettings):
 
     @property
     def defaults(self) -> Defaults:
-        """What input validation fills in: zone, error code, longest window."""
-        return Defaults(self.timezone, self.error_code, self.max_window_s)
+        """What input validation fills in: zone, error code, longest window; the cap on
+        scheduled and in-progress windows."""
+        return Defaults(self.timezone, self.error_code, self.max_window_s, self.max_windows)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -46,8 +46,13 @@ class Api:
     store: Store
     clock: FixedClock
 
-    async def events(self, after: int = 0) -> list[dict[str, Any]]:
-        r = await self.client.get("/v1/events", params={"after": after, "limit": 1000})
+    async def events(self, after: int = 0, *, public: bool = False) -> list[dict[str, Any]]:
+        """The event log after ``after``, as ops see it (or as anyone does)."""
+        r = await self.client.get(
+            "/v1/events",
+            params={"after": after, "limit": 1000},
+            headers={} if public else ADMIN,
+        )
         assert r.status_code == 200
         return r.json()["events"]  # type: ignore[no-any-return]
 
@@ -101,7 +106,9 @@ async def test_create_read_and_list_a_series(fake_redis: Any, key_prefix: str) -
             "boss",
             "monthly slot",
         )
-        # the series is readable by its id (publicly too: announced at once) ...
+        # publicly too: the series is announced at once; its September occurrence is not yet
+        assert (await a.events(seq, public=True))[0]["window_id"] == SID
+        # the series is readable by its id (publicly too) ...
         for headers in (ADMIN, {}):
             r = await a.client.get(f"/v1/windows/{SID}", headers=headers)
             assert r.status_code == 200 and r.json()["recurrence"] is not None
@@ -192,6 +199,12 @@ async def test_one_occurrence_alone_and_the_series_wide_routes(
         assert r.json()["starts_at"] == "2021-09-16T01:00:00+09:00"
         (ev,) = await a.events(seq)
         assert (ev["type"], ev["window_id"]) == ("maintenance.rescheduled", f"{SID}--20210909")
+        (ev,) = await a.events(seq, public=True)  # not announced yet: nameless to the public
+        assert (ev["type"], ev["window_id"], ev["reason"]) == (
+            "maintenance.rescheduled",
+            None,
+            None,
+        )
 
         # the series renamed: the future occurrences follow, one event
         seq = await a.seq()
@@ -312,3 +325,34 @@ async def test_a_webhook_about_a_series_carries_the_series(
         assert body["type"] == "maintenance.scheduled"
         assert body["data"]["window"]["id"] == SID
         assert body["data"]["window"]["recurrence"]["rrule"] == "FREQ=MONTHLY;BYDAY=2TH"
+
+
+async def test_an_unannounced_series_leaves_no_public_trace(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    async with api(fake_redis, key_prefix) as a:
+        seq = await a.seq()
+        body = {**SERIES, "announce_at": "2021-08-01T00:00", "reason": "secret slot"}
+        assert (await a.client.post("/v1/windows", json=body, headers=ADMIN)).status_code == 201
+        (ev,) = await a.events(seq, public=True)
+        assert (ev["type"], ev["window_id"], ev["reason"]) == ("maintenance.scheduled", None, None)
+        status = await a.store.status(a.clock.now())
+        assert status["cause"]["window_id"] is None and status["cause"]["reason"] is None
+        assert (await a.client.get(f"/v1/windows/{SID}")).status_code == 404
+        assert len(await a.occurrences(SID)) == 13  # ops see them
+        r = await a.client.get("/v1/windows", params={"series": SID})
+        assert r.json()["windows"] == []
+        # once announced, the series is named
+        a.clock.t = jst(2021, 8, 1)
+        (ev,) = await a.events(seq, public=True)
+        assert (ev["window_id"], ev["reason"]) == (SID, "secret slot")
+
+
+async def test_the_published_cause_names_an_announced_series(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    async with api(fake_redis, key_prefix) as a:
+        assert (await a.client.post("/v1/windows", json=SERIES, headers=ADMIN)).status_code == 201
+        status = await a.store.status(a.clock.now())
+        assert status["cause"]["type"] == "maintenance.scheduled"
+        assert status["cause"]["window_id"] == SID

@@ -136,14 +136,19 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
     """Import the schedule file at ``path`` at ``clock.now()`` (event actor ``import:<name>``).
 
     Raises:
-        ValueError: the file cannot be read or is invalid (the message names the field).
+        ValueError: the file cannot be read or is invalid (the message names the field), its
+            name holds a control character (it is the actor), or it would take the windows
+            past a cap (:mod:`broadcaster.caps`).
     """
+    from broadcaster.domain import Conflict
+    from broadcaster.texts import check_texts
     from broadcaster.validation import parse_schedule
 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    check_texts(path.name, "file name")
     now = clock.now()
     schedule = parse_schedule(
         text,
@@ -152,7 +157,10 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
         now=now,
         existing={**await store.series(), **await store.windows()},
     )
-    return await store.import_schedule(schedule, now, actor=f"import:{path.name}")
+    try:
+        return await store.import_schedule(schedule, now, actor=f"import:{path.name}")
+    except Conflict as exc:
+        raise ValueError(f"{path}: {exc.message}") from exc
 
 
 def healer(settings: Settings, store: Store, clock: Clock) -> Callable[[], Awaitable[None]] | None:

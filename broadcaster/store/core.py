@@ -1,4 +1,5 @@
-"""Reads, the atomic publish and the event log (the store package is the only Redis user).
+"""Reads and the atomic publish (the store package is the only Redis user; the event log is
+read by :mod:`broadcaster.store.log`).
 
 Every publish is one WATCH/MULTI transaction over the keys the status is computed from
 (``Keys.inputs``): the status, its event-log entry and its pub/sub message carry the same
@@ -18,7 +19,8 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from broadcaster import codec
-from broadcaster.domain import Catalog, Cause, Window
+from broadcaster.caps import check_live_windows
+from broadcaster.domain import Catalog, Cause, Window, public_cause
 from broadcaster.keys import Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
@@ -26,7 +28,8 @@ from broadcaster.series import top_up
 from broadcaster.series_ops import import_series
 from broadcaster.status import StatusCore, compute_status, time_driven_cause
 from broadcaster.store.client import Redis
-from broadcaster.store.coordination import MAX_ATTEMPTS, Coordination
+from broadcaster.store.coordination import MAX_ATTEMPTS
+from broadcaster.store.log import EventLog
 from broadcaster.store.plans import Change, Plan, State
 from broadcaster.validation import Contact, Defaults, Schedule
 
@@ -37,11 +40,7 @@ def _windows(raw: dict[bytes, bytes]) -> dict[str, Window]:
     return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
 
 
-MAX_REPLAY = 500
-"""Most events replayed to one reconnecting client; a longer gap gets a resync."""
-
-
-class Store(Coordination):
+class Store(EventLog):
     """Maintcast's data in Redis under one key prefix (see :mod:`broadcaster.keys`).
 
     The store does not own ``redis``: whoever created the client closes it.
@@ -110,29 +109,6 @@ class Store(Coordination):
     async def series(self) -> dict[str, Window]:
         """Every stored recurring series by id (:mod:`broadcaster.series`)."""
         return _windows(await self.redis.hgetall(self.keys.series))
-
-    async def events(self, after: int, limit: int) -> list[codec.Doc]:
-        """Event-log entries with seq > ``after``, oldest first, at most ``limit``."""
-        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=limit)
-        return [codec.loads(fields[b"e"]) for _, fields in rows]
-
-    async def replay(self, after: int) -> list[bytes] | None:
-        """Status payloads published after seq ``after``, oldest first.
-
-        Returns None when they cannot all be replayed (the gap is beyond the log's
-        retention or longer than ``MAX_REPLAY``, or ``after`` is above the current seq
-        because the store was reset): the caller then sends a ``resync``, one status, which
-        is also cheaper than thousands of events to a client that was away that long.
-        """
-        seq = await self.stored_seq()
-        if after > seq or after < 0 or seq - after > MAX_REPLAY:
-            return None
-        if after == seq:
-            return []
-        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=MAX_REPLAY)
-        if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
-            return None
-        return [fields[b"s"] for _, fields in rows]
 
     async def ping(self) -> bool:
         """Whether Redis answers."""
@@ -229,21 +205,21 @@ class Store(Coordination):
                 except WatchError:
                     continue
             previous = st.status["state"] if st.status else None
-            for d in docs:
-                EVENTS_PUBLISHED.labels(d["cause"]["type"]).inc()
+            for d, (cause, _) in zip(docs, plan.events, strict=True):
+                EVENTS_PUBLISHED.labels(cause.type).inc()
                 if previous is not None and d["state"] != previous:
                     TRANSITIONS.inc()
                 previous = d["state"]
-                log.info(
+                log.info(  # the whole cause: the log is the operators'
                     "published seq=%s cause=%s window=%s state=%s",
                     d["seq"],
-                    d["cause"]["type"],
-                    d["cause"]["window_id"],
+                    cause.type,
+                    cause.window_id,
                     d["state"],
                     extra={
                         "seq": d["seq"],
-                        "cause": d["cause"]["type"],
-                        "window_id": d["cause"]["window_id"],
+                        "cause": cause.type,
+                        "window_id": cause.window_id,
                         "state": d["state"],
                     },
                 )
@@ -267,9 +243,13 @@ class Store(Coordination):
                 pipe.set(k.override, codec.dumps(codec.override_doc(plan.override, "UTC")))
         docs: list[codec.Doc] = []
         seq = st.seq
+        series = {**st.series, **plan.series}  # an event may name a series
         for cause, after in plan.events:
             seq += 1
-            doc = self._doc(after, seq, now, cause)
+            # the status goes to everyone, once: an unannounced window's id and reason stay
+            # out of it (the log entry keeps them for ops; EventLog.events)
+            public = public_cause(cause, {**series, **after.windows}, now)
+            doc = self._doc(after, seq, now, public)
             payload = codec.dumps(doc)
             entry = {
                 "seq": seq,
@@ -322,6 +302,10 @@ class Store(Coordination):
 
         ``change`` sees the state after that due change and may raise to abort (nothing is
         written). Returns the published status objects; the last is the write's own.
+
+        Raises:
+            Conflict: the write would take the scheduled and in-progress windows past a cap
+                (:func:`broadcaster.caps.check_live_windows`); nothing is written.
         """
 
         def build(st: State) -> Plan:
@@ -329,6 +313,7 @@ class Store(Coordination):
             base = self.add_due_event(st, now, plan)
             ch = change(base)
             windows = {**base.windows, **ch.windows}
+            check_live_windows(base.windows, windows, now, max_windows=self.defaults.max_windows)
             plan.windows.update(ch.windows)
             plan.series.update(ch.series)
             override = base.override
@@ -349,6 +334,10 @@ class Store(Coordination):
         One event per window created (``maintenance.scheduled``) or changed
         (``rescheduled``/``updated``/``cancelled``); none if nothing changed. History the
         server already has is kept; a change of times not in the file's history is recorded.
+
+        Raises:
+            Conflict: past a cap of :func:`broadcaster.caps.check_live_windows`; nothing
+                is stored.
         """
 
         def build(st: State) -> Plan:
@@ -372,6 +361,7 @@ class Store(Coordination):
                 if cause is not None:
                     windows[w.id] = plan.windows[w.id] = merged
                     causes.append(cause)
+            check_live_windows(st.windows, windows, now, max_windows=self.defaults.max_windows)
             # one transaction: every event of it carries the status of the whole import, so
             # no reader ever sees a half-imported calendar (a window in progress shown as
             # normal because the events before its own came first: bench/soak.py finding H)
