@@ -66,11 +66,15 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def api(fake_redis: Any, key_prefix: str, at: datetime = CREATED) -> AsyncIterator[Api]:
+async def api(
+    fake_redis: Any, key_prefix: str, at: datetime = CREATED, **settings: Any
+) -> AsyncIterator[Api]:
     """The seed notice imported at ``at``, an app over it, a client driving it in process."""
     clock = FixedClock(at)
     tokens = Tokens.parse(entry_line("boss", "admin", AD) + "," + entry_line("ops", "operator", OP))
-    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock, tokens=tokens)
+    app = create_app(
+        settings_for(None, key_prefix, **settings), redis=fake_redis, clock=clock, tokens=tokens
+    )
     store: Store = app.state.store
     await import_example(store, at)
     async with (
@@ -356,3 +360,16 @@ async def test_the_published_cause_names_an_announced_series(
         status = await a.store.status(a.clock.now())
         assert status["cause"]["type"] == "maintenance.scheduled"
         assert status["cause"]["window_id"] == SID
+
+
+async def test_occurrences_count_towards_the_live_windows_cap(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    async with api(fake_redis, key_prefix, max_windows=20) as a:
+        seq = await a.seq()
+        daily = {**SERIES, "recurrence": {"rrule": "FREQ=DAILY"}}
+        r = await a.client.post("/v1/windows", json=daily, headers=ADMIN)
+        assert field_of(r, 409) == "windows" and "MAINTCAST_MAX_WINDOWS" in r.text
+        assert await a.seq() == seq and await a.store.series() == {}
+        # thirteen monthly occurrences fit
+        assert (await a.client.post("/v1/windows", json=SERIES, headers=ADMIN)).status_code == 201
