@@ -24,6 +24,11 @@ class Keys:
         return self._k("windows")
 
     @property
+    def series(self) -> str:
+        """Hash: series id -> the recurring series (a window object with ``recurrence``)."""
+        return self._k("series")
+
+    @property
     def catalog(self) -> str:
         """String: catalog JSON."""
         return self._k("catalog")

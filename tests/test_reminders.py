@@ -79,6 +79,7 @@ def test_bad_offsets_name_the_item(text: str, field: str) -> None:
         ({"reminders": ()}, []),
         ({"reminders": ("PT30M",)}, [(jst(2021, 8, 9, 0, 30), 1800)]),
         ({"cancelled": True}, []),
+        ({"recurrence": {"rrule": "FREQ=MONTHLY"}}, []),  # a series: its occurrences remind
     ],
 )  # fmt: skip
 def test_reminders_of_a_window(kw: dict[str, Any], expected: list[tuple[datetime, int]]) -> None:

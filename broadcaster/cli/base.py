@@ -154,7 +154,11 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
     check_texts(path.name, "file name")
     now = clock.now()
     schedule = parse_schedule(
-        text, source=str(path), defaults=store.defaults, now=now, existing=await store.windows()
+        text,
+        source=str(path),
+        defaults=store.defaults,
+        now=now,
+        existing={**await store.series(), **await store.windows()},
     )
     try:
         return await store.import_schedule(schedule, now, actor=f"import:{path.name}")

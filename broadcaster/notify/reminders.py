@@ -73,9 +73,10 @@ def offsets_of(window: Window, default: Sequence[timedelta]) -> tuple[timedelta,
 
 
 def reminders_of(window: Window, default: Sequence[timedelta]) -> list[Reminder]:
-    """The window's reminders, earliest first: none for a cancelled window, and only those
+    """The window's reminders, earliest first: none for a cancelled window or for a recurring
+    series (each occurrence is a window of its own, with its own reminders), and only those
     whose instant is strictly after ``announce_at``."""
-    if window.cancelled:
+    if window.cancelled or window.recurrence is not None:
         return []
     out = []
     for d in offsets_of(window, default):

@@ -160,6 +160,8 @@ class NotifyStore(Dispatch):
         raw_subs = await pipe.hgetall(k.subscriptions)
         raw_catalog = await pipe.get(k.catalog)
         raw_windows = await pipe.hgetall(k.windows)
+        # a series too: the events about a series name it (payload ``window``: the series)
+        raw_windows = {**await pipe.hgetall(k.series), **raw_windows}
         windows = (codec.window_from_doc(codec.loads(v)) for v in raw_windows.values())
         return (
             [Subscription.model_validate_json(v) for v in raw_subs.values()],
