@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -260,6 +261,7 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between paced events")
     p.add_argument("--burst", type=int, default=30, help="events published back to back")
     p.add_argument("--verbose", action="store_true", help="the lag of each paced event")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the logs and arrivals file")
     p.add_argument("--receiver", nargs=3, metavar=("N", "PORTS", "OUT"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.receiver:
@@ -279,6 +281,10 @@ def main() -> int:
             asyncio.run(run(a, redis_server.url, ports, out_file))
         finally:
             receiver.stop()
+    if a.keep_tmp:
+        print(f"logs and arrivals: {a.tmp}")
+    else:
+        shutil.rmtree(a.tmp, ignore_errors=True)  # kept when the run failed, for its logs
     return 0
 
 
