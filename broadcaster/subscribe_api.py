@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 
 from broadcaster.deps import clock_of, settings_of, store_of
 from broadcaster.domain import NotFound
+from broadcaster.hygiene import HEAD_KEY
 from broadcaster.limits import RateLimit
 from broadcaster.notify.mailconfig import MailConfig
 from broadcaster.notify.optin import SubscribeIn, SubscribeOut
@@ -167,7 +168,10 @@ async def subscribe(body: SubscribeIn, request: Request) -> SubscribeOut:
 
 @router.get("/v1/subscribe/confirm", response_class=HTMLResponse)
 async def confirm(request: Request, token: Token) -> HTMLResponse:
-    """The confirmation link: activates the subscription the token stands for (once)."""
+    """The confirmation link: activates the subscription the token stands for (once). A
+    ``HEAD`` (a link checker's) answers 200 and changes nothing."""
+    if request.scope.get(HEAD_KEY):
+        return _page(choose_lang(request), "confirmed_title", "confirmed", "confirmed")
     sub = await _optin(request).confirm(token, clock_of(request).now())
     if sub is None:
         return _page(choose_lang(request), "invalid_title", "invalid", "invalid", 404)

@@ -112,6 +112,9 @@ async def test_double_opt_in_answers_the_same_for_every_address(
         )
         assert r.json()["state"] == "pending"
         link = await confirm_link(ctx, "shop@example.jp", 1)
+        checked = await ctx.client.head(link)  # a link checker's HEAD confirms nothing
+        assert checked.status_code == 200
+        assert (await ctx.subs())["shop@example.jp"].pending
         page = await ctx.client.get(link)
         assert page.status_code == 200 and 'data-result="confirmed"' in page.text
         assert 'lang="en"' in page.text
