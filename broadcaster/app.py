@@ -19,15 +19,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec, ops_api, subscriptions_api
+from broadcaster import codec, hygiene, ops_api, subscribe_api, subscriptions_api, window_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
 from broadcaster.deps import clock_of, hub_of, store_of, tokens_of
-from broadcaster.domain import InvalidInput, NotFound, Window, is_public, lifecycle
+from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window, is_public, lifecycle
 from broadcaster.errors import HANDLED, answer_for
 from broadcaster.gate import MaintenanceGate, Rule
 from broadcaster.hub import Hub
@@ -36,9 +37,11 @@ from broadcaster.live import PATHS, SERVER_SEND, STREAM_PATH, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import principal_of
 from broadcaster.pages import routes as page_routes
+from broadcaster.series import series_doc
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
 from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
+from broadcaster.texts import shown
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +56,28 @@ LIFECYCLES = ("scheduled", "in_progress", "completed", "cancelled")
 class MaintcastAPI(FastAPI):
     """FastAPI with the two hot paths (:data:`broadcaster.live.PATHS`) handed to ``live``
     before any of FastAPI's own layers, with the server's own ``send`` in the scope (under
-    :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport)."""
+    :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport).
+    Every HTTP request goes through :mod:`broadcaster.hygiene` first (``nosniff`` on every
+    response; ``HEAD`` as ``GET`` and the body bound on FastAPI's side)."""
 
     def __init__(self, live: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PATHS:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        server_send, send = send, hygiene.nosniff(send)
+        if scope["path"] in PATHS:
             if scope["path"] == STREAM_PATH:
-                scope[SERVER_SEND] = send
+                scope[SERVER_SEND] = server_send
             try:
                 await self.live(scope, receive, send)
             finally:  # also when refused before the stream took it (404, 405, preflight…):
                 scope.pop(SERVER_SEND, None)  # uvicorn's cycle holds the scope: no loop
             return
-        await super().__call__(scope, receive, send)
+        await super().__call__(*hygiene.guarded(scope, receive, send))
 
 
 def cors_options(settings: Settings) -> dict[str, Any]:
@@ -131,7 +140,10 @@ def create_app(
     app.state.background, app.state.owned_redis = background, redis if owned else None
     _errors(app)
     app.include_router(ops_api.router)
+    app.include_router(window_api.router)
     app.include_router(subscriptions_api.router)
+    app.include_router(subscribe_api.router)
+    subscribe_api.redact_access_log()
     app.include_router(page_routes.router)
     if demo:
         app.include_router(page_routes.demo_router)
@@ -186,23 +198,28 @@ router = APIRouter()
 """The public routes other than the live ones (:mod:`broadcaster.live`), and the probes."""
 
 
-def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
-    """Announced windows are public; ops (a valid token) see the others too."""
-    if is_public(w, now):
-        return True
+def is_ops(request: Request, authorization: str | None) -> bool:
+    """Whether ``authorization`` carries a valid ops token (any role)."""
     try:
         return authorization is not None and bool(principal_of(tokens_of(request), authorization))
     except PermissionError:
         return False
 
 
+def visible(request: Request, w: Window, now: datetime, authorization: str | None) -> bool:
+    """Announced windows are public; ops (a valid token) see the others too."""
+    return is_public(w, now) or is_ops(request, authorization)
+
+
 @router.get("/v1/windows")
 async def list_windows(
     request: Request,
     status: str | None = None,
+    series: str | None = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The windows (announced ones, or all with an ops token), soonest first, with history."""
+    """The windows (announced ones, or all with an ops token), soonest first, with history;
+    with ``series``, the occurrences of that recurring series only."""
     if status is not None and status not in LIFECYCLES:
         raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
     now = clock_of(request).now()
@@ -210,7 +227,7 @@ async def list_windows(
         (
             w
             for w in (await store_of(request).windows()).values()
-            if visible(request, w, now, authorization)
+            if (series is None or w.series_id == series) and visible(request, w, now, authorization)
         ),
         key=lambda w: (w.starts_at, w.id),
     )
@@ -220,7 +237,7 @@ async def list_windows(
     return Response(codec.dumps({"windows": docs}), media_type="application/json")
 
 
-@router.api_route("/v1/windows.ics", methods=["GET", "HEAD"])
+@router.get("/v1/windows.ics")
 async def windows_ics(request: Request) -> Response:
     """The announced windows as an iCalendar feed (RFC 5545)."""
     now = clock_of(request).now()
@@ -232,12 +249,16 @@ async def windows_ics(request: Request) -> Response:
 async def get_window(
     request: Request, window_id: str, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    """One window, if visible to the caller (404 otherwise)."""
+    """One window, or a recurring series (with ``recurrence``), if visible to the caller
+    (404 otherwise)."""
     now = clock_of(request).now()
     w = (await store_of(request).windows()).get(window_id)
-    if w is None or not visible(request, w, now, authorization):
-        raise NotFound("id", f"unknown window {window_id!r}")
-    return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
+    s = None if w is not None else (await store_of(request).series()).get(window_id)
+    found = w or s
+    if found is None or not visible(request, found, now, authorization):
+        raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
+    doc = codec.window_doc(found, now) if s is None else series_doc(found, now)
+    return Response(codec.dumps(doc), media_type="application/json")
 
 
 @router.get("/v1/events")
@@ -245,9 +266,12 @@ async def list_events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The event log after seq ``after``, oldest first, at most 1000 at once."""
-    events = await store_of(request).events(after, min(limit, 1000))
+    """The event log after seq ``after``, oldest first, at most 1000 at once; without an
+    ops token the entries of windows not yet announced carry no window id and no reason."""
+    public_at = None if is_ops(request, authorization) else clock_of(request).now()
+    events = await store_of(request).events(after, min(limit, 1000), public_at=public_at)
     return Response(codec.dumps({"events": events}), media_type="application/json")
 
 
@@ -326,15 +350,35 @@ async def client_gone(request: Request, exc: Exception) -> None:
 
 
 async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 ``invalid`` naming the first field FastAPI's validation rejected."""
+    """422 ``invalid`` naming the first field FastAPI's validation rejected (the value it
+    got is cut as every echoed value is: :func:`broadcaster.texts.shown`)."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
+    loc = [str(p)[:ECHO_MAX] for p in err["loc"] if p not in ("body", "query", "path", "header")]
     field = ".".join(loc) or "body"
-    given = err.get("input")
-    return error(422, "invalid", f"{field}: {err['msg']} (got {given!r})", field)
+    return error(422, "invalid", f"{field}: {err['msg']} (got {shown(err.get('input'))})", field)
 
 
-async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Starlette's own HTTP errors (unknown route, wrong method) in the JSON error shape."""
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own HTTP errors (unknown route, wrong method) in the JSON error shape; a
+    405 lists in ``Allow`` every method any route of the path takes (RFC 9110 15.5.6)."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error(exc.status_code, code, str(exc.detail))
+    answer = error(exc.status_code, code, str(exc.detail))
+    answer.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        answer.headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope["path"]))
+    return answer
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods some route takes at ``path``, sorted; ``HEAD`` wherever ``GET`` is
+    (:mod:`broadcaster.hygiene` answers it); a mount (``/static``) takes ``GET``. Asked of
+    each route's own ``matches`` (FastAPI nests included routers differently by version)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            probe: Scope = {"type": "http", "path": path, "root_path": "", "method": method}
+            if route.matches(probe)[0] is Match.FULL:
+                methods.add("GET" if isinstance(route, Mount) else method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)

@@ -8,7 +8,7 @@ UTC ``datetime``). Windows are half-open ``[starts_at, ends_at)`` (docs/operatio
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -310,3 +310,16 @@ class Cause:
     window_id: str | None = None
     actor: str | None = None
     reason: str | None = None
+
+
+def public_cause(cause: Cause, windows: Mapping[str, Window], now: datetime) -> Cause:
+    """``cause`` as anyone may read it at ``now``: a change to a window that is not announced
+    then (``announce_at`` > ``now``, or a window no longer known) names neither the window
+    nor the reason (``window_id`` and ``reason`` None; issue 12, item 2). The type, actor and
+    every other cause are kept."""
+    if cause.window_id is None:
+        return cause
+    window = windows.get(cause.window_id)
+    if window is not None and is_public(window, now):
+        return cause
+    return replace(cause, window_id=None, reason=None)

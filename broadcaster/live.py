@@ -24,6 +24,7 @@ from broadcaster import codec
 from broadcaster.errors import HANDLED, answer_for
 from broadcaster.events import Event
 from broadcaster.hub import Hub
+from broadcaster.hygiene import bodiless
 from broadcaster.limits import StreamCaps
 from broadcaster.sse import ALL, SEND_TIMEOUT_S, Stream, chunk
 from broadcaster.store import STORE_ERRORS, Store
@@ -62,7 +63,7 @@ def error_response(code: str, message: str, field: str | None = None) -> tuple[R
 
 
 class LiveRoutes:
-    """ASGI app serving ``/v1/status`` (GET, HEAD) and ``/v1/stream`` (GET) from ``hub``
+    """ASGI app serving ``/v1/status`` and ``/v1/stream`` (GET, HEAD) from ``hub``
     (HTTP requests for :data:`PATHS` only); ``retry_ms`` opens every stream (the client's
     reconnection delay); ``streams_per_client`` caps the streams one client address holds
     open (429 past it; 0: no cap, :mod:`broadcaster.limits`)."""
@@ -75,19 +76,17 @@ class LiveRoutes:
         self.caps = StreamCaps(streams_per_client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] == STREAM_PATH:
-            await self._route(("GET",), self.stream, scope, receive, send)
-        else:
-            await self._route(("GET", "HEAD"), self.status, scope, receive, send)
+        handler = self.stream if scope["path"] == STREAM_PATH else self.status
+        await self._route(handler, scope, receive, send)
 
-    async def _route(
-        self, methods: tuple[str, ...], handler: Any, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        if scope["method"] not in methods:
+    async def _route(self, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
             headers, body = error_response("method_not_allowed", "Method Not Allowed")
-            headers.append((b"allow", ", ".join(methods).encode()))
+            headers.append((b"allow", b"GET, HEAD"))
             await _respond(send, 405, headers, body)
             return
+        if scope["method"] == "HEAD":  # the GET's status and headers, no body (RFC 9110 9.3.2)
+            send = bodiless(send)
         query = QueryParams(scope["query_string"])
         view = (query.get("service"), query.get("method"))
         try:
@@ -126,7 +125,11 @@ class LiveRoutes:
     ) -> None:
         """One SSE stream (WHATWG HTML "Server-sent events", docs/api.md "Built"): ``retry:``,
         then the status or the replay after ``Last-Event-ID``, then every change. The
-        request's task then only waits for the client to leave."""
+        request's task then only waits for the client to leave. ``HEAD`` gets the headers
+        only: no stream is opened or counted."""
+        if scope["method"] == "HEAD":
+            await _respond(send, 200, list(HEADERS), b"")
+            return
         resume = Headers(scope=scope).get("last-event-id", query.get("last_event_id"))
         streams = self.hub.streams
         client = self.caps.acquire(scope)  # TooManyStreams (429) past the client's cap

@@ -27,6 +27,7 @@ from broadcaster.domain import (
     Window,
     lifecycle,
 )
+from broadcaster.texts import shown
 from broadcaster.timeparse import InvalidTime, parse_instant
 from broadcaster.validation import Defaults, build_window, check_affected, from_validation_error
 
@@ -239,7 +240,7 @@ def set_override(
     if not body.reason.strip():
         raise InvalidInput("reason", "reason: must not be blank (it is shown to merchants)")
     if body.mode not in ("maintenance", "normal"):
-        raise InvalidInput("mode", f"mode: must be maintenance or normal (got {body.mode!r})")
+        raise InvalidInput("mode", f"mode: must be maintenance or normal (got {shown(body.mode)})")
     if body.expires_at is not None and body.ttl_s is not None:
         raise InvalidInput("ttl_s", "ttl_s: give expires_at or ttl_s, not both")
     if body.affected is not None:

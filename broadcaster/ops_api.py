@@ -13,12 +13,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from broadcaster import codec, ops, window_ops
+from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
-from broadcaster.domain import InvalidInput, NotFound, Window
+from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window
+from broadcaster.ops import OverrideIn
+from broadcaster.series import SeriesChange, series_doc
+from broadcaster.series_ops import (
+    cancel_series,
+    check_scope,
+    create_series,
+    is_a_series,
+    not_a_series,
+    one_off,
+    patch_series,
+    recurring,
+)
 from broadcaster.store import Change, State
+from broadcaster.texts import check_texts
+from broadcaster.validation import WindowIn
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -26,11 +41,14 @@ def json_response(doc: Any, status: int = 200) -> Response:
     return Response(codec.dumps(doc), status_code=status, media_type="application/json")
 
 
-async def json_body(request: Request, *, optional: bool = False) -> Any:
-    """The request body as JSON; an empty body is ``{}`` when ``optional``.
+async def json_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request body, a JSON object; an empty body is ``{}`` when ``optional``. Every
+    text in it is checked for control characters (:func:`broadcaster.texts.check_texts`).
+    Its size is bounded before this reads it (:mod:`broadcaster.hygiene`: 413).
 
     Raises:
-        InvalidInput: ``body`` is not valid JSON (or missing when required).
+        InvalidInput: ``body`` is not valid JSON, not an object (or missing when required);
+            a text holds a control character (named).
     """
     raw = await request.body()
     if not raw.strip():
@@ -38,9 +56,13 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise InvalidInput("body", "body: a JSON object is required")
     try:
-        return codec.loads(raw)
+        doc = codec.loads(raw)
     except codec.JSONDecodeError as exc:
         raise InvalidInput("body", f"body: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("body", f"body: must be a JSON object (got {type(doc).__name__})")
+    check_texts(doc)
+    return doc
 
 
 def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
@@ -66,6 +88,51 @@ def principal_of(tokens: Tokens, authorization: str | None) -> Principal:
 
 router = APIRouter()
 """The ops routes of docs/api.md "Built" (Ops), over the app's store."""
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/X`` reference replaced by ``X`` itself (OpenAPI resolves
+    a ``$ref`` against the whole document, where pydantic's ``$defs`` are not)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def openapi_body(
+    model: type[BaseModel], *, drop: tuple[str, ...] = (), partial: bool = False
+) -> Any:
+    """``openapi_extra`` documenting a JSON body shaped like ``model`` (its fields but
+    ``drop``, plus an optional ``reason``; none required when ``partial``). Documentation
+    and fuzzing only: the route validates the body itself (:mod:`ops`, :mod:`validation`)."""
+    schema = model.model_json_schema()
+    schema = _inline(schema, schema.get("$defs", {}))
+    props = {k: v for k, v in schema["properties"].items() if k not in drop}
+    props.setdefault("reason", {"type": "string", "maxLength": 2000})
+    for name in ("starts_at", "ends_at", "announce_at"):
+        if name in props:  # any text the server parses (RFC 3339, or local with timezone)
+            props[name] = {"type": "string"}
+    if "mode" in props:
+        props["mode"] = {"type": "string", "enum": ["maintenance", "normal"]}
+    schema["properties"] = props
+    schema["required"] = [] if partial else [r for r in schema.get("required", []) if r in props]
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": not partial, "content": content}}
+
+
+class _Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=2000)
+
+
+WINDOW_BODY = openapi_body(WindowIn, drop=("status", "history"))
+PATCH_BODY = openapi_body(WindowIn, drop=("status", "history"), partial=True)
+REASON_BODY = openapi_body(_Reason, partial=True)
+OVERRIDE_BODY = openapi_body(OverrideIn)
 
 
 def needs(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -110,29 +177,76 @@ async def write_window(
     return json_response(codec.window_doc(made[-1], now), status)
 
 
+async def write_series(
+    request: Request, decide: Callable[[State, datetime], SeriesChange], status: int = 200
+) -> Response:
+    """Like :func:`write_window` for a recurring series: the series and its occurrences in
+    one transaction, one event; answers the series object."""
+    now = clock_of(request).now()
+    made: list[Window] = []
+
+    def change(st: State) -> Change:
+        sc = decide(st, now)
+        made.append(sc.series)
+        return Change(sc.cause, sc.windows, series={sc.series.id: sc.series})
+
+    await store_of(request).apply(now, change)
+    return json_response(series_doc(made[-1], now), status)
+
+
+def existing_series(st: State, series_id: str) -> Window:
+    """The series ``series_id`` of the store's state.
+
+    Raises:
+        NotFound: no such series; InvalidInput: it is a window (``scope``).
+    """
+    found = st.series.get(series_id)
+    if found is None:
+        raise not_a_series(series_id, st.windows)
+    return found
+
+
 def existing(st: State, window_id: str) -> Window:
     """The window ``window_id`` of the store's state.
 
     Raises:
         NotFound: no such window.
+        InvalidInput: ``window_id`` is a series (``scope``: the route needs ``?scope=series``).
     """
+    if window_id in st.series:
+        raise is_a_series(window_id)
     w = st.windows.get(window_id)
     if w is None:
-        raise NotFound("id", f"unknown window {window_id!r}")
+        raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
     return w
 
 
-@router.post("/v1/windows")
+@router.post("/v1/windows", openapi_extra=WINDOW_BODY)
 async def create(request: Request, who: Principal = admin) -> Response:
-    """Schedule a new window (201)."""
+    """Schedule a new window, or a recurring series when the body has ``recurrence`` (201)."""
     raw = await json_body(request)
     new_id = f"w-{secrets.token_hex(5)}"
     defaults = store_of(request).defaults
+    if recurring(raw):
+        return await write_series(
+            request,
+            lambda st, now: create_series(
+                raw,
+                st.windows,
+                st.series,
+                catalog=st.catalog,
+                defaults=defaults,
+                now=now,
+                actor=who.name,
+                new_id=new_id,
+            ),
+            201,
+        )
     return await write_window(
         request,
         lambda st, now: ops.create_window(
-            raw,
-            st.windows,
+            one_off(raw),
+            {**st.windows, **st.series},
             catalog=st.catalog,
             defaults=defaults,
             now=now,
@@ -143,16 +257,32 @@ async def create(request: Request, who: Principal = admin) -> Response:
     )
 
 
-@router.patch("/v1/windows/{window_id}")
-async def patch(window_id: str, request: Request, who: Principal = admin) -> Response:
-    """Reschedule or edit a window."""
+@router.patch("/v1/windows/{window_id}", openapi_extra=PATCH_BODY)
+async def patch(
+    window_id: str, request: Request, who: Principal = admin, scope: str | None = None
+) -> Response:
+    """Reschedule or edit a window; with ``?scope=series`` a series and its future
+    occurrences."""
     raw = await json_body(request)
     defaults = store_of(request).defaults
+    if check_scope(scope):
+        return await write_series(
+            request,
+            lambda st, now: patch_series(
+                existing_series(st, window_id),
+                raw,
+                st.windows,
+                catalog=st.catalog,
+                defaults=defaults,
+                now=now,
+                actor=who.name,
+            ),
+        )
     return await write_window(
         request,
         lambda st, now: ops.patch_window(
             existing(st, window_id),
-            raw,
+            one_off(raw),
             catalog=st.catalog,
             defaults=defaults,
             now=now,
@@ -161,131 +291,27 @@ async def patch(window_id: str, request: Request, who: Principal = admin) -> Res
     )
 
 
-@router.post("/v1/windows/{window_id}/cancel")
-async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
-    """Cancel a window (one in progress ends now)."""
+@router.post("/v1/windows/{window_id}/cancel", openapi_extra=REASON_BODY)
+async def cancel(
+    window_id: str, request: Request, who: Principal = admin, scope: str | None = None
+) -> Response:
+    """Cancel a window (one in progress ends now); with ``?scope=series`` a series and its
+    occurrences not started yet."""
     raw = await json_body(request, optional=True)
+    if check_scope(scope):
+        return await write_series(
+            request,
+            lambda st, now: cancel_series(
+                existing_series(st, window_id), raw, st.windows, now=now, actor=who.name
+            ),
+        )
     return await write_window(
         request,
         lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name),
     )
 
 
-def _doc(body: dict[str, Any] | None, *errors: int) -> dict[str, Any]:
-    """OpenAPI metadata of a window route whose body the pure ops function validates (so the
-    422s name the field): the request body's JSON schema and the error answers."""
-    what = {
-        401: "No valid bearer token",
-        403: "The token's role is too low",
-        404: "Unknown window",
-        409: "The window's state forbids it",
-        422: "A bad field (named in error.field)",
-        503: "The store is unavailable",
-    }
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    extra: dict[str, Any] = {
-        "responses": {
-            "200": {"description": "The window object (docs/api.md, Window object)"},
-            **{str(c): {"description": what[c], "content": error} for c in errors},
-        }
-    }
-    if body is not None:
-        extra["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body}},
-        }
-    return {"openapi_extra": extra}
-
-
-_TEXT = {"type": "string", "maxLength": 4000}
-_REASON = {"type": "string", "maxLength": 2000, "description": "Why (public text)."}
-_EXTEND_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "Exactly one of ends_at and by_s.",
-    "properties": {
-        "ends_at": {
-            "type": "string",
-            "description": "The new end: RFC 3339, or a local time "
-            "in the window's zone; later than the current end.",
-        },
-        "by_s": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "description": "Seconds added to the current end.",
-        },
-        "reason": _REASON,
-    },
-}
-_END_BODY = {"type": "object", "additionalProperties": False, "properties": {"reason": _REASON}}
-_NOTE_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["message"],
-    "properties": {
-        "message": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "At least one of ja and en.",
-            "properties": {"ja": _TEXT, "en": _TEXT},
-        }
-    },
-}
-
-
-@router.post(
-    "/v1/windows/{window_id}/extend",
-    summary="Extend a window (operator; past latest_end, admin)",
-    **_doc(_EXTEND_BODY, 401, 403, 404, 409, 422, 503),
-)
-async def extend(window_id: str, request: Request, who: Principal = operator) -> Response:
-    """Move a window's end later (``ends_at`` or ``by_s``); past ``latest_end`` needs admin."""
-    raw = await json_body(request)
-    max_s = settings_of(request).max_window_s
-    return await write_window(
-        request,
-        lambda st, now: window_ops.extend_window(
-            existing(st, window_id),
-            raw,
-            now=now,
-            actor=who.name,
-            may_pass_reserve=who.may("admin"),
-            max_window_s=max_s,
-        ),
-    )
-
-
-@router.post(
-    "/v1/windows/{window_id}/end",
-    summary="End a window in progress now (operator)",
-    **_doc(_END_BODY, 401, 403, 404, 409, 422, 503),
-)
-async def end(window_id: str, request: Request, who: Principal = operator) -> Response:
-    """End a window in progress now."""
-    raw = await json_body(request, optional=True)
-    return await write_window(
-        request,
-        lambda st, now: window_ops.end_window(
-            existing(st, window_id), raw, now=now, actor=who.name
-        ),
-    )
-
-
-@router.post(
-    "/v1/windows/{window_id}/notes",
-    summary="Post a note on a window (operator)",
-    **_doc(_NOTE_BODY, 401, 403, 404, 409, 422, 503),
-)
-async def note(window_id: str, request: Request, who: Principal = operator) -> Response:
-    """Post a note (``{"message": {"ja", "en"}}``) on a window; event ``maintenance.note``."""
-    raw = await json_body(request)
-    return await write_window(
-        request,
-        lambda st, now: window_ops.add_note(existing(st, window_id), raw, now=now, actor=who.name),
-    )
-
-
-@router.put("/v1/override")
+@router.put("/v1/override", openapi_extra=OVERRIDE_BODY)
 async def put_override(request: Request, who: Principal = operator) -> Response:
     """Set the override; it expires after at most ``MAINTCAST_MAX_WINDOW_S``."""
     raw = await json_body(request)
@@ -299,7 +325,7 @@ async def put_override(request: Request, who: Principal = operator) -> Response:
     return json_response((await store_of(request).apply(now, change))[-1])
 
 
-@router.delete("/v1/override")
+@router.delete("/v1/override", openapi_extra=REASON_BODY)
 async def delete_override(request: Request, who: Principal = operator) -> Response:
     """Clear the override."""
     raw = await json_body(request, optional=True)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from broadcaster.caps import MAX_WINDOWS, check_window_text
 from broadcaster.domain import (
     ALL_METHODS,
     DEFAULT_MESSAGES,
@@ -29,6 +30,7 @@ from broadcaster.domain import (
     Span,
     Window,
 )
+from broadcaster.texts import CONTROL, check_texts, shown
 from broadcaster.timeparse import InvalidTime, parse_instant, zone_named
 from broadcaster.window_fields import (
     MAX_NOTES,
@@ -47,7 +49,6 @@ Instant = Any
 """An instant as given (text, or a ``datetime`` from a YAML timestamp), checked only by
 :func:`broadcaster.timeparse.parse_instant`: a pydantic ``str | datetime`` union would
 silently coerce numbers (Unix time) and dates (midnight) and name the field ``starts_at.str``."""
-_MAX_SHOWN = 80  # characters of a bad value's repr echoed back in a message
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits on
 
 
@@ -109,31 +110,29 @@ class Contact(_Strict):
 
 @dataclass(frozen=True)
 class Defaults:
-    """Deployment defaults applied to input (``MAINTCAST_TIMEZONE``, ``ERROR_CODE``, ...)."""
+    """Deployment defaults applied to input (``MAINTCAST_TIMEZONE``, ``ERROR_CODE``, ...)
+    and the cap on scheduled and in-progress windows (``MAINTCAST_MAX_WINDOWS``,
+    :mod:`broadcaster.caps`)."""
 
     timezone: str
     error_code: str
     max_window_s: int
+    max_windows: int = MAX_WINDOWS
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """The first pydantic error as an ``InvalidInput`` naming the field and the bad value."""
     err = exc.errors()[0]
     # "[key]" is pydantic's marker for a bad dict key (an unknown channel): the field is the key
-    path = ".".join(str(p) for p in err["loc"] if p not in ("from_", "[key]")) or "body"
+    path = ".".join(str(p)[:ECHO_MAX] for p in err["loc"] if p not in ("from_", "[key]")) or "body"
     if prefix:
         path = f"{prefix}.{path}" if path != "body" else prefix
     given = err.get("input")
-    shown = ""
-    if not isinstance(given, Mapping | list):
-        text = repr(given)
-        if len(text) > _MAX_SHOWN:  # never echo a whole oversized value (a 1 MB title)
-            text = text[: _MAX_SHOWN - 3] + "..."
-        shown = f" (got {text})"
+    got = "" if isinstance(given, Mapping | list) else f" (got {shown(given)})"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
-    return InvalidInput(path, f"{path}: {msg}{shown}")
+    return InvalidInput(path, f"{path}: {msg}{got}")
 
 
 def _instant(value: Instant, field: str, zone: str | None) -> datetime:
@@ -187,7 +186,8 @@ def build_window(
             service, method or channel, an empty ``affected``, a window (up to its
             ``latest_end``) longer than ``max_window_s``, ``latest_end`` before ``ends_at``,
             ``drain_s`` outside 0..7200, a reminder that is not a positive ISO 8601
-            duration (or repeated), an unknown field.
+            duration (or repeated), an unknown field, texts larger than
+            :data:`broadcaster.caps.WINDOW_TEXT_MAX` (naming the largest).
     """
     if not isinstance(raw, Mapping):
         raise InvalidInput("body", "a window must be an object")
@@ -211,12 +211,13 @@ def build_window(
     ends = _instant(win.ends_at, "ends_at", zone)
     if ends <= starts:
         raise InvalidInput(
-            "ends_at", f"ends_at: must be after starts_at ({win.ends_at!s} <= {win.starts_at!s})"
+            "ends_at",
+            f"ends_at: must be after starts_at ({shown(win.ends_at)} <= {shown(win.starts_at)})",
         )
     if (ends - starts) > timedelta(seconds=defaults.max_window_s):
         raise InvalidInput(
             "ends_at",
-            f"ends_at: {win.ends_at!s} makes the window last "
+            f"ends_at: {shown(win.ends_at)} makes the window last "
             f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
@@ -225,7 +226,8 @@ def build_window(
         announce = _instant(win.announce_at, "announce_at", zone)
         if announce > starts:
             raise InvalidInput(
-                "announce_at", f"announce_at: must be at or before starts_at ({win.announce_at!s})"
+                "announce_at",
+                f"announce_at: must be at or before starts_at ({shown(win.announce_at)})",
             )
     elif previous is not None:
         announce = min(previous.announce_at, starts)
@@ -238,7 +240,7 @@ def build_window(
     history = tuple(_history(h, i, zone) for i, h in enumerate(win.history or []))
     messages: dict[str, LocalText] = dict(DEFAULT_MESSAGES)
     messages.update({str(c): t for c, t in win.messages.items()})
-    return Window(
+    window = Window(
         id=wid,
         title=win.title,
         description=win.description or LocalText(),
@@ -258,6 +260,8 @@ def build_window(
         series_id=win.series_id,
         notes=notes_of(win.notes, zone),
     )
+    check_window_text(window)
+    return window
 
 
 def _history(h: HistoryIn, i: int, zone: str | None) -> HistoryEntry:
@@ -294,10 +298,13 @@ class Schedule:
 
 class ScheduleError(ValueError):
     """A schedule file that cannot be imported; the message is one line naming file, window
-    id and field (line breaks inside quoted values are escaped)."""
+    id and field (line breaks and other control characters in it are escaped)."""
 
     def __init__(self, message: str) -> None:
-        escaped = (c.encode("unicode_escape").decode() if c in _LINE_BREAKS else c for c in message)
+        escaped = (
+            c.encode("unicode_escape").decode() if c in _LINE_BREAKS or CONTROL.match(c) else c
+            for c in message
+        )
         super().__init__("".join(escaped))
 
 
@@ -350,7 +357,9 @@ def parse_schedule(
     if unknown:
         raise ScheduleError(f"{source}: unknown top-level field {sorted(unknown)[0]!r}")
     try:
+        check_texts(doc.get("catalog"), "catalog")
         catalog = parse_catalog(doc.get("catalog") or {})
+        check_texts(doc.get("contact"), "contact")
     except InvalidInput as exc:
         raise ScheduleError(f"{source}: {exc.message}") from exc
     contact = None
@@ -366,13 +375,14 @@ def parse_schedule(
     seen: set[str] = set()
     for i, raw in enumerate(raw_windows):
         wid = raw.get("id") if isinstance(raw, dict) else None
-        label = f"window {wid}" if isinstance(wid, str) else f"window #{i + 1}"
+        label = f"window {wid[:ECHO_MAX]}" if isinstance(wid, str) else f"window #{i + 1}"
         if not isinstance(wid, str):
             raise ScheduleError(f"{source}: {label}: id: missing (needed to re-import by id)")
         if wid in seen:
             raise ScheduleError(f"{source}: {label}: id: duplicate id {wid!r}")
         seen.add(wid)
         try:
+            check_texts(raw)
             windows.append(
                 build_window(
                     raw,

@@ -173,16 +173,17 @@ def end_window(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowCha
 
 
 def add_note(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowChange:
-    """Append a note ``{"message": {"ja"?, "en"?}}`` (at least one text) to a scheduled or
-    in-progress window; event ``maintenance.note`` (no history entry: the note is its own
-    record, with its time and actor).
+    """Append a note ``{"message": {"ja"?, "en"?}, "reason"?}`` (at least one text) to a
+    scheduled or in-progress window; event ``maintenance.note`` (with the reason, like every
+    ops write; no history entry: the note is its own record, with its time and actor).
 
     Raises:
         InvalidInput: no message, an empty one, an unknown field.
         Conflict: the window is completed or cancelled, or has ``MAX_NOTES`` notes.
     """
-    body = _body(raw, ("message",))
+    body = _body(raw, ("message", "reason"))
     _open(old, now, "take notes")
+    reason = _reason(body)
     if "message" not in body:
         raise InvalidInput("message", 'message: missing ({"ja": ..., "en": ...})')
     try:
@@ -195,4 +196,4 @@ def add_note(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowChang
         raise Conflict("notes", f"notes: window {old.id!r} has {MAX_NOTES} notes, the most")
     note = Note(at=now, message=message, actor=actor)
     stored = old.model_copy(update={"notes": (*old.notes, note)})
-    return WindowChange(stored, Cause("maintenance.note", old.id, actor, None))
+    return WindowChange(stored, Cause("maintenance.note", old.id, actor, reason))

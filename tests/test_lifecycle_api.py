@@ -304,18 +304,16 @@ async def test_ical_feed_carries_the_reserve_and_counts_extensions(
 async def test_openapi_describes_the_lifecycle_routes(fake_redis: Any, key_prefix: str) -> None:
     async with app_at(fake_redis, key_prefix, BEFORE) as c:
         doc = (await c.client.get("/openapi.json")).json()
-    schemas = doc["components"]["schemas"]
-    for path, required in (("extend", []), ("end", []), ("notes", ["message"])):
+    for path, props, required in (
+        ("extend", {"ends_at", "by_s", "reason"}, []),
+        ("end", {"reason"}, []),
+        ("notes", {"message", "reason"}, ["message"]),
+    ):
         op = doc["paths"][f"/v1/windows/{{window_id}}/{path}"]["post"]
         body = op["requestBody"]["content"]["application/json"]["schema"]
-        assert body["additionalProperties"] is False
-        assert body.get("required", []) == required
-        assert {"200", "401", "403", "404", "409", "422", "503"} <= set(op["responses"])
-        ref = op["responses"]["409"]["content"]["application/json"]["schema"]["$ref"]
-        assert ref.rsplit("/", 1)[-1] in schemas
-    extend = doc["paths"]["/v1/windows/{window_id}/extend"]["post"]
-    assert set(extend["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "ends_at",
-        "by_s",
-        "reason",
-    }
+        assert set(body["properties"]) == props, path
+        assert body.get("required", []) == required, path
+        assert "200" in op["responses"] and op["summary"]
+    note = doc["paths"]["/v1/windows/{window_id}/notes"]["post"]
+    message = note["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert set(message["message"]["properties"]) == {"ja", "en"}  # inlined, no dangling $ref

@@ -154,7 +154,7 @@ async def test_live_routes_answer_errors_in_the_contract_shape(
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         r = await client.post(f"{base}/v1/stream")
-        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"  # HEAD: issue 12
         assert r.json()["error"]["code"] == "method_not_allowed"
         r = await client.delete(f"{base}/v1/status")
         assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"

@@ -145,6 +145,9 @@ def test_note() -> None:
     (note,) = change.window.notes
     assert (note.at, note.actor, note.message.en) == (DURING, "ops", "On track")
     assert change.window.history == W.history
+    assert change.cause.reason is None
+    why = window_ops.add_note(W, {"message": {"en": "x"}, "reason": "r"}, now=DURING, actor="o")
+    assert why.cause.reason == "r"
     again = window_ops.add_note(change.window, {"message": {"en": "2"}}, now=DURING, actor="x")
     assert [n.message.en for n in again.window.notes] == ["On track", "2"]
 
@@ -158,7 +161,8 @@ def test_note() -> None:
         ({"message": "text"}, "message"),
         ({"message": {"fr": "x"}}, "message.fr"),
         ({"message": {"en": "x" * 4001}}, "message.en"),
-        ({"message": {"en": "x"}, "reason": "r"}, "reason"),
+        ({"message": {"en": "x"}, "reason": 5}, "reason"),
+        ({"message": {"en": "x"}, "at": "now"}, "at"),
     ],
 )
 def test_note_rejects(body: Any, field: str) -> None:

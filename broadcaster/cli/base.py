@@ -66,6 +66,9 @@ def setup_logging(log_format: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one line per webhook attempt, besides the
+    # delivery's own (worker.deliveries)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached", once a second while a
     # keepalive waits on a frozen Redis: the keepalive itself says what is wrong
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
@@ -136,19 +139,31 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
     """Import the schedule file at ``path`` at ``clock.now()`` (event actor ``import:<name>``).
 
     Raises:
-        ValueError: the file cannot be read or is invalid (the message names the field).
+        ValueError: the file cannot be read or is invalid (the message names the field), its
+            name holds a control character (it is the actor), or it would take the windows
+            past a cap (:mod:`broadcaster.caps`).
     """
+    from broadcaster.domain import Conflict
+    from broadcaster.texts import check_texts
     from broadcaster.validation import parse_schedule
 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    check_texts(path.name, "file name")
     now = clock.now()
     schedule = parse_schedule(
-        text, source=str(path), defaults=store.defaults, now=now, existing=await store.windows()
+        text,
+        source=str(path),
+        defaults=store.defaults,
+        now=now,
+        existing={**await store.series(), **await store.windows()},
     )
-    return await store.import_schedule(schedule, now, actor=f"import:{path.name}")
+    try:
+        return await store.import_schedule(schedule, now, actor=f"import:{path.name}")
+    except Conflict as exc:
+        raise ValueError(f"{path}: {exc.message}") from exc
 
 
 def healer(settings: Settings, store: Store, clock: Clock) -> Callable[[], Awaitable[None]] | None:

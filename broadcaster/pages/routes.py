@@ -11,9 +11,11 @@ import functools
 import math
 import re
 import secrets
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -115,6 +117,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "scheduled_banner": "Scheduled",
     },
 }
+DEFAULT_RETURN = "/status"
+"""Where the maintenance page's way back leads when ``return`` is missing or refused."""
+RETURN_MAX = 2048
+"""The longest ``return`` path accepted (characters)."""
 _WIRE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?([+-]\d{2}:\d{2})$")
 
 
@@ -150,6 +156,36 @@ def drain_text(doc: codec.Doc, lang: str, now: datetime | None = None) -> str:
     if lang == "en":
         return f"Maintenance starts in {n} min. Please complete your payment soon."
     return f"メンテナンス開始まで あと{n}分です。お支払いはお早めにお済ませください。"
+
+
+def _unsafe_char(c: str) -> bool:
+    # Cc: C0, DEL and C1 controls; Z*: every space and line/paragraph separator; browsers
+    # strip tabs and line breaks from URLs (WHATWG URL "basic URL parser") and read ``\`` as
+    # ``/``, which turns ``/\evil.example`` or ``/<TAB>/evil.example`` into ``//evil.example``
+    return c == "\\" or c.isspace() or unicodedata.category(c) in ("Cc", "Zs", "Zl", "Zp")
+
+
+def safe_return(value: str | None, default: str = DEFAULT_RETURN) -> str:
+    """``value`` when it is a same-origin path, else ``default`` (no open redirect, issue 12).
+
+    Accepted: a path that starts with exactly one ``/``, has no scheme and no host as
+    ``urllib.parse.urlsplit`` reads it, and carries no ``\\``, control character or
+    whitespace anywhere, neither as given nor once percent-decoded (``/%5C…``); at most
+    :data:`RETURN_MAX` characters. ``value`` is the query parameter as decoded by the
+    server.
+    """
+    if not value or len(value) > RETURN_MAX:
+        return default
+    decoded = unquote(value)
+    for text in (value, decoded):
+        if not text.startswith("/") or text.startswith("//"):
+            return default
+        if any(_unsafe_char(c) for c in text):
+            return default
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return default
+    return value
 
 
 def choose_lang(request: Request) -> str:
@@ -260,7 +296,7 @@ async def render(
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 
-@router.api_route("/status", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/status", response_class=HTMLResponse)
 async def status_page(request: Request) -> HTMLResponse:
     """The public status page: every component and the announced windows to come."""
     now = hub_of(request).clock.now()
@@ -276,7 +312,7 @@ async def status_page(request: Request) -> HTMLResponse:
     return await render(request, "status.html", "status", "link", windows=docs)
 
 
-@router.api_route("/maintenance", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/maintenance", response_class=HTMLResponse)
 async def maintenance_page(
     request: Request, service: str | None = None, method: str | None = None
 ) -> HTMLResponse:
@@ -285,9 +321,7 @@ async def maintenance_page(
     lang = choose_lang(request)
     doc = (await hub.snapshot()).view((service, method), hub.view_of)[0]
     window = (doc["active"] or doc["upcoming"] or [None])[0]
-    back = request.query_params.get("return", "/status")
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/status"  # only same-site paths: no open redirect
+    back = safe_return(request.query_params.get("return"))
     return await render(
         request,
         "maintenance.html",
@@ -302,13 +336,13 @@ async def maintenance_page(
     )
 
 
-@router.api_route("/admin", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@router.get("/admin", response_class=HTMLResponse)
 async def admin_page(request: Request) -> HTMLResponse:
     """The ops dashboard (its writes go through the ops API with a token)."""
     return await render(request, "admin.html", "admin", "admin")
 
 
-@demo_router.api_route("/demo/checkout", methods=["GET", "HEAD"], response_class=HTMLResponse)
+@demo_router.get("/demo/checkout", response_class=HTMLResponse)
 async def checkout(request: Request) -> HTMLResponse:
     """A sample checkout page whose card payment the gate guards."""
     return await render(

@@ -1,7 +1,8 @@
 """The only package that talks to Redis.
 
 :mod:`client` connects (and names the errors that mean "the store is unavailable"),
-:mod:`core` reads and publishes atomically, :mod:`coordination` follows the change feed and
+:mod:`core` reads and publishes atomically (:mod:`plans`: what a transaction reads and
+writes), :mod:`log` reads the event log, :mod:`coordination` follows the change feed and
 holds the leader lock, :mod:`factory` builds a store from the settings.
 """
 
@@ -13,8 +14,10 @@ from broadcaster.store.client import (
     connect,
 )
 from broadcaster.store.coordination import STANDBY_SUFFIX, Lease
-from broadcaster.store.core import MAX_REPLAY, Change, Plan, State, Store
+from broadcaster.store.core import Store
 from broadcaster.store.factory import make_store
+from broadcaster.store.log import MAX_REPLAY
+from broadcaster.store.plans import Change, Plan, State
 
 __all__ = [
     "MAX_REPLAY",

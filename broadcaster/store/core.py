@@ -1,4 +1,5 @@
-"""Reads, the atomic publish and the event log (the store package is the only Redis user).
+"""Reads and the atomic publish (the store package is the only Redis user; the event log is
+read by :mod:`broadcaster.store.log`).
 
 Every publish is one WATCH/MULTI transaction over the keys the status is computed from
 (``Keys.inputs``): the status, its event-log entry and its pub/sub message carry the same
@@ -11,66 +12,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from redis.exceptions import WatchError
 
 from broadcaster import codec
-from broadcaster.domain import Catalog, Cause, Override, Window
+from broadcaster.caps import check_live_windows
+from broadcaster.domain import Catalog, Cause, Window, public_cause
 from broadcaster.keys import Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
+from broadcaster.series import top_up
+from broadcaster.series_ops import import_series
 from broadcaster.status import StatusCore, compute_status, time_driven_cause
 from broadcaster.store.client import Redis
-from broadcaster.store.coordination import MAX_ATTEMPTS, Coordination
+from broadcaster.store.coordination import MAX_ATTEMPTS
+from broadcaster.store.log import EventLog
+from broadcaster.store.plans import Change, Plan, State
 from broadcaster.validation import Contact, Defaults, Schedule
 
 log = logging.getLogger(__name__)
 
-MAX_REPLAY = 500
-"""Most events replayed to one reconnecting client; a longer gap gets a resync."""
+
+def _windows(raw: dict[bytes, bytes]) -> dict[str, Window]:
+    return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
 
 
-@dataclass
-class State:
-    """Everything a status is computed from, as read inside one transaction."""
-
-    catalog: Catalog
-    windows: dict[str, Window]
-    override: Override | None
-    status: codec.Doc | None
-    seq: int
-
-
-@dataclass
-class Plan:
-    """What one transaction writes: changed inputs and the events to publish, in order.
-
-    Each event is a cause plus the state to compute its status from (windows, override,
-    catalog after that step).
-    """
-
-    windows: dict[str, Window] = field(default_factory=dict)
-    catalog: Catalog | None = None
-    contact: Contact | None = None
-    override: Override | None = None
-    set_override: bool = False
-    events: list[tuple[Cause, State]] = field(default_factory=list)
-
-
-@dataclass
-class Change:
-    """One ops write: windows to store, maybe a new override (None = clear), the cause."""
-
-    cause: Cause
-    windows: dict[str, Window] = field(default_factory=dict)
-    override: Override | None = None
-    set_override: bool = False
-
-
-class Store(Coordination):
+class Store(EventLog):
     """Maintcast's data in Redis under one key prefix (see :mod:`broadcaster.keys`).
 
     The store does not own ``redis``: whoever created the client closes it.
@@ -96,16 +66,14 @@ class Store(Coordination):
 
     @staticmethod
     def _parse(raw: list[Any]) -> State:
-        raw_windows, raw_catalog, raw_override, raw_status, raw_seq = raw
+        raw_windows, raw_catalog, raw_override, raw_status, raw_seq, raw_series = raw
         return State(
             catalog=Catalog.model_validate_json(raw_catalog) if raw_catalog else Catalog(),
-            windows={
-                w.id: w
-                for w in (codec.window_from_doc(codec.loads(v)) for v in raw_windows.values())
-            },
+            windows=_windows(raw_windows),
             override=codec.override_from_doc(codec.loads(raw_override)) if raw_override else None,
             status=codec.loads(raw_status) if raw_status else None,
             seq=int(raw_seq or 0),
+            series=_windows(raw_series),
         )
 
     async def state(self) -> State:
@@ -113,6 +81,7 @@ class Store(Coordination):
         k = self.keys
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(k.windows).get(k.catalog).get(k.override).get(k.status).get(k.seq)
+            pipe.hgetall(k.series)
             return self._parse(await pipe.execute())
 
     async def status(self, now: datetime) -> codec.Doc:
@@ -134,32 +103,12 @@ class Store(Coordination):
         return Contact.model_validate_json(raw) if raw else None
 
     async def windows(self) -> dict[str, Window]:
-        """Every stored window by id."""
-        raw = await self.redis.hgetall(self.keys.windows)
-        return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
+        """Every stored window by id (occurrences of a series included, the series not)."""
+        return _windows(await self.redis.hgetall(self.keys.windows))
 
-    async def events(self, after: int, limit: int) -> list[codec.Doc]:
-        """Event-log entries with seq > ``after``, oldest first, at most ``limit``."""
-        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=limit)
-        return [codec.loads(fields[b"e"]) for _, fields in rows]
-
-    async def replay(self, after: int) -> list[bytes] | None:
-        """Status payloads published after seq ``after``, oldest first.
-
-        Returns None when they cannot all be replayed (the gap is beyond the log's
-        retention or longer than ``MAX_REPLAY``, or ``after`` is above the current seq
-        because the store was reset): the caller then sends a ``resync``, one status, which
-        is also cheaper than thousands of events to a client that was away that long.
-        """
-        seq = await self.stored_seq()
-        if after > seq or after < 0 or seq - after > MAX_REPLAY:
-            return None
-        if after == seq:
-            return []
-        rows = await self.redis.xrange(self.keys.events, min=f"{after + 1}-0", count=MAX_REPLAY)
-        if not rows or int(rows[0][0].split(b"-")[0]) != after + 1:
-            return None
-        return [fields[b"s"] for _, fields in rows]
+    async def series(self) -> dict[str, Window]:
+        """Every stored recurring series by id (:mod:`broadcaster.series`)."""
+        return _windows(await self.redis.hgetall(self.keys.series))
 
     async def ping(self) -> bool:
         """Whether Redis answers."""
@@ -189,7 +138,7 @@ class Store(Coordination):
         the state at ``now`` would move the status back in time (bench/soak.py finding A).
         """
         expired = st.override is not None and not st.override.holds_at(now)
-        base = State(st.catalog, st.windows, None, st.status, st.seq) if expired else st
+        base = replace(st, override=None) if expired else st
         if expired:
             plan.override, plan.set_override = None, True
         if st.status is None:
@@ -225,7 +174,8 @@ class Store(Coordination):
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(*k.inputs, k.contact, *([k.worker_leader] if fence else []))
+                    fenced = [k.worker_leader] if fence else []
+                    await pipe.watch(*k.inputs, k.contact, k.series, *fenced)
                     if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
                         await pipe.reset()
                         log.debug("not the leader (%s): publishing nothing", fence)
@@ -237,6 +187,7 @@ class Store(Coordination):
                             await pipe.get(k.override),
                             await pipe.get(k.status),
                             await pipe.get(k.seq),
+                            await pipe.hgetall(k.series),
                         ]
                     )
                     plan = build(st)
@@ -254,21 +205,21 @@ class Store(Coordination):
                 except WatchError:
                     continue
             previous = st.status["state"] if st.status else None
-            for d in docs:
-                EVENTS_PUBLISHED.labels(d["cause"]["type"]).inc()
+            for d, (cause, _) in zip(docs, plan.events, strict=True):
+                EVENTS_PUBLISHED.labels(cause.type).inc()
                 if previous is not None and d["state"] != previous:
                     TRANSITIONS.inc()
                 previous = d["state"]
-                log.info(
+                log.info(  # the whole cause: the log is the operators'
                     "published seq=%s cause=%s window=%s state=%s",
                     d["seq"],
-                    d["cause"]["type"],
-                    d["cause"]["window_id"],
+                    cause.type,
+                    cause.window_id,
                     d["state"],
                     extra={
                         "seq": d["seq"],
-                        "cause": d["cause"]["type"],
-                        "window_id": d["cause"]["window_id"],
+                        "cause": cause.type,
+                        "window_id": cause.window_id,
                         "state": d["state"],
                     },
                 )
@@ -279,6 +230,8 @@ class Store(Coordination):
         k = self.keys
         for w in plan.windows.values():
             pipe.hset(k.windows, w.id, codec.dumps(codec.window_doc(w, now)))
+        for w in plan.series.values():
+            pipe.hset(k.series, w.id, codec.dumps(codec.window_doc(w, now)))
         if plan.catalog is not None:
             pipe.set(k.catalog, plan.catalog.model_dump_json())
         if plan.contact is not None:
@@ -290,9 +243,13 @@ class Store(Coordination):
                 pipe.set(k.override, codec.dumps(codec.override_doc(plan.override, "UTC")))
         docs: list[codec.Doc] = []
         seq = st.seq
+        series = {**st.series, **plan.series}  # an event may name a series
         for cause, after in plan.events:
             seq += 1
-            doc = self._doc(after, seq, now, cause)
+            # the status goes to everyone, once: an unannounced window's id and reason stay
+            # out of it (the log entry keeps them for ops; EventLog.events)
+            public = public_cause(cause, {**series, **after.windows}, now)
+            doc = self._doc(after, seq, now, public)
             payload = codec.dumps(doc)
             entry = {
                 "seq": seq,
@@ -322,11 +279,18 @@ class Store(Coordination):
 
         Two processes reconciling the same boundary publish one event between them. With
         ``fence`` only the holder of the leader lock publishes (see :meth:`transact`).
+        Occurrences of recurring series that came within the horizon are stored with it,
+        one ``maintenance.scheduled`` event each (:func:`broadcaster.series.top_up`).
         """
 
         def build(st: State) -> Plan:
             plan = Plan()
-            self.add_due_event(st, now, plan)
+            base = self.add_due_event(st, now, plan)
+            new = top_up(base.series, base.windows, now)
+            if new:  # occurrences come within the horizon as time passes: one event each
+                plan.windows.update(new)
+                after = replace(base, windows={**base.windows, **new})
+                plan.events += [(Cause("maintenance.scheduled", wid), after) for wid in new]
             return plan
 
         return await self.transact(now, build, fence=fence)
@@ -338,6 +302,10 @@ class Store(Coordination):
 
         ``change`` sees the state after that due change and may raise to abort (nothing is
         written). Returns the published status objects; the last is the write's own.
+
+        Raises:
+            Conflict: the write would take the scheduled and in-progress windows past a cap
+                (:func:`broadcaster.caps.check_live_windows`); nothing is written.
         """
 
         def build(st: State) -> Plan:
@@ -345,7 +313,9 @@ class Store(Coordination):
             base = self.add_due_event(st, now, plan)
             ch = change(base)
             windows = {**base.windows, **ch.windows}
+            check_live_windows(base.windows, windows, now, max_windows=self.defaults.max_windows)
             plan.windows.update(ch.windows)
+            plan.series.update(ch.series)
             override = base.override
             if ch.set_override:
                 override = plan.override = ch.override
@@ -358,11 +328,16 @@ class Store(Coordination):
     async def import_schedule(
         self, schedule: Schedule, now: datetime, *, actor: str = "import"
     ) -> list[codec.Doc]:
-        """Store catalog, contact and windows all-or-nothing; idempotent by window id.
+        """Store catalog, contact and windows all-or-nothing; idempotent by window id. A
+        window with ``recurrence`` is a series: stored with its occurrences, one event.
 
         One event per window created (``maintenance.scheduled``) or changed
         (``rescheduled``/``updated``/``cancelled``); none if nothing changed. History the
         server already has is kept; a change of times not in the file's history is recorded.
+
+        Raises:
+            Conflict: past a cap of :func:`broadcaster.caps.check_live_windows`; nothing
+                is stored.
         """
 
         def build(st: State) -> Plan:
@@ -374,10 +349,19 @@ class Store(Coordination):
             plan.contact = schedule.contact
             causes: list[Cause] = []
             for w in schedule.windows:
+                if w.recurrence is not None or w.id in st.series:  # a series (or was one)
+                    sc = import_series(st.series.get(w.id), w, windows, now=now, actor=actor)
+                    if sc is not None:
+                        plan.series[w.id] = sc.series
+                        windows.update(sc.windows)
+                        plan.windows.update(sc.windows)
+                        causes.append(sc.cause)
+                    continue
                 merged, cause = merge_imported(windows.get(w.id), w, now, actor)
                 if cause is not None:
                     windows[w.id] = plan.windows[w.id] = merged
                     causes.append(cause)
+            check_live_windows(st.windows, windows, now, max_windows=self.defaults.max_windows)
             # one transaction: every event of it carries the status of the whole import, so
             # no reader ever sees a half-imported calendar (a window in progress shown as
             # normal because the events before its own came first: bench/soak.py finding H)
