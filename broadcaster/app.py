@@ -63,6 +63,13 @@ class MaintcastAPI(FastAPI):
         super().__init__(**kwargs)
         self.live = live
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the bodies the routes read themselves
+        (:func:`broadcaster.ops_api.add_body_schemas`)."""
+        fresh = self.openapi_schema is None
+        doc = super().openapi()
+        return ops_api.add_body_schemas(doc) if fresh else doc
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
