@@ -1,22 +1,30 @@
 """How ``maintcast serve`` and ``maintcast api`` run uvicorn: proxy trust and request-head
-limits (docs/security.md). Imported only by the CLI, which owns uvicorn.
+and body limits (docs/security.md). Imported only by the CLI, which owns uvicorn.
 
 uvicorn bounds neither the size of a request head nor the time a client may take to send
 it when it parses with httptools (what ``uvicorn[standard]`` picks): its
 ``h11_max_incomplete_event_size`` applies to the h11 parser only, ``timeout_keep_alive`` is
 cancelled by the first byte of the next request, and a request-start timeout was planned
 but never built (encode/uvicorn#157). A 32 MB header got an answer, and a connection that
-sent half a request head stayed open until the client left. :class:`HeadGuard` adds both
-to uvicorn's own httptools protocol:
+sent half a request head stayed open until the client left. :class:`HeadGuard` adds both,
+and more, to uvicorn's own httptools protocol:
 
 - the head (request line and headers) may be at most ``MAINTCAST_MAX_HEADER_BYTES``:
   past it the client gets ``431`` and the connection is closed, without reading the rest;
 - a connection must deliver a complete head within ``MAINTCAST_HEADER_TIMEOUT_S`` of
   being accepted, and each later head on a kept-alive connection within as long of its
   first byte (the idle time between requests stays uvicorn's ``timeout_keep_alive``): a
-  late head gets ``408``, a connection that sent nothing is closed silently.
+  late head gets ``408``, a connection that sent nothing is closed silently;
+- a request body that sends nothing for ``MAINTCAST_BODY_TIMEOUT_S`` (uvicorn has no body
+  timeout at all) gets ``408`` and the connection is closed (closed without an answer when
+  one was begun). Time while uvicorn itself stopped reading (the app has not taken what
+  came) or while the client waits for ``100 Continue`` does not count;
+- every answer made here, before the app runs (the ``408``s, the ``431`` and uvicorn's
+  ``400`` for a malformed request), carries ``X-Content-Type-Options: nosniff`` and
+  ``Connection: close``, like the app's own answers (:mod:`broadcaster.hygiene`).
 
-Once the head is complete nothing here runs any more: a stream's long life is untouched.
+Once the head and the body are complete nothing here runs any more: a stream's long life
+is untouched.
 The class is found by uvicorn's worker processes by its import path; its limits are
 module state set by :func:`configure`, which ``uvicorn_options`` and the API factory call
 (each worker process builds the app from the same environment).
@@ -32,7 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from broadcaster.settings import Settings
 
@@ -44,10 +52,12 @@ LOG_EVERY_S = 60.0
 
 @dataclass(frozen=True)
 class HeadLimits:
-    """``max_bytes``: the largest request head read; ``timeout_s``: seconds to send it."""
+    """``max_bytes``: the largest request head read; ``timeout_s``: seconds to send it;
+    ``body_timeout_s``: seconds a request body may send nothing."""
 
     max_bytes: int = 65_536
     timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
 
 _limits = HeadLimits()
@@ -57,7 +67,9 @@ _logged: dict[str, tuple[float, int]] = {}  # kind -> (last line, suppressed sin
 def configure(settings: Settings) -> HeadLimits:
     """Take the head limits of this process from ``settings``; returns them."""
     global _limits
-    _limits = HeadLimits(settings.max_header_bytes, settings.header_timeout_s)
+    _limits = HeadLimits(
+        settings.max_header_bytes, settings.header_timeout_s, settings.body_timeout_s
+    )
     return _limits
 
 
@@ -85,12 +97,16 @@ class HeadTooLarge(Exception):
 
 
 class HeadGuard(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on the request head's size and a deadline
-    to receive it (module docstring). The deadline timer runs only while a head is being
-    read; ``_head_bytes`` counts what arrived of it."""
+    """uvicorn's httptools protocol with a bound on the request head's size, a deadline to
+    receive it, and a timeout on a request body that stops coming (module docstring). The
+    head timer runs only while a head is being read (``_head_bytes`` counts what arrived of
+    it), the body timer only while a body is (``_body_at``: the loop time of its last
+    bytes)."""
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
+    _body_timer: asyncio.TimerHandle | None = None
+    _body_at = 0.0
     _refused = 0  # the status this connection was refused with (431, 408), else 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -99,6 +115,7 @@ class HeadGuard(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -123,11 +140,28 @@ class HeadGuard(HttpToolsProtocol):
             self._refuse(431, b"Request Header Fields Too Large")
             raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
         super().on_headers_complete()
+        if any(
+            k == b"transfer-encoding" or (k == b"content-length" and v.strip() != b"0")
+            for k, v in self.headers
+        ):
+            self._disarm_body()
+            self._body_at = self.loop.time()
+            self._body_timer = self.loop.call_later(_limits.body_timeout_s, self._body_late)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_at = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm_body()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, with ``nosniff``."""
         if self._refused:  # already answered (our HeadTooLarge reached uvicorn's handler)
             return
-        super().send_400_response(msg)
+        self._refused = 400
+        self._answer(400, msg.encode("ascii"))
 
     def _arm(self) -> None:
         if self._head_timer is None:
@@ -152,16 +186,49 @@ class HeadGuard(HttpToolsProtocol):
             return
         self._refuse(408, b"Request Timeout", f"request head not complete within {limit:g} s")
 
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_late(self) -> None:
+        """The body timer fired: answer 408 (or close) when the body sent nothing for the
+        whole timeout, else wait for the rest of it."""
+        self._body_timer = None
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or not cycle.more_body:
+            return
+        now, limit = self.loop.time(), _limits.body_timeout_s
+        if self.flow.read_paused or cycle.waiting_for_100_continue:
+            self._body_at = now  # the server is not reading, or the client waits for it
+        if now - self._body_at < limit:
+            self._body_timer = self.loop.call_later(self._body_at + limit - now, self._body_late)
+            return
+        why = f"request body sent nothing for {limit:g} s"
+        if cycle.response_started:
+            _note("body", self.client, why)
+            self._refused = 408
+            self.transport.close()
+            return
+        self._refuse(408, b"Request Timeout", why)
+
     def _refuse(self, status: int, reason: bytes, why: str = "") -> None:
         """Answer ``status`` (plain text, ``Connection: close``) and close: nothing more
         is read from this connection."""
         self._refused = status
         self._disarm()
+        self._disarm_body()
         _note(str(status), self.client, why or f"request head over {_limits.max_bytes} bytes")
+        self._answer(status, reason)
+
+    def _answer(self, status: int, text: bytes) -> None:
+        """Write a plain-text answer with uvicorn's default headers (``server``, ``date``),
+        ``nosniff`` and ``Connection: close``, and close the connection."""
+        defaults = b"".join(b"%s: %s\r\n" % kv for kv in self.server_state.default_headers)
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, reason, len(reason), reason)
+            STATUS_LINE[status] + defaults + b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nx-content-type-options: nosniff\r\n"
+            b"connection: close\r\n\r\n%s" % (len(text), text)
         )
         self.transport.close()
 
