@@ -83,6 +83,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             "FORWARDED_ALLOW_IPS is ignored: set MAINTCAST_FORWARDED_ALLOW_IPS (now %s)",
             settings.forwarded_allow_ips,
         )
+    if "*" in (p.strip() for p in settings.forwarded_allow_ips.split(",")):
+        log.warning(
+            "MAINTCAST_FORWARDED_ALLOW_IPS is '*': any client can name its own address "
+            "(X-Forwarded-For) and so escape MAINTCAST_STREAMS_PER_CLIENT and forge the "
+            "address in the logs; list the proxies' addresses instead"
+        )
     return {
         "http": HeadGuard,
         "proxy_headers": True,
