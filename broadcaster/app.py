@@ -57,8 +57,7 @@ class MaintcastAPI(FastAPI):
     before any of FastAPI's own layers, with the server's own ``send`` in the scope (under
     :data:`broadcaster.live.SERVER_SEND`: cutting a stuck stream needs its transport).
     Every HTTP request goes through :mod:`broadcaster.hygiene` first (``nosniff`` on every
-    response, ``Connection: close`` on one given before the body was read; ``HEAD`` as
-    ``GET`` and the body bound on FastAPI's side)."""
+    response; ``HEAD`` as ``GET`` and the body bound on FastAPI's side)."""
 
     def __init__(self, live: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -75,8 +74,7 @@ class MaintcastAPI(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        server_send = send
-        receive, send = hygiene.framed(scope, receive, send)
+        server_send, send = send, hygiene.nosniff(send)
         if scope["path"] in PATHS:
             if scope["path"] == STREAM_PATH:
                 scope[SERVER_SEND] = server_send

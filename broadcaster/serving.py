@@ -19,12 +19,19 @@ and more, to uvicorn's own httptools protocol:
   timeout at all) gets ``408`` and the connection is closed (closed without an answer when
   one was begun). Time while uvicorn itself stopped reading (the app has not taken what
   came) or while the client waits for ``100 Continue`` does not count;
+- an answer the app gives before the request's body arrived whole (a 401, 405 or 413
+  refusing it unread) says ``Connection: close``, and the connection is closed after it:
+  uvicorn would read and drop the rest of the body to keep the connection alive, however
+  long it is (6.8 GB of a chunked body in 3 s). Closing at once would reset the connection
+  while the client still sends, and a client that reads only after sending (httpx,
+  requests) would lose the answer; so the rest is read and dropped for at most
+  :data:`LINGER_S` and :data:`LINGER_BYTES` (nginx's lingering close), then closed;
 - every answer made here, before the app runs (the ``408``s, the ``431`` and uvicorn's
   ``400`` for a malformed request), carries ``X-Content-Type-Options: nosniff`` and
   ``Connection: close``, like the app's own answers (:mod:`broadcaster.hygiene`).
 
-Once the head and the body are complete nothing here runs any more: a stream's long life
-is untouched.
+Once the head and the body are complete nothing here runs any more (but the ``close()``
+of a request with a body, :class:`_Transport`): a stream's long life is untouched.
 The class is found by uvicorn's worker processes by its import path; its limits are
 module state set by :func:`configure`, which ``uvicorn_options`` and the API factory call
 (each worker process builds the app from the same environment).
@@ -38,7 +45,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -48,6 +55,11 @@ log = logging.getLogger(__name__)
 
 LOG_EVERY_S = 60.0
 """At most one log line per kind of refusal this often (a slowloris makes thousands)."""
+LINGER_S = 2.0
+"""Longest time the rest of a request body is read and dropped after its early answer."""
+LINGER_BYTES = 4 * 2**20
+"""Most bytes of it read and dropped (16 times the body bound): then the connection is
+closed, reset if the client still sends."""
 
 
 @dataclass(frozen=True)
@@ -102,17 +114,40 @@ class HeadTooLarge(Exception):
     """Raised inside the parser's callback to stop it (the request is answered 431)."""
 
 
+class _Transport:
+    """The transport as the request cycle of a request with a body holds it: every call goes
+    to the real one but ``close()``, which :meth:`HeadGuard.close_transport` decides (it
+    lingers while a refused body is still coming). Requests without a body (streams) keep
+    the real transport."""
+
+    __slots__ = ("_cycle", "_guard", "_real")
+
+    def __init__(self, real: asyncio.Transport, guard: HeadGuard, cycle: Any) -> None:
+        self._real = real
+        self._guard = guard
+        self._cycle = cycle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def close(self) -> None:
+        self._guard.close_transport(self._real, self._cycle)
+
+
 class HeadGuard(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on the request head's size, a deadline to
-    receive it, and a timeout on a request body that stops coming (module docstring). The
-    head timer runs only while a head is being read (``_head_bytes`` counts what arrived of
-    it), the body timer only while a body is (``_body_at``: the loop time of its last
-    bytes)."""
+    receive it, a timeout on a request body that stops coming, and a short lingering close
+    after an answer given while the body was still coming (module docstring). The head
+    timer runs only while a head is being read (``_head_bytes`` counts what arrived of it),
+    the body timer only while a body is (``_body_at``: the loop time of its last bytes)."""
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
     _body_timer: asyncio.TimerHandle | None = None
     _body_at = 0.0
+    _keep_alive_held = False  # the cycle's keep-alive is withheld until its body is whole
+    _linger: asyncio.TimerHandle | None = None
+    _lingered = -1  # bytes dropped after an early answer; -1: not lingering
     _refused = 0  # the status this connection was refused with (431, 408), else 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -122,9 +157,16 @@ class HeadGuard(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._disarm_body()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingered >= 0:
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         if self._refused:
             return
         super().data_received(data)  # the parser's callbacks below run inside
@@ -145,14 +187,22 @@ class HeadGuard(HttpToolsProtocol):
         if size > _limits.max_bytes:
             self._refuse(431, b"Request Header Fields Too Large")
             raise HeadTooLarge  # stops the parser; uvicorn then calls send_400_response
+        before = self.cycle
         super().on_headers_complete()
-        if any(
+        cycle = self.cycle
+        if cycle is before or not any(
             k == b"transfer-encoding" or (k == b"content-length" and v.strip() != b"0")
             for k, v in self.headers
         ):
-            self._disarm_body()
-            self._body_at = self.loop.time()
-            self._body_timer = self.loop.call_later(_limits.body_timeout_s, self._body_late)
+            return  # no new request (an upgrade), or one without a body
+        self._disarm_body()
+        self._body_at = self.loop.time()
+        self._body_timer = self.loop.call_later(_limits.body_timeout_s, self._body_late)
+        # an answer begun before the body is whole says "Connection: close" and the
+        # connection closes after it (uvicorn's own handling of keep_alive False)
+        self._keep_alive_held = cycle.keep_alive
+        cycle.keep_alive = False
+        cycle.transport = cast(asyncio.Transport, _Transport(cycle.transport, self, cycle))
 
     def on_body(self, body: bytes) -> None:
         self._body_at = self.loop.time()
@@ -160,7 +210,37 @@ class HeadGuard(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm_body()
+        cycle = self.cycle
+        if self._keep_alive_held and cycle is not None and not cycle.response_started:
+            cycle.keep_alive = True  # the body is whole before any answer: kept alive
+        self._keep_alive_held = False
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        self._keep_alive_held = False  # the server stops: no keep-alive given back
+        super().shutdown()
+
+    def close_transport(self, real: asyncio.Transport, cycle: Any) -> None:
+        """Close the connection for the request ``cycle`` (its ``transport.close()``,
+        :class:`_Transport`). After an answer given before the request's body was whole,
+        with that body still coming, first linger: send FIN, then read and drop what
+        arrives until the client closes, or for :data:`LINGER_S` or :data:`LINGER_BYTES`
+        (module docstring)."""
+        if (
+            self._lingered >= 0
+            or self._refused
+            or real.is_closing()
+            or not (cycle.response_complete and cycle.more_body)
+            or not real.can_write_eof()
+        ):
+            real.close()
+            return
+        self._lingered = 0
+        self._disarm()
+        self._disarm_body()
+        real.write_eof()  # the answer is all there is: the client reads it, then EOF
+        self.flow.resume_reading()
+        self._linger = self.loop.call_later(LINGER_S, real.close)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse, with ``nosniff``."""

@@ -3,7 +3,9 @@
 client address as uvicorn's proxy-header handling leaves it (``X-Forwarded-For`` believed
 from ``MAINTCAST_FORWARDED_ALLOW_IPS`` only), and the request-head bounds of
 ``broadcaster.serving.HeadGuard`` (431 past ``MAINTCAST_MAX_HEADER_BYTES``, 408 or a silent
-close past ``MAINTCAST_HEADER_TIMEOUT_S``) that leave a long-lived stream alone."""
+close past ``MAINTCAST_HEADER_TIMEOUT_S``) that leave a long-lived stream alone, and its
+request-body handling (408 past ``MAINTCAST_BODY_TIMEOUT_S``, a close after an early answer,
+``nosniff`` on what it answers itself)."""
 
 from __future__ import annotations
 
@@ -256,7 +258,8 @@ def keeps_reading(s: socket.socket, limit_s: float = 3.0, cap: int = 256 * 2**20
 
 def test_request_body_bounds(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
     """An answer given before the body was read (401, 405, 413) says ``Connection: close``
-    and the connection is closed, not drained; a body that stalls for
+    and the connection is closed, not drained (the rest of the body is dropped only for a
+    short while, so the client reads the answer); a body that stalls for
     ``MAINTCAST_BODY_TIMEOUT_S`` gets 408 and a close, one that keeps coming is served;
     every answer made before the app runs (400, 408, 431) carries ``nosniff``."""
     tokens = entry_line("boss", "admin", ADMIN_TOKEN)
@@ -291,6 +294,54 @@ def test_request_body_bounds(tmp_path: Path, redis_url: str, key_prefix: str) ->
                 assert (status, headers.get("connection")) == (expected, "close"), head
                 assert headers["x-content-type-options"] == "nosniff"
                 keeps_reading(s)
+
+        # 1b. a client that reads only once its whole body is sent (httpx) gets the early
+        #     answer all the same: the rest of a body is read and dropped before the close
+        #     (closing at once would reset the connection under the client's sends)
+        with connect(port) as s:
+            s.sendall(f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{chunked}\r\n".encode())
+            s.sendall(b"1\r\n{\r\n")
+            status, headers, _ = answer_of(s)
+            assert (status, headers["connection"]) == (401, "close")
+            for _ in range(16):  # 1 MiB more after the answer: taken, not reset
+                s.sendall(b"10000\r\n" + b" " * 0x10000 + b"\r\n")
+                time.sleep(0.01)
+            s.shutdown(socket.SHUT_WR)
+            got, _ = until_closed(s, bound)
+            assert got == b"", got[:100]
+
+        def megabyte() -> Iterator[bytes]:
+            yield b"{"
+            for _ in range(16):
+                yield b" " * 0x10000
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            json = {"Content-Type": "application/json"}
+            r = client.post("/v1/windows", content=b"{" + b" " * 2**20 + b"}", headers=json)
+            assert r.status_code == 401 and r.headers["connection"] == "close", r.headers
+            r = client.post(
+                "/v1/windows",
+                content=megabyte(),
+                headers={**json, "Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            assert r.status_code == 413 and r.headers["connection"] == "close", r.headers
+            assert r.json()["error"]["code"] == "body_too_large"
+
+        # 1c. a body trickling on after the early answer is dropped only for a while
+        with connect(port) as s:
+            s.sendall(f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{chunked}\r\n".encode())
+            s.sendall(b"1\r\n{\r\n")
+            status, headers, _ = answer_of(s)
+            assert status == 401
+            t0, closed = time.monotonic(), False
+            while not closed and time.monotonic() - t0 < bound:
+                try:
+                    s.sendall(b"1\r\n \r\n")  # a byte every 0.2 s: "progress"
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True  # the server closed: our next bytes were refused
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+        assert closed, f"a trickling body kept the connection {took:.1f} s"
 
         # 2. an answer after the whole body keeps the connection (no needless close)
         with connect(port) as s:
