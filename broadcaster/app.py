@@ -64,6 +64,13 @@ class MaintcastAPI(FastAPI):
         super().__init__(**kwargs)
         self.live = live
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the bodies the routes read themselves
+        (:func:`broadcaster.ops_api.add_body_schemas`)."""
+        fresh = self.openapi_schema is None
+        doc = super().openapi()
+        return ops_api.add_body_schemas(doc) if fresh else doc
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -172,8 +179,9 @@ def create_app(
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The app's lifetime: the hub's listener and the streams' keepalive run, then each of
-    ``app.state.background``; at the end they stop, and a Redis client that
-    :func:`create_app` opened (``app.state.owned_redis``) is closed."""
+    ``app.state.background``, and the hub catches up with what they published; at the end
+    they stop, and a Redis client that :func:`create_app` opened (``app.state.owned_redis``)
+    is closed."""
     state = app.state
     hub: Hub = state.hub
     listener = asyncio.create_task(hub.run(), name="maintcast-hub")
@@ -186,6 +194,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             for run in state.background:
                 await stack.enter_async_context(run(state.store, state.clock))
+            # what they published at start (serve's import) reaches the hub over pub/sub,
+            # later: read it now, so start-up (the gate checks its rules against the
+            # hub's catalog) completes with the store as it is
+            with contextlib.suppress(*STORE_ERRORS):
+                await asyncio.wait_for(hub.audit(), 5.0)
             yield
     finally:
         await stop_task(keepalive, "stream keepalive")

@@ -77,13 +77,34 @@ def entry_line(name: str, role: Role, token: str) -> str:
     return f"{name}:{role}:{digest_of(token)}"
 
 
-def _read_tokens_file(file: str) -> str:
-    """The text of the tokens file, refused when group or others may write it: whoever can
-    write it can add an admin token.
+def _open_directory(file: str) -> tuple[str, int] | None:
+    """The first directory above ``file`` (its real path, up to ``/``) that group or others
+    may write and that lacks the sticky bit, with its mode; None when there is none.
+    Whoever may write such a directory may rename the file away and put another in its
+    place (the sticky bit forbids renaming others' entries: ``/tmp``).
 
     Raises:
-        TokenConfigError: unreadable, or writable by group/other (the message names the
-            file and its mode).
+        OSError: a directory cannot be examined.
+    """
+    here = os.path.dirname(os.path.realpath(file))
+    while True:
+        mode = os.stat(here).st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            return here, mode
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _read_tokens_file(file: str) -> str:
+    """The text of the tokens file, refused when group or others may write it, or a
+    directory above it (:func:`_open_directory`): whoever can write either can add an
+    admin token.
+
+    Raises:
+        TokenConfigError: unreadable, or writable by group/other, or in a directory they
+            may write (the message names the file or the directory, and its mode).
     """
     try:
         with open(file, "rb") as f:
@@ -93,6 +114,14 @@ def _read_tokens_file(file: str) -> str:
                     f"MAINTCAST_TOKENS_FILE: {file} is writable by group or others (mode "
                     f"{stat.S_IMODE(mode):04o}), so anyone who can write it can add an admin "
                     f"token: chmod go-w {file}"
+                )
+            found = _open_directory(file)
+            if found is not None:
+                where, mode = found
+                raise TokenConfigError(
+                    f"MAINTCAST_TOKENS_FILE: {file} is in {where}, which group or others may "
+                    f"write (mode {stat.S_IMODE(mode):04o}, no sticky bit), so anyone who can "
+                    f"write it can replace the file and add an admin token: chmod go-w {where}"
                 )
             return f.read().decode("utf-8")
     except OSError as exc:

@@ -264,9 +264,27 @@ def lifecycle(window: Window, now: datetime) -> Lifecycle:
     return "completed"
 
 
+def cancelled_at(window: Window) -> datetime | None:
+    """When ``window`` was cancelled: the latest ``cancelled`` entry of its history; None when
+    it is not cancelled, or its history does not say (a schedule file's ``status: cancelled``
+    with no such entry, which an import records from then on)."""
+    if not window.cancelled:
+        return None
+    return max((h.at for h in window.history if h.change == "cancelled"), default=None)
+
+
 def is_public(window: Window, now: datetime) -> bool:
-    """Whether the window is announced (``announce_at <= now``)."""
-    return window.announce_at <= now
+    """Whether anyone (no ops token) may see ``window`` at ``now``: it is announced
+    (``announce_at <= now``) and was not cancelled before its ``announce_at``. A window
+    cancelled while still under embargo was never announced (no ``maintenance.announced``
+    was published) and never becomes public: not listed, not in the feed, and its events
+    keep their window id and reason hidden (:func:`public_cause`). The one visibility
+    rule of the window routes, the feed, the pages, the status, the event log and the
+    webhooks."""
+    if now < window.announce_at:
+        return False
+    cancelled = cancelled_at(window)
+    return cancelled is None or cancelled >= window.announce_at
 
 
 def touches(
@@ -313,10 +331,11 @@ class Cause:
 
 
 def public_cause(cause: Cause, windows: Mapping[str, Window], now: datetime) -> Cause:
-    """``cause`` as anyone may read it at ``now``: a change to a window that is not announced
-    then (``announce_at`` > ``now``, or a window no longer known) names neither the window
-    nor the reason (``window_id`` and ``reason`` None; issue 12, item 2). The type, actor and
-    every other cause are kept."""
+    """``cause`` as anyone may read it at ``now``: a change to a window that is not public
+    then (:func:`is_public`: ``announce_at`` > ``now``, or cancelled before its
+    ``announce_at``; or a window no longer known) names neither the window nor the reason
+    (``window_id`` and ``reason`` None; issue 12, item 2). The type, actor and every other
+    cause are kept."""
     if cause.window_id is None:
         return cause
     window = windows.get(cause.window_id)

@@ -289,9 +289,14 @@ def merge_imported(
     """The window to store when a schedule file brings ``new`` over ``old``, and the cause.
 
     None as cause means nothing changed. History and notes the server has are kept, the
-    file's entries are added, and a move of times that no entry records is recorded as
-    ``rescheduled``.
+    file's entries are added, a move of times that no entry records is recorded as
+    ``rescheduled``, and a cancellation that none records as ``cancelled`` (when it was
+    cancelled decides whether it was ever public: :func:`broadcaster.domain.is_public`).
     """
+    unrecorded = not any(h.change == "cancelled" for h in new.history)
+    if new.cancelled and unrecorded and (old is None or not old.cancelled):
+        cancel = _entry("cancelled", now, actor, None)
+        new = new.model_copy(update={"history": (*new.history, cancel)})
     if old is None:
         return new, Cause("maintenance.scheduled", new.id, actor)
     have = {(h.at, h.change) for h in old.history}

@@ -7,13 +7,13 @@ token's name, with the given reason); the decisions themselves live in :mod:`ops
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broadcaster import codec, ops
 from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
@@ -33,7 +33,9 @@ from broadcaster.series_ops import (
 )
 from broadcaster.store import Change, State
 from broadcaster.texts import check_texts
-from broadcaster.validation import WindowIn
+from broadcaster.validation import WindowIn, from_validation_error
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
@@ -62,6 +64,57 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
     if not isinstance(doc, dict):
         raise InvalidInput("body", f"body: must be a JSON object (got {type(doc).__name__})")
     check_texts(doc)
+    return doc
+
+
+def checked(raw: Mapping[str, Any], model: type[M]) -> M:
+    """``raw`` (a body :func:`json_body` read) validated as ``model``, whose ``extra="forbid"``
+    refuses a field it does not know rather than ignoring it (a typo is not a no-op).
+
+    Raises:
+        InvalidInput: naming the first field ``model`` refuses (``unknown field``, a wrong
+            type, a bound), with the value cut as every echoed value is.
+    """
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from exc
+
+
+async def model_body(request: Request, model: type[M], *, optional: bool = False) -> M:
+    """The request body read by :func:`json_body` (control characters refused, ``422
+    invalid`` for invalid JSON or a non-object) and validated by :func:`checked`.
+
+    Raises:
+        InvalidInput: as :func:`json_body` and :func:`checked`.
+    """
+    return checked(await json_body(request, optional=optional), model)
+
+
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+"""Models of the bodies routes read with :func:`model_body` and document by reference
+(:func:`ref_body`); :func:`add_body_schemas` puts them into ``/openapi.json``'s components."""
+
+
+def ref_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body of ``model`` as
+    ``#/components/schemas/<model name>`` (FastAPI itself only documents bodies it parses,
+    and it parses them before the token is checked, answering invalid UTF-8 with 400)."""
+    BODY_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}
+    }
+
+
+def add_body_schemas(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (an OpenAPI document) with the schema of every model of :data:`BODY_MODELS`
+    (and the models they use) in its components."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
     return doc
 
 
@@ -125,6 +178,8 @@ def openapi_body(
 
 
 class _Reason(BaseModel):
+    """The body of a cancel and of clearing the override: a ``reason`` only."""
+
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(None, max_length=2000)
 
@@ -298,6 +353,7 @@ async def cancel(
     """Cancel a window (one in progress ends now); with ``?scope=series`` a series and its
     occurrences not started yet."""
     raw = await json_body(request, optional=True)
+    checked(raw, _Reason)
     if check_scope(scope):
         return await write_series(
             request,
@@ -329,6 +385,7 @@ async def put_override(request: Request, who: Principal = operator) -> Response:
 async def delete_override(request: Request, who: Principal = operator) -> Response:
     """Clear the override."""
     raw = await json_body(request, optional=True)
+    checked(raw, _Reason)
     now = clock_of(request).now()
 
     def change(st: State) -> Change:

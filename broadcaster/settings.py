@@ -25,8 +25,8 @@ class Settings(BaseSettings):
     """Every setting of README.md "Configuration"; lists are comma-separated strings.
 
     Durations are in seconds (``ping_s``, ``max_window_s``, ``misfire_grace_s``,
-    ``retry_after_min_s``, ``header_timeout_s``) or milliseconds (``retry_ms``) as their
-    names say. The limits are in docs/security.md.
+    ``retry_after_min_s``, ``header_timeout_s``, ``body_timeout_s``) or milliseconds
+    (``retry_ms``) as their names say. The limits are in docs/security.md.
     ``schedule_file`` is re-imported by the leading publisher whenever the store has no
     catalog. ``clock`` (an RFC 3339 instant), ``clock_speed`` and ``clock_wall`` (Unix seconds
     at which the clock reads ``clock``) make a rehearsal clock shared by every process given
@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     """Largest request head (request line and headers) a server process reads."""
     header_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
     """A connection must deliver a complete request head within this many seconds."""
+    body_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    """A request body that sends nothing for this many seconds is answered 408 and closed."""
     log_format: Literal["text", "json"] = "text"
     schedule_file: Path | None = None
     clock: str | None = None

@@ -2,7 +2,10 @@
 pings, deliveries and replays (docs/api.md "Notifications").
 
 Module-level handlers: the store, clock and settings come from the request's app
-(:mod:`broadcaster.deps`), the admin check from :func:`broadcaster.ops_api.needs`.
+(:mod:`broadcaster.deps`), the admin check from :func:`broadcaster.ops_api.needs`. Bodies
+are read after the token is checked, like the ops bodies
+(:func:`broadcaster.ops_api.model_body`: control characters, invalid JSON, non-objects and
+unknown fields are ``422 invalid`` naming the field).
 Messages are only queued here; whichever process holds the leader lock sends them.
 """
 
@@ -32,7 +35,7 @@ from broadcaster.notify.subscriptions import (
     subscription_out,
     with_secret,
 )
-from broadcaster.ops_api import needs
+from broadcaster.ops_api import model_body, needs, ref_body
 from broadcaster.store import Store
 from broadcaster.store.notify import NotifyStore
 
@@ -99,6 +102,12 @@ class ReplayIn(BaseModel):
     after_seq: int = Field(ge=0, le=MAX_SEQ, description="Queue the events after this seq.")
 
 
+class NoFields(BaseModel):
+    """The body of ``/test`` and ``/rotate-secret``: none, or an empty object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ReplayOut(BaseModel):
     queued: int = Field(description="Messages queued (events this subscription gets).")
     first_seq: int | None = Field(description="The first event read (None: none after).")
@@ -132,9 +141,11 @@ def _now_s() -> float:
     status_code=201,
     response_model=SubscriptionWithSecret,
     responses={**ERRORS, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    openapi_extra=ref_body(SubscriptionIn),
 )
-async def create_subscription(body: SubscriptionIn, a: AdminDep) -> SubscriptionWithSecret:
+async def create_subscription(request: Request, a: AdminDep) -> SubscriptionWithSecret:
     """Subscribe a webhook URL or an e-mail address; a webhook's secret is shown only here."""
+    body = await model_body(request, SubscriptionIn)
     now = a.clock.now()
     secret: list[str | None] = []
 
@@ -193,8 +204,9 @@ async def delete_subscription(sub_id: str, a: AdminDep) -> Response:
     response_model=SubscriptionWithSecret,
     responses={**ONE, 422: {"model": ErrorBody}},
 )
-async def rotate_secret(sub_id: str, a: AdminDep) -> SubscriptionWithSecret:
+async def rotate_secret(sub_id: str, request: Request, a: AdminDep) -> SubscriptionWithSecret:
     """A new secret, shown only here; the current one keeps signing for 24 h."""
+    await model_body(request, NoFields, optional=True)
     now_s, secret = _now_s(), []
 
     def change(sub: Any) -> Any:
@@ -212,9 +224,10 @@ async def rotate_secret(sub_id: str, a: AdminDep) -> SubscriptionWithSecret:
     response_model=PingOut,
     responses={**ONE, 409: {"model": ErrorBody}},
 )
-async def test_subscription(sub_id: str, a: AdminDep) -> PingOut:
+async def test_subscription(sub_id: str, request: Request, a: AdminDep) -> PingOut:
     """Queue a ``ping`` message now (type ``ping``, id ``ping_<random>``); the leading
     process sends it: see its result in the deliveries."""
+    await model_body(request, NoFields, optional=True)
     now, now_s = a.clock.now(), _now_s()
     sub = await a.notify.subscription(sub_id)
     if not sub.active:
@@ -250,10 +263,12 @@ async def list_deliveries(
     status_code=202,
     response_model=ReplayOut,
     responses={**ONE, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    openapi_extra=ref_body(ReplayIn),
 )
-async def replay(sub_id: str, body: ReplayIn, a: AdminDep) -> ReplayOut:
+async def replay(sub_id: str, request: Request, a: AdminDep) -> ReplayOut:
     """Queue again, due now, the messages of the events after ``after_seq`` that this
     subscription gets (failed and delivered ones too, and events before it was created)."""
+    body = await model_body(request, ReplayIn)
     seq = await a.store.stored_seq()
     if body.after_seq > seq:
         raise InvalidInput("after_seq", f"after_seq: above the current seq {seq}")

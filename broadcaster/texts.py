@@ -1,8 +1,9 @@
 """What a text given to Maintcast may hold, and how much of a bad value an error echoes.
 
-:func:`check_texts` is the one check for control characters, run on every ops request body
-(:mod:`broadcaster.ops_api`) and every schedule file (:mod:`broadcaster.validation`);
-:func:`shown` cuts every echoed value (issue 12, items 4 and 5). Pure.
+:func:`check_texts` is the one check for control characters, run on every ops and
+subscription request body (:func:`broadcaster.ops_api.json_body`) and every schedule file
+(:mod:`broadcaster.validation`); :func:`shown` cuts every echoed value (issue 12, items 4
+and 5). Pure.
 """
 
 from __future__ import annotations

@@ -131,6 +131,7 @@ def test_nginx_site_hygiene() -> None:
     for block in (default, main):
         assert re.search(r"^\s*server_tokens off;", block, re.M)
         assert re.search(r"^\s*client_header_timeout \d+s;", block, re.M)
+    assert re.search(r"^\s*client_body_timeout \d+s;", main, re.M)
     assert re.search(
         r"^\s*add_header Strict-Transport-Security \$maintcast_hsts always;", main, re.M
     )

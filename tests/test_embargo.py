@@ -11,13 +11,22 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 from httpx_sse import aconnect_sse
 
 from broadcaster.app import create_app
 from broadcaster.auth import Tokens, entry_line
-from broadcaster.domain import Cause, LocalText, Window, public_cause
+from broadcaster.domain import Cause, HistoryEntry, LocalText, Window, is_public, public_cause
 from broadcaster.validation import parse_schedule
-from tests.support import DEFAULTS, EXAMPLE, FixedClock, jst, live_server, settings_for
+from tests.support import (
+    DEFAULTS,
+    EXAMPLE,
+    FixedClock,
+    jst,
+    live_server,
+    make_store,
+    settings_for,
+)
 
 AD = "admin-token-embargo"
 OP = "op-token-embargo"
@@ -202,3 +211,130 @@ async def test_announced_window_causes_are_public_at_once(fake_redis: Any, key_p
         r = await client.get("/v1/events", params={"after": seq - 1})
         e = r.json()["events"][0]
         assert (e["window_id"], e["reason"]) == (SECRET_ID, SECRET["reason"])
+
+
+def cancelled(announce_at: Any, *cancels: Any) -> Window:
+    """``window(announce_at)``, cancelled, with a ``cancelled`` history entry at each of
+    ``cancels``."""
+    history = tuple(
+        HistoryEntry.model_validate({"at": at, "change": "cancelled", "actor": "boss"})
+        for at in cancels
+    )
+    return window(announce_at).model_copy(update={"cancelled": True, "history": history})
+
+
+@pytest.mark.parametrize(
+    ("w", "now", "public"),
+    [
+        # cancelled under embargo: never public, however late
+        (cancelled(ANNOUNCE, NOW), ANNOUNCE - timedelta(microseconds=1), False),
+        (cancelled(ANNOUNCE, NOW), ANNOUNCE, False),
+        (cancelled(ANNOUNCE, NOW), ANNOUNCE + timedelta(days=400), False),
+        (cancelled(ANNOUNCE, ANNOUNCE - timedelta(milliseconds=1)), ANNOUNCE, False),
+        # cancelled once announced (at announce_at itself too): public from announce_at on
+        (cancelled(ANNOUNCE, ANNOUNCE), ANNOUNCE, True),
+        (cancelled(ANNOUNCE, ANNOUNCE + timedelta(days=1)), ANNOUNCE + timedelta(days=2), True),
+        (cancelled(NOW, NOW), NOW, True),
+        # the latest cancellation counts
+        (cancelled(ANNOUNCE, NOW, ANNOUNCE + timedelta(days=1)), ANNOUNCE, True),
+        # cancelled with no record of when (a schedule file's status: cancelled): announce_at
+        (cancelled(ANNOUNCE), ANNOUNCE, True),
+        (cancelled(ANNOUNCE), NOW, False),
+    ],
+)
+def test_a_window_cancelled_under_embargo_is_never_public(
+    w: Window, now: Any, public: bool
+) -> None:
+    assert is_public(w, now) is public
+    cause = public_cause(Cause("maintenance.cancelled", "w", "boss", "why"), {"w": w}, now)
+    assert (cause.window_id, cause.reason) == (("w", "why") if public else (None, None))
+
+
+async def test_cancelled_under_embargo_stays_hidden_after_announce_at(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """Created and cancelled before its announce_at, a window is never listed, found or in
+    the feed for public readers, and its events never name it, also long after its
+    announce_at; ops tokens still see everything."""
+    clock = FixedClock(NOW)
+    app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock, tokens=TOKENS)
+    store = app.state.store
+    schedule = parse_schedule(
+        EXAMPLE.read_text(encoding="utf-8"), source="example", defaults=DEFAULTS, now=NOW
+    )
+    await store.import_schedule(schedule, NOW)
+    async with live_server(app) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        r = await client.post("/v1/windows", json=SECRET, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        created = (await store.state()).seq
+        clock.t = NOW + timedelta(days=1)
+        r = await client.post(
+            f"/v1/windows/{SECRET_ID}/cancel", json={"reason": "deal off (secret)"}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+
+        for later in (ANNOUNCE, ANNOUNCE + timedelta(days=1), jst(2021, 7, 2)):
+            clock.t = later
+            assert await store.reconcile(later) == []  # nothing is announced
+            for query in ({}, {"status": "cancelled"}):
+                r = await client.get("/v1/windows", params=query)
+                assert SECRET_ID not in [w["id"] for w in r.json()["windows"]], (later, query)
+            r = await client.get(f"/v1/windows/{SECRET_ID}")
+            unknown = await client.get("/v1/windows/no-such-window")
+            assert r.status_code == unknown.status_code == 404
+            assert r.json()["error"]["code"] == unknown.json()["error"]["code"]
+            r = await client.get("/v1/windows.ics")
+            assert r.status_code == 200 and SECRET_ID not in r.text
+            assert "非公開" not in r.text and "Embargoed" not in r.text
+            r = await client.get("/v1/events", params={"after": created - 1})
+            public = r.json()["events"]
+            assert [e["type"] for e in public] == ["maintenance.scheduled", "maintenance.cancelled"]
+            assert all(e["window_id"] is None and e["reason"] is None for e in public), public
+            assert "secret" not in r.text and "confidential" not in r.text
+
+            # ops tokens read it all
+            r = await client.get("/v1/windows", params={"status": "cancelled"}, headers=OPERATOR)
+            assert SECRET_ID in [w["id"] for w in r.json()["windows"]]
+            r = await client.get(f"/v1/windows/{SECRET_ID}", headers=OPERATOR)
+            assert r.status_code == 200 and r.json()["status"] == "cancelled"
+            r = await client.get("/v1/events", params={"after": created - 1}, headers=OPERATOR)
+            assert [(e["window_id"], e["reason"]) for e in r.json()["events"]] == [
+                (SECRET_ID, SECRET["reason"]),
+                (SECRET_ID, "deal off (secret)"),
+            ]
+
+
+async def test_an_import_cancelling_under_embargo_records_when(
+    fake_redis: Any, key_prefix: str
+) -> None:
+    """A schedule file that cancels a window still under embargo (``status: cancelled``)
+    records the cancellation in its history, so the window stays hidden after its
+    announce_at like one cancelled through the API; one already announced stays public."""
+    store = make_store(fake_redis, key_prefix)
+
+    def schedule(status: str | None, announce_at: str, at: Any) -> Any:
+        doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+        doc["windows"][0]["announce_at"] = announce_at
+        if status is not None:
+            doc["windows"][0]["status"] = status
+        return parse_schedule(yaml.safe_dump(doc), source="f.yaml", defaults=DEFAULTS, now=at)
+
+    wid = schedule(None, "2021-06-15T10:00:00+09:00", NOW).windows[0].id
+    await store.import_schedule(schedule(None, "2021-06-15T10:00:00+09:00", NOW), NOW)
+    later = NOW + timedelta(days=1)
+    await store.import_schedule(schedule("cancelled", "2021-06-15T10:00:00+09:00", later), later)
+    w = (await store.windows())[wid]
+    assert [h.at for h in w.history if h.change == "cancelled"] == [later]
+    assert not is_public(w, jst(2021, 8, 10))
+    # re-imported as it is: nothing changes, the record stays
+    again = NOW + timedelta(days=2)
+    sched = schedule("cancelled", "2021-06-15T10:00:00+09:00", again)
+    assert await store.import_schedule(sched, again) == []
+    assert (await store.windows())[wid].history == w.history
+
+    # a new window that arrives cancelled, already announced: public, cancelled since now
+    other = make_store(fake_redis, key_prefix + "-2")
+    await other.import_schedule(schedule("cancelled", "2021-05-01T10:00:00+09:00", NOW), NOW)
+    w = (await other.windows())[wid]
+    assert [h.at for h in w.history if h.change == "cancelled"] == [NOW]
+    assert is_public(w, NOW)

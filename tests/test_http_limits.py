@@ -3,7 +3,9 @@
 client address as uvicorn's proxy-header handling leaves it (``X-Forwarded-For`` believed
 from ``MAINTCAST_FORWARDED_ALLOW_IPS`` only), and the request-head bounds of
 ``broadcaster.serving.HeadGuard`` (431 past ``MAINTCAST_MAX_HEADER_BYTES``, 408 or a silent
-close past ``MAINTCAST_HEADER_TIMEOUT_S``) that leave a long-lived stream alone."""
+close past ``MAINTCAST_HEADER_TIMEOUT_S``) that leave a long-lived stream alone, and its
+request-body handling (408 past ``MAINTCAST_BODY_TIMEOUT_S``, a close after an early answer,
+``nosniff`` on what it answers itself)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from broadcaster.auth import entry_line
 from tests.support import EXAMPLE, Proc, env_for, eventually, free_port, processes, run_cli
 
 pytestmark = pytest.mark.slow
@@ -220,3 +223,169 @@ def test_request_head_bounds(tmp_path: Path, redis_url: str, key_prefix: str) ->
             t0 = time.monotonic()
             while time.monotonic() - t0 < 2 * HEAD_TIMEOUT_S + 0.5:
                 assert s.recv(65536), "the stream was closed"
+
+
+BODY_TIMEOUT_S = 1.0
+ADMIN_TOKEN = "admin-token-http-limits"
+
+
+def answer_of(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """A whole answer with a ``Content-Length``: status, headers, body."""
+    status, headers, body = head_of(s)
+    while len(body) < int(headers["content-length"]):
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {body!r}"
+        body += chunk
+    return status, headers, body
+
+
+def keeps_reading(s: socket.socket, limit_s: float = 3.0, cap: int = 256 * 2**20) -> int:
+    """Send body bytes until the server's close stops us; returns how many went out. Fails
+    when ``cap`` bytes went out, or ``limit_s`` passed, with the connection still taking
+    them (the server drains the body instead of closing)."""
+    s.settimeout(limit_s)
+    sent, t0 = 0, time.monotonic()
+    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
+    try:
+        while sent < cap and time.monotonic() - t0 < limit_s:
+            sent += s.send(chunk)
+    except (ConnectionResetError, BrokenPipeError):
+        return sent
+    except TimeoutError:
+        pytest.fail(f"the server stopped reading but kept the connection open ({sent} B sent)")
+    pytest.fail(f"the server kept reading the body: {sent} B in {time.monotonic() - t0:.1f} s")
+
+
+def test_request_body_bounds(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
+    """An answer given before the body was read (401, 405, 413) says ``Connection: close``
+    and the connection is closed, not drained (the rest of the body is dropped only for a
+    short while, so the client reads the answer); a body that stalls for
+    ``MAINTCAST_BODY_TIMEOUT_S`` gets 408 and a close, one that keeps coming is served;
+    every answer made before the app runs (400, 408, 431) carries ``nosniff``."""
+    tokens = entry_line("boss", "admin", ADMIN_TOKEN)
+    with api(
+        tmp_path, redis_url, key_prefix, "api",
+        MAINTCAST_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S), MAINTCAST_HEADER_TIMEOUT_S="1",
+        MAINTCAST_TOKENS=tokens,
+    ) as port:  # fmt: skip
+        bound = BODY_TIMEOUT_S + 3  # generous: the machine is shared
+        auth = f"Authorization: Bearer {ADMIN_TOKEN}\r\n"
+        chunked = "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+
+        # 1. answered before the body: 401 (no token), 405 (live route), 413 (declared or
+        #    streamed past 256 KiB) close the connection instead of reading an endless body
+        for head, expected in (
+            (f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{chunked}\r\n", 401),
+            (f"POST /v1/status HTTP/1.1\r\nHost: x\r\n{chunked}\r\n", 405),
+            (f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{auth}{chunked}\r\n", 413),
+            (
+                f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{auth}"
+                "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n",
+                413,
+            ),
+        ):
+            with connect(port) as s:
+                s.sendall(head.encode() + b"10\r\n" + b"{" * 16 + b"\r\n")
+                if expected == 413 and "chunked" in head:  # past the bound: then answered
+                    with contextlib.suppress(OSError):
+                        for _ in range(8):
+                            s.sendall(b"10000\r\n" + b"a" * 0x10000 + b"\r\n")
+                status, headers, _ = answer_of(s)
+                assert (status, headers.get("connection")) == (expected, "close"), head
+                assert headers["x-content-type-options"] == "nosniff"
+                keeps_reading(s)
+
+        # 1b. a client that reads only once its whole body is sent (httpx) gets the early
+        #     answer all the same: the rest of a body is read and dropped before the close
+        #     (closing at once would reset the connection under the client's sends)
+        with connect(port) as s:
+            s.sendall(f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{chunked}\r\n".encode())
+            s.sendall(b"1\r\n{\r\n")
+            status, headers, _ = answer_of(s)
+            assert (status, headers["connection"]) == (401, "close")
+            for _ in range(16):  # 1 MiB more after the answer: taken, not reset
+                s.sendall(b"10000\r\n" + b" " * 0x10000 + b"\r\n")
+                time.sleep(0.01)
+            s.shutdown(socket.SHUT_WR)
+            got, _ = until_closed(s, bound)
+            assert got == b"", got[:100]
+
+        def megabyte() -> Iterator[bytes]:
+            yield b"{"
+            for _ in range(16):
+                yield b" " * 0x10000
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            json = {"Content-Type": "application/json"}
+            r = client.post("/v1/windows", content=b"{" + b" " * 2**20 + b"}", headers=json)
+            assert r.status_code == 401 and r.headers["connection"] == "close", r.headers
+            r = client.post(
+                "/v1/windows",
+                content=megabyte(),
+                headers={**json, "Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            assert r.status_code == 413 and r.headers["connection"] == "close", r.headers
+            assert r.json()["error"]["code"] == "body_too_large"
+
+        # 1c. a body trickling on after the early answer is dropped only for a while
+        with connect(port) as s:
+            s.sendall(f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{chunked}\r\n".encode())
+            s.sendall(b"1\r\n{\r\n")
+            status, headers, _ = answer_of(s)
+            assert status == 401
+            t0, closed = time.monotonic(), False
+            while not closed and time.monotonic() - t0 < bound:
+                try:
+                    s.sendall(b"1\r\n \r\n")  # a byte every 0.2 s: "progress"
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True  # the server closed: our next bytes were refused
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+        assert closed, f"a trickling body kept the connection {took:.1f} s"
+
+        # 2. an answer after the whole body keeps the connection (no needless close)
+        with connect(port) as s:
+            for _ in range(2):
+                s.sendall(
+                    f"DELETE /v1/override HTTP/1.1\r\nHost: x\r\n{auth}"
+                    "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode()
+                )
+                status, headers, _ = answer_of(s)
+                assert status == 404 and "connection" not in headers, headers
+
+        # 3. a body that stalls: 408 and closed, after the body timeout
+        start = f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 100\r\n\r\n"
+        with connect(port) as s:
+            s.sendall(start.encode() + b'{"title"')
+            got, took = until_closed(s, bound)
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert b"x-content-type-options: nosniff\r\n" in got.lower(), got
+        assert took >= BODY_TIMEOUT_S - 0.2, took
+
+        # 4. a body that keeps coming, slower than the timeout in all, is read and answered
+        body = b'{"reason": "' + b"x" * 8 + b'"}'
+        head = f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {len(body)}\r\n"
+        with connect(port) as s:
+            s.sendall(head.encode() + b"\r\n")
+            t0 = time.monotonic()
+            for i in range(len(body)):  # a byte every 0.15 s: 3 s in all
+                s.sendall(body[i : i + 1])
+                time.sleep(0.15)
+            status, headers, answer = answer_of(s)
+        assert time.monotonic() - t0 > 2 * BODY_TIMEOUT_S
+        assert status == 422 and b"title" in answer, answer  # read whole, then judged
+
+        # 5. answers given before the app runs carry nosniff: a malformed request (400), a
+        #    late head (408), an oversized head (431)
+        for raw, expected in (
+            (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 400 "),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1", b"HTTP/1.1 408 "),
+            (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", b"HTTP/1.1 431 "),
+        ):
+            with connect(port) as s:
+                s.sendall(raw)
+                got, _ = until_closed(s, bound)
+            assert got.startswith(expected), got[:100]
+            head_lines = got.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+            assert b"x-content-type-options: nosniff" in head_lines, got[:300]
+            assert b"connection: close" in head_lines, got[:300]

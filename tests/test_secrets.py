@@ -1,6 +1,8 @@
 """Secrets at rest and in logs (issue 12, item 6): the one-time admin token of ``serve``
 is printed on a terminal only, else written to a 0600 file whose path is logged (removed at
-exit); a tokens file that group or others may write is refused, naming the file."""
+exit); a tokens file that group or others may write, or in a directory they may write, is
+refused, naming the file or the directory; ``MAINTCAST_FORWARDED_ALLOW_IPS='*'`` is warned
+of."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import pytest
 
 from broadcaster.auth import TokenConfigError, Tokens, entry_line
 from broadcaster.onetime import hand_over
+from broadcaster.serving import uvicorn_options
+from broadcaster.settings import Settings
 from tests.support import MAINTCAST, ROOT, env_for, eventually, free_port, run_cli
 
 TOKEN = "mc_" + "t" * 43
@@ -183,3 +187,51 @@ def test_the_api_refuses_to_start_with_a_group_writable_tokens_file(tmp_path: Pa
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("maintcast: MAINTCAST_TOKENS_FILE: ") and str(f) in line, line
     assert "writable by group or others (mode 0660)" in line
+
+
+@pytest.mark.parametrize(("mode", "nested"), [(0o777, False), (0o770, False), (0o757, True)])
+def test_a_tokens_file_in_a_directory_others_may_write_is_refused(
+    tmp_path: Path, mode: int, nested: bool
+) -> None:
+    """Whoever may write a directory above the file (no sticky bit) may swap the file."""
+    opened = tmp_path / "open"
+    home = opened / "sub" if nested else opened
+    home.mkdir(parents=True)
+    f = home / "tokens"
+    f.write_text(entry_line("ops", "admin", TOKEN) + "\n", encoding="utf-8")
+    f.chmod(0o600)
+    opened.chmod(mode)
+    try:
+        with pytest.raises(TokenConfigError, match="MAINTCAST_TOKENS_FILE") as exc:
+            Tokens.parse("", str(f))
+    finally:
+        opened.chmod(0o700)
+    message = str(exc.value)
+    assert f"is in {opened}, which group or others may write (mode {mode:04o}" in message
+    assert f"chmod go-w {opened}" in message
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o1770, 0o755, 0o700])
+def test_a_tokens_file_in_a_sticky_or_private_directory_is_read(tmp_path: Path, mode: int) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    f = home / "tokens"
+    f.write_text(entry_line("ops", "admin", TOKEN) + "\n", encoding="utf-8")
+    f.chmod(0o600)
+    home.chmod(mode)
+    try:
+        principal = Tokens.parse("", str(f)).verify(TOKEN)
+    finally:
+        home.chmod(0o700)
+    assert principal is not None and principal.name == "ops"
+
+
+def test_forwarded_allow_ips_star_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    """``*`` lets any client name its own address: a WARNING at start says so."""
+    for value, warned in (("*", True), ("127.0.0.1, *", True), ("127.0.0.1,10.0.0.0/8", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="broadcaster.serving"):
+            options = uvicorn_options(Settings(forwarded_allow_ips=value))
+        assert options["forwarded_allow_ips"] == value
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("MAINTCAST_FORWARDED_ALLOW_IPS is '*'" in ln for ln in lines) is warned, lines
