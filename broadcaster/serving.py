@@ -15,10 +15,12 @@ and more, to uvicorn's own httptools protocol:
   being accepted, and each later head on a kept-alive connection within as long of its
   first byte (the idle time between requests stays uvicorn's ``timeout_keep_alive``): a
   late head gets ``408``, a connection that sent nothing is closed silently;
-- a request body that sends nothing for ``MAINTCAST_BODY_TIMEOUT_S`` (uvicorn has no body
-  timeout at all) gets ``408`` and the connection is closed (closed without an answer when
-  one was begun). Time while uvicorn itself stopped reading (the app has not taken what
-  came) or while the client waits for ``100 Continue`` does not count;
+- a request body that sends nothing for ``MAINTCAST_BODY_TIMEOUT_S``, or is not whole
+  within :data:`BODY_WHOLE_FACTOR` times as long (a drip of one byte every few seconds;
+  uvicorn has no body timeout at all), gets ``408`` and the connection is closed (closed
+  without an answer when one was begun). Time while uvicorn itself stopped reading (the
+  app has not taken what came) or while the client waits for ``100 Continue`` does not
+  count;
 - an answer the app gives before the request's body arrived whole (a 401, 405 or 413
   refusing it unread) says ``Connection: close``, and the connection is closed after it:
   uvicorn would read and drop the rest of the body to keep the connection alive, however
@@ -57,6 +59,10 @@ LOG_EVERY_S = 60.0
 """At most one log line per kind of refusal this often (a slowloris makes thousands)."""
 LINGER_S = 2.0
 """Longest time the rest of a request body is read and dropped after its early answer."""
+BODY_WHOLE_FACTOR = 6
+"""A request body must be whole within this many ``MAINTCAST_BODY_TIMEOUT_S`` of its head
+(60 s by default: 256 KiB, the largest body, then needs 4.4 KB/s), however steadily it
+drips."""
 LINGER_BYTES = 4 * 2**20
 """Most bytes of it read and dropped (16 times the body bound): then the connection is
 closed, reset if the client still sends."""
@@ -145,6 +151,7 @@ class HeadGuard(HttpToolsProtocol):
     _head_bytes = 0
     _body_timer: asyncio.TimerHandle | None = None
     _body_at = 0.0
+    _body_began = 0.0  # the loop time its head was complete (moved on while not reading)
     _keep_alive_held = False  # the cycle's keep-alive is withheld until its body is whole
     _linger: asyncio.TimerHandle | None = None
     _lingered = -1  # bytes dropped after an early answer; -1: not lingering
@@ -196,7 +203,7 @@ class HeadGuard(HttpToolsProtocol):
         ):
             return  # no new request (an upgrade), or one without a body
         self._disarm_body()
-        self._body_at = self.loop.time()
+        self._body_at = self._body_began = self.loop.time()
         self._body_timer = self.loop.call_later(_limits.body_timeout_s, self._body_late)
         # an answer begun before the body is whole says "Connection: close" and the
         # connection closes after it (uvicorn's own handling of keep_alive False)
@@ -285,12 +292,20 @@ class HeadGuard(HttpToolsProtocol):
         if self.transport.is_closing() or cycle is None or not cycle.more_body:
             return
         now, limit = self.loop.time(), _limits.body_timeout_s
+        whole = BODY_WHOLE_FACTOR * limit
         if self.flow.read_paused or cycle.waiting_for_100_continue:
-            self._body_at = now  # the server is not reading, or the client waits for it
-        if now - self._body_at < limit:
-            self._body_timer = self.loop.call_later(self._body_at + limit - now, self._body_late)
+            # the server is not reading, or the client waits for it: neither clock runs
+            self._body_at = now
+            self._body_began = max(self._body_began, now + limit - whole)
+        idle_at, whole_at = self._body_at + limit, self._body_began + whole
+        if now < min(idle_at, whole_at):
+            self._body_timer = self.loop.call_later(min(idle_at, whole_at) - now, self._body_late)
             return
-        why = f"request body sent nothing for {limit:g} s"
+        why = (
+            f"request body sent nothing for {limit:g} s"
+            if now >= idle_at
+            else f"request body not whole within {whole:g} s"
+        )
         if cycle.response_started:
             _note("body", self.client, why)
             self._refused = 408

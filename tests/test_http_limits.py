@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from broadcaster.auth import entry_line
+from broadcaster.serving import BODY_WHOLE_FACTOR
 from tests.support import EXAMPLE, Proc, env_for, eventually, free_port, processes, run_cli
 
 pytestmark = pytest.mark.slow
@@ -374,6 +375,29 @@ def test_request_body_bounds(tmp_path: Path, redis_url: str, key_prefix: str) ->
             status, headers, answer = answer_of(s)
         assert time.monotonic() - t0 > 2 * BODY_TIMEOUT_S
         assert status == 422 and b"title" in answer, answer  # read whole, then judged
+
+        # 4b. a drip that never stalls for the timeout but goes on and on: 408 once the body
+        #     is not whole within BODY_WHOLE_FACTOR timeouts
+        whole = BODY_WHOLE_FACTOR * BODY_TIMEOUT_S
+        head = f"POST /v1/windows HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000\r\n\r\n"
+        with connect(port) as s:
+            s.sendall(head.encode())
+            t0 = time.monotonic()
+            got = b""
+            for _ in range(int(3 * whole / 0.4)):  # bounded: 3 times the deadline at most
+                try:
+                    s.sendall(b" ")
+                except OSError:  # closed by the server after its answer
+                    break
+                s.settimeout(0.4)
+                with contextlib.suppress(TimeoutError):
+                    chunk = s.recv(65536)
+                    got += chunk
+                    if not chunk:
+                        break
+            took = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 408 "), got
+        assert whole - 0.5 <= took <= whole + 3, took
 
         # 5. answers given before the app runs carry nosniff: a malformed request (400), a
         #    late head (408), an oversized head (431)
