@@ -104,8 +104,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     anyone = {"*", "0.0.0.0/0", "::/0"}  # every address, as uvicorn reads them
     if anyone & {p.strip() for p in settings.forwarded_allow_ips.split(",")}:
         log.warning(
-            "MAINTCAST_FORWARDED_ALLOW_IPS trusts every address: any client can name its own address "
-            "(X-Forwarded-For) and so escape MAINTCAST_STREAMS_PER_CLIENT and forge the "
+            "MAINTCAST_FORWARDED_ALLOW_IPS trusts every address: any client can name its own "
+            "address (X-Forwarded-For) and so escape MAINTCAST_STREAMS_PER_CLIENT and forge the "
             "address in the logs; list the proxies' addresses instead"
         )
     return {

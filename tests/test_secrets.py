@@ -240,4 +240,5 @@ def test_forwarded_allow_ips_star_is_warned_of(caplog: pytest.LogCaptureFixture)
             options = uvicorn_options(Settings(forwarded_allow_ips=value))
         assert options["forwarded_allow_ips"] == value
         lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert any("MAINTCAST_FORWARDED_ALLOW_IPS trusts every address" in ln for ln in lines) is warned, lines
+        said = any("MAINTCAST_FORWARDED_ALLOW_IPS trusts every address" in ln for ln in lines)
+        assert said is warned, lines
