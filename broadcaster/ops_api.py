@@ -353,17 +353,23 @@ async def cancel(
     """Cancel a window (one in progress ends now); with ``?scope=series`` a series and its
     occurrences not started yet."""
     raw = await json_body(request, optional=True)
-    checked(raw, _Reason)
+
+    def reason() -> Mapping[str, Any]:  # checked once the target is known (scope first)
+        checked(raw, _Reason)
+        return raw
+
     if check_scope(scope):
         return await write_series(
             request,
             lambda st, now: cancel_series(
-                existing_series(st, window_id), raw, st.windows, now=now, actor=who.name
+                existing_series(st, window_id), reason(), st.windows, now=now, actor=who.name
             ),
         )
     return await write_window(
         request,
-        lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name),
+        lambda st, now: ops.cancel_window(
+            existing(st, window_id), reason(), now=now, actor=who.name
+        ),
     )
 
 

@@ -187,6 +187,10 @@ def windows_add(
     affected: Annotated[list[str] | None, Opt(help="SERVICE=* or SERVICE=m1,m2; repeat.")] = None,
     latest_end: Annotated[str | None, Opt(help="End of the reserve (>= --ends-at).")] = None,
     drain: Annotated[str | None, Opt(help="Drain before the start, e.g. 10m.")] = None,
+    announce_at: Annotated[
+        str | None,
+        Opt(help="When it becomes public (default: now); a series' occurrences keep the lead."),
+    ] = None,
 ) -> None:
     """Schedule a window, or with --rrule a recurring series (admin role)."""
     import yaml
@@ -213,6 +217,7 @@ def windows_add(
                 "affected": _or_fail(parse_affected, affected),
                 "latest_end": latest_end,
                 "drain_s": None if drain is None else round(_or_fail(parse_duration, drain)),
+                "announce_at": announce_at,
             }.items()
             if v is not None
         }
