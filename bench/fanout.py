@@ -478,7 +478,8 @@ class CLoadFleet:
         out: dict[int, list[float]] = {}
         lost = 0
         for p in self.procs:  # one at a time: each writes its arrivals, then waits
-            assert p.stdin is not None and p.stdout is not None
+            assert p.stdin is not None
+            assert p.stdout is not None
             p.stdin.write("collect\n")
             p.stdin.flush()
             (n_arrivals,) = self._expect(p, "arrivals")

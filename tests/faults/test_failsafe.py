@@ -127,9 +127,11 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
             print(
                 f"\nstandby published the start {late_start:.2f} s, the end {late_end:.2f} s late"
             )
-            assert late_start < GRACE_S and late_end < GRACE_S, tails(procs)
+            assert late_start < GRACE_S, tails(procs)
+            assert late_end < GRACE_S, tails(procs)
             holder = leader_of(r, prefix)
-            assert holder is not None and holder.endswith(":standby")
+            assert holder is not None
+            assert holder.endswith(":standby")
             assert pid_of(holder) in {a.proc.pid for a in apis}
             assert r.xlen(f"{{{prefix}}}:events") == 3
             async with httpx.AsyncClient() as probe:
@@ -301,7 +303,8 @@ async def test_redis_flushed_without_the_schedule_file(tmp_path: Path) -> None:
             assert ready.status_code == 503
             assert ready.json()["error"]["code"] == "catalog_missing"
             check = run_cli(["worker", "check"], env)
-            assert check.returncode == 1 and "no catalog" in check.stdout, check.stdout
+            assert check.returncode == 1, check.stdout
+            assert "no catalog" in check.stdout, check.stdout
             codes: set[int] = set()
 
             async def dropped() -> bool:

@@ -86,7 +86,8 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
             ], tails(procs)
             assert client.connections == 1
             new_holder = r.get(f"{{{prefix}}}:worker:leader")
-            assert new_holder is not None and f":{other.proc.pid}:" in new_holder.decode()
+            assert new_holder is not None
+            assert f":{other.proc.pid}:" in new_holder.decode()
             assert r.xlen(f"{{{prefix}}}:events") == 3
     finally:
         server.close()
@@ -141,11 +142,13 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
                     lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
                 )
                 status = (await http.get(f"{base}/v1/status")).json()
-                assert status["stale"] is False and status["state"] == "maintenance"
+                assert status["stale"] is False
+                assert status["state"] == "maintenance"
                 assert (await http.get(f"{base}/readyz")).status_code == 200
             summary = client.summary()
             assert summary[:2] == [(0, None, "normal"), (1, "maintenance.scheduled", "normal")]
-            assert summary[-1][0] == 2 and summary[-1][2] == "maintenance", summary
+            assert summary[-1][0] == 2, summary
+            assert summary[-1][2] == "maintenance", summary
             assert summary[-1][1] in ("maintenance.started", "reconciled"), summary
             assert_clean_sequence(client)
             assert client.connections == 1, "the stream should have stayed open"
