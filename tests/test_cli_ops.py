@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,7 +169,7 @@ def test_windows_add_then_cancel(server: Server) -> None:
 
 @pytest.mark.slow
 def test_windows_add_from_file(server: Server, tmp_path: Path) -> None:
-    window = {
+    window: dict[str, Any] = {
         "id": "from-file",
         "title": {"ja": "ファイルから", "en": "From a file"},
         "description": {"ja": "説明", "en": "Description"},

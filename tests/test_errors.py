@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 from redis import exceptions as rx
 
 from broadcaster import errors
@@ -121,11 +121,11 @@ def test_store_errors_are_logged_once_without_traceback(
 
 
 @pytest.fixture
-async def broken_app(fake_redis: Any, key_prefix: str) -> AsyncIterator[tuple[Any, list[Any]]]:
+async def broken_app(fake_redis: Any, key_prefix: str) -> tuple[FastAPI, list[Exception]]:
     """An app over a store whose every command raises the exception put in the list (no
     lifespan: the hub knows no status, so the live routes and pages read the store too)."""
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, tokens=TOKENS)
-    failure: list[Any] = []
+    failure: list[Exception] = []
 
     async def failing(*args: Any, **kw: Any) -> Any:
         raise failure[0]
@@ -140,7 +140,7 @@ async def broken_app(fake_redis: Any, key_prefix: str) -> AsyncIterator[tuple[An
 
 @pytest.mark.parametrize("exc", STORE_FAILURES, ids=lambda e: type(e).__name__)
 async def test_every_route_answers_a_store_error_with_503(
-    broken_app: tuple[Any, list[Any]], exc: Exception, caplog: pytest.LogCaptureFixture
+    broken_app: tuple[FastAPI, list[Exception]], exc: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     app, failure = broken_app
     failure.append(exc)

@@ -116,7 +116,7 @@ async def test_head_in_process_has_no_body(fake_redis: Any, key_prefix: str) -> 
 
 async def test_head_stream_opens_no_stream(fake_redis: Any, key_prefix: str) -> None:
     async with served(fake_redis, key_prefix, streams_per_client=2) as client:
-        hub = client.app.state.hub  # type: ignore[attr-defined]
+        hub = client.app.state.hub
         for _ in range(5):  # more than the per-client cap: none is counted
             async with asyncio.timeout(5):
                 r = await client.head("/v1/stream")
@@ -246,7 +246,7 @@ async def test_every_write_refuses_a_body_that_is_not_an_object(
             "/v1/override", json={"mode": "maintenance", "reason": "setup"}, headers=OPERATOR
         )
         assert r.status_code == 200
-        store = client.app.state.store  # type: ignore[attr-defined]
+        store = client.app.state.store
         before = await store.state()
         for method, path in (
             ("DELETE", "/v1/override"),

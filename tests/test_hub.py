@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
@@ -43,7 +44,9 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
         await real_redis.delete(*(await real_redis.keys(f"{{{key_prefix}}}:*")))
         await import_example(store, clock.now())
 
-        await eventually_async(lambda: hub.current.seq == 1, "the hub to adopt seq 1")
+        await eventually_async(
+            lambda: hub.current is not None and hub.current.seq == 1, "the hub to adopt seq 1"
+        )
         assert sent == [FINAL]  # the stream is ended cleanly: the client reconnects
         assert sub.ended
         assert not sub.aborted
@@ -74,13 +77,17 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
         await hub.streams.pump(stuck)
         _, sent = await live_stream(hub)
         before = metric_value(DROPPED)
+
+        def sent_at_least(n: int) -> Callable[[], bool]:
+            return lambda: len(sent) >= n
+
         for i in range(6):  # overrides set and cleared: six events
             now = jst(2021, 7, 1, 0, 0, i)
             if i % 2 == 0:
                 await store.apply(now, set_override)
             else:
                 await store.apply(now, clear_override)
-            await eventually_async(lambda i=i: len(sent) >= i + 1, f"event {i + 1} sent")
+            await eventually_async(sent_at_least(i + 1), f"event {i + 1} sent")
         got = [int(m["body"].split(b"\n")[0][4:]) for m in sent]
         assert got == [2, 3, 4, 5, 6, 7]
         assert stuck.aborted

@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,10 +342,15 @@ async def _check_streams(
 
         # 1. unbuffered: trigger -> arrival through nginx within 100 ms, beside direct
         rows: list[tuple[int, float]] = []  # (seq, trigger instant)
+
+        def on_both(seq: int) -> Callable[[], float | None]:
+            """``seq``'s arrival through nginx, once both streams have it."""
+            return lambda: direct.arrival(seq) and via.arrival(seq)
+
         for i in range(TRIGGERS):
             seq, t0 = await ops_write(ops, api, i)
             await eventually_async(
-                lambda s=seq: direct.arrival(s) and via.arrival(s),  # type: ignore[misc]
+                on_both(seq),
                 f"seq {seq}, direct and through nginx\n{tails(procs)}",
                 timeout=5,
                 interval=0.002,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from tests.support import (
 )
 
 
-def _doc(until: str | None = None, starts: list[str] = (), expires: str | None = None) -> Any:
+def _doc(until: str | None = None, starts: Sequence[str] = (), expires: str | None = None) -> Any:
     override = {"mode": "maintenance", "expires_at": expires} if expires else None
     return {"until": until, "upcoming": [{"starts_at": s} for s in starts], "override": override}
 
@@ -90,7 +91,11 @@ async def test_audit_finds_a_flush_that_nothing_published(fake_redis: Any, key_p
         assert hub.current is not None
         assert hub.current.doc["state"] == "maintenance"
         await fake_redis.flushall()
-        await eventually_async(lambda: hub.current.seq == 0, "the audit to adopt seq 0", timeout=3)
+        await eventually_async(
+            lambda: hub.current is not None and hub.current.seq == 0,
+            "the audit to adopt seq 0",
+            timeout=3,
+        )
         assert hub.current.doc["state"] == "normal"
         assert hub.current.doc["components"] == {}
 

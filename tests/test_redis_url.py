@@ -138,12 +138,12 @@ async def test_connect_builds_a_sentinel_client_and_closing_it_closes_the_sentin
         closed.append("sentinel")
         await original(self)
 
-    type(sentinel).aclose = spy  # type: ignore[method-assign]
+    type(sentinel).aclose = spy
     try:
         await client.aclose()
         await client.aclose()  # twice is harmless: the sentinels are closed once
     finally:
-        type(sentinel).aclose = original  # type: ignore[method-assign]
+        type(sentinel).aclose = original
     assert closed == ["sentinel"]
 
 

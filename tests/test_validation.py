@@ -589,7 +589,9 @@ def test_malformed_yaml(text: str) -> None:
 
 
 def _window_yaml(window: dict[str, Any], extra: list[dict[str, Any]] | None = None) -> str:
-    catalog = {"services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}}
+    catalog: dict[str, Any] = {
+        "services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}
+    }
     return yaml.safe_dump(
         {"catalog": catalog, "windows": [window, *(extra or [])]}, allow_unicode=True
     )

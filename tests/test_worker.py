@@ -185,7 +185,7 @@ async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_pref
 
     clock = Clock()
     store = await imported(fake_redis, key_prefix, clock.now())
-    w = Worker(store, clock)  # type: ignore[arg-type]
+    w = Worker(store, clock)
     w.scheduler.start(paused=True)
     try:
         await w.plan()
