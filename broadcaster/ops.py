@@ -142,24 +142,33 @@ def patch_window(
         )
     if state == "scheduled" and new.ends_at <= now:
         raise InvalidInput("ends_at", "ends_at: the window would already be over")
-    frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
-    to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
     if new == old.model_copy(update={"history": new.history}):
         raise InvalidInput("body", "body: changes nothing (send the fields to change)")
+    entry, kind = _patch_entry(old, new, ends_early, now, actor, reason)
+    stored = new.model_copy(update={"history": (*old.history, entry)})
+    return WindowChange(stored, Cause(kind, old.id, actor, reason))
+
+
+def _patch_entry(
+    old: Window, new: Window, ends_early: bool, now: datetime, actor: str, reason: str | None
+) -> tuple[HistoryEntry, str]:
+    """The history entry a patch adds and the event type it publishes: ``ended_early``
+    (``maintenance.ended``) when the patch ends the window now, ``rescheduled``
+    (``maintenance.rescheduled``, with the spans) when its start or end moved, else
+    ``updated`` (``maintenance.updated``)."""
+    frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
+    to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
     if ends_early:
-        entry, kind = (
+        return (
             _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}),
             "maintenance.ended",
         )
-    elif frm != to:
-        entry, kind = (
+    if frm != to:
+        return (
             _entry("rescheduled", now, actor, reason, **{"from": frm, "to": to}),
             "maintenance.rescheduled",
         )
-    else:
-        entry, kind = _entry("updated", now, actor, reason), "maintenance.updated"
-    stored = new.model_copy(update={"history": (*old.history, entry)})
-    return WindowChange(stored, Cause(kind, old.id, actor, reason))
+    return _entry("updated", now, actor, reason), "maintenance.updated"
 
 
 def cancel_window(old: Window, raw: Any, *, now: datetime, actor: str) -> WindowChange:
@@ -220,6 +229,26 @@ def set_override(
         raise InvalidInput("ttl_s", "ttl_s: give expires_at or ttl_s, not both")
     if body.affected is not None:
         check_affected(catalog, body.affected, "affected")
+    expires = _override_expiry(body, now, max_s)
+    ov = Override(
+        mode=body.mode,
+        affected=None if body.affected is None else {s: tuple(m) for s, m in body.affected.items()},
+        reason=body.reason,
+        actor=actor,
+        set_at=now,
+        expires_at=expires,
+    )
+    return ov, Cause("override.set", None, actor, body.reason)
+
+
+def _override_expiry(body: OverrideIn, now: datetime, max_s: int) -> datetime | None:
+    """When an override ends (UTC): its ``expires_at``, or ``now`` plus ``ttl_s`` seconds;
+    None when neither is given (it holds until cleared).
+
+    Raises:
+        InvalidInput: an unparseable ``expires_at``, or an expiry not after ``now`` or further
+            than ``max_s`` seconds away (naming the field given).
+    """
     expires = None
     if body.expires_at is not None:
         try:
@@ -236,15 +265,7 @@ def set_override(
             raise InvalidInput(field, f"{field}: must be in the future")
         if (expires - now).total_seconds() > max_s:
             raise InvalidInput(field, f"{field}: further than {max_s} s away")
-    ov = Override(
-        mode=body.mode,
-        affected=None if body.affected is None else {s: tuple(m) for s, m in body.affected.items()},
-        reason=body.reason,
-        actor=actor,
-        set_at=now,
-        expires_at=expires,
-    )
-    return ov, Cause("override.set", None, actor, body.reason)
+    return expires
 
 
 def clear_override(current: Override | None, raw: Any, *, actor: str) -> Cause:

@@ -196,17 +196,7 @@ def build_window(
             f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
-    if win.announce_at is not None:
-        announce = _instant(win.announce_at, "announce_at", zone)
-        if announce > starts:
-            raise InvalidInput(
-                "announce_at",
-                f"announce_at: must be at or before starts_at ({shown(win.announce_at)})",
-            )
-    elif previous is not None:
-        announce = min(previous.announce_at, starts)
-    else:
-        announce = min(now, starts)
+    announce = _announce_at(win, starts, zone, now, previous)
     check_affected(catalog, win.affected, "affected")
     wid = win.id or window_id
     if wid is None:
@@ -230,6 +220,28 @@ def build_window(
     )
     check_window_text(window)
     return window
+
+
+def _announce_at(
+    win: WindowIn, starts: datetime, zone: str | None, now: datetime, previous: Window | None
+) -> datetime:
+    """When the window is announced (UTC): its ``announce_at``, else the ``previous``
+    version's (a re-import or a patch keeps it), else ``now``; never after ``starts``.
+
+    Raises:
+        InvalidInput: ``announce_at`` unparseable or after ``starts_at``.
+    """
+    if win.announce_at is not None:
+        announce = _instant(win.announce_at, "announce_at", zone)
+        if announce > starts:
+            raise InvalidInput(
+                "announce_at",
+                f"announce_at: must be at or before starts_at ({shown(win.announce_at)})",
+            )
+        return announce
+    if previous is not None:
+        return min(previous.announce_at, starts)
+    return min(now, starts)
 
 
 def _history(h: HistoryIn, i: int, zone: str | None) -> HistoryEntry:
