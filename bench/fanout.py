@@ -655,6 +655,8 @@ def start_maintcast(
             "MAINTCAST_REDIS_URL": redis.url,
             "MAINTCAST_TOKENS": entry_line("bench", "operator", token),
             "MAINTCAST_CLIENT_QUEUE": "64",
+            # every subscriber connects from 127.0.0.1: no per-client cap on open streams
+            "MAINTCAST_STREAMS_PER_CLIENT": "0",
         },
     )
     args = ["api", "--port", str(port), "--workers", str(workers), *api_args]
