@@ -23,7 +23,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import broadcaster.exiting  # noqa: F401  # sse-starlette patches uvicorn's exit handler early
-from broadcaster import codec, hygiene, ops_api, subscriptions_api
+from broadcaster import codec, hygiene, ops_api, subscribe_api, subscriptions_api
 from broadcaster.aio import stop_task
 from broadcaster.auth import Tokens
 from broadcaster.clock import Clock, SystemClock
@@ -37,6 +37,7 @@ from broadcaster.live import PATHS, SERVER_SEND, STREAM_PATH, LiveRoutes
 from broadcaster.metrics import bind_gauges, exposition
 from broadcaster.ops_api import principal_of
 from broadcaster.pages import routes as page_routes
+from broadcaster.series import series_doc
 from broadcaster.settings import Settings
 from broadcaster.sse import freeze_heap
 from broadcaster.store import STORE_ERRORS, Redis, Store, connect, make_store
@@ -140,6 +141,8 @@ def create_app(
     _errors(app)
     app.include_router(ops_api.router)
     app.include_router(subscriptions_api.router)
+    app.include_router(subscribe_api.router)
+    subscribe_api.redact_access_log()
     app.include_router(page_routes.router)
     if demo:
         app.include_router(page_routes.demo_router)
@@ -211,9 +214,11 @@ def visible(request: Request, w: Window, now: datetime, authorization: str | Non
 async def list_windows(
     request: Request,
     status: str | None = None,
+    series: str | None = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The windows (announced ones, or all with an ops token), soonest first, with history."""
+    """The windows (announced ones, or all with an ops token), soonest first, with history;
+    with ``series``, the occurrences of that recurring series only."""
     if status is not None and status not in LIFECYCLES:
         raise InvalidInput("status", f"status: must be one of {', '.join(LIFECYCLES)}")
     now = clock_of(request).now()
@@ -221,7 +226,7 @@ async def list_windows(
         (
             w
             for w in (await store_of(request).windows()).values()
-            if visible(request, w, now, authorization)
+            if (series is None or w.series_id == series) and visible(request, w, now, authorization)
         ),
         key=lambda w: (w.starts_at, w.id),
     )
@@ -243,12 +248,16 @@ async def windows_ics(request: Request) -> Response:
 async def get_window(
     request: Request, window_id: str, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    """One window, if visible to the caller (404 otherwise)."""
+    """One window, or a recurring series (with ``recurrence``), if visible to the caller
+    (404 otherwise)."""
     now = clock_of(request).now()
     w = (await store_of(request).windows()).get(window_id)
-    if w is None or not visible(request, w, now, authorization):
+    s = None if w is not None else (await store_of(request).series()).get(window_id)
+    found = w or s
+    if found is None or not visible(request, found, now, authorization):
         raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
-    return Response(codec.dumps(codec.window_doc(w, now)), media_type="application/json")
+    doc = codec.window_doc(found, now) if s is None else series_doc(found, now)
+    return Response(codec.dumps(doc), media_type="application/json")
 
 
 @router.get("/v1/events")

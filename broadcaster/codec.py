@@ -12,7 +12,16 @@ from typing import Any
 
 import orjson
 
-from broadcaster.domain import Catalog, Cause, HistoryEntry, Override, Window, lifecycle
+from broadcaster.domain import (
+    Catalog,
+    Cause,
+    HistoryEntry,
+    Note,
+    Override,
+    Recurrence,
+    Window,
+    lifecycle,
+)
 from broadcaster.status import StatusCore, Summary, compute_status
 from broadcaster.timeparse import format_instant, parse_instant
 
@@ -67,8 +76,22 @@ def history_doc(h: HistoryEntry, zone: str) -> Doc:
     }
 
 
+def note_doc(n: Note, zone: str) -> Doc:
+    """One note (``{"at", "message", "actor"}``), its instant in ``zone``."""
+    return {"at": _iso(n.at, zone), "message": _texts(n.message.model_dump()), "actor": n.actor}
+
+
+def recurrence_doc(r: Recurrence | None) -> Doc | None:
+    """``{"rrule", "exdates"}`` or None."""
+    return None if r is None else {"rrule": r.rrule, "exdates": list(r.exdates)}
+
+
 def window_doc(w: Window, now: datetime, *, history: bool = True) -> Doc:
-    """The window object (docs/api.md) at ``now`` (``status`` is the lifecycle at ``now``)."""
+    """The window object (docs/api.md) at ``now`` (``status`` is the lifecycle at ``now``).
+
+    Every field is present: ``latest_end``, ``reminders``, ``recurrence`` and
+    ``series_id`` are null when unset, ``drain_s`` 0, ``notes`` ``[]``.
+    """
     z = w.timezone
     doc: Doc = {
         "id": w.id,
@@ -82,6 +105,12 @@ def window_doc(w: Window, now: datetime, *, history: bool = True) -> Doc:
         "error_code": w.error_code,
         "messages": {c: _texts(t.model_dump()) for c, t in w.messages.items()},
         "status": lifecycle(w, now),
+        "latest_end": _iso(w.latest_end, z),
+        "drain_s": w.drain_s,
+        "reminders": None if w.reminders is None else list(w.reminders),
+        "recurrence": recurrence_doc(w.recurrence),
+        "series_id": w.series_id,
+        "notes": [note_doc(n, z) for n in w.notes],
     }
     if history:
         doc["history"] = [history_doc(h, z) for h in w.history]
@@ -118,6 +147,16 @@ def window_from_doc(doc: Doc) -> Window:
         messages=doc.get("messages") or {},
         cancelled=doc.get("status") == "cancelled",
         history=tuple(HistoryEntry.model_validate(h) for h in hist),
+        # .get: windows stored before these fields existed still load
+        latest_end=t(doc["latest_end"]) if doc.get("latest_end") else None,
+        drain_s=doc.get("drain_s") or 0,
+        reminders=doc.get("reminders"),
+        recurrence=doc.get("recurrence"),
+        series_id=doc.get("series_id"),
+        notes=tuple(
+            Note(at=t(n["at"]), message=n["message"], actor=n.get("actor"))
+            for n in doc.get("notes") or []
+        ),
     )
 
 

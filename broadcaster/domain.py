@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Channel = Literal["link", "token_embedded", "token_modal", "api", "admin"]
 Lifecycle = Literal["scheduled", "in_progress", "completed", "cancelled"]
-ComponentStatus = Literal["operational", "under_maintenance"]
+ComponentStatus = Literal["operational", "draining", "under_maintenance"]
 OPERATIONAL: ComponentStatus = "operational"
+DRAINING: ComponentStatus = "draining"
 UNDER_MAINTENANCE: ComponentStatus = "under_maintenance"
+HistoryChange = Literal["rescheduled", "updated", "cancelled", "ended_early", "extended"]
+"""The kinds of ``history[].change`` (docs/api.md "Window object")."""
+MAX_DRAIN_S = 7200
+"""The longest drain (``drain_s``) before a window, in seconds."""
 ALL_METHODS = "*"
 ECHO_MAX = 64
 """Names from input echoed in an error message are cut to this many characters."""
@@ -164,18 +169,41 @@ class HistoryEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     at: datetime
-    change: Literal["rescheduled", "updated", "cancelled", "ended_early"]
+    change: HistoryChange
     from_: Span | None = Field(None, alias="from")
     to: Span | None = None
     actor: str | None = Field(None, max_length=200)
     reason: str | None = Field(None, max_length=2000)
 
 
+class Note(BaseModel):
+    """One timeline post about a window (docs/api.md ``notes[]``, Statuspage's "updates"):
+    when (UTC), the text in ja/en, and who posted it (a token name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    at: datetime
+    message: LocalText
+    actor: str | None = Field(None, max_length=200)
+
+
+class Recurrence(BaseModel):
+    """A window's repetition: an RFC 5545 RRULE on local wall time in the window's zone and
+    the local start times it skips (``exdates``, ``YYYY-MM-DDTHH:MM[:SS]`` without offset)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rrule: str
+    exdates: tuple[str, ...] = ()
+
+
 class Window(BaseModel):
     """A scheduled maintenance, validated: instants are aware UTC, ``affected`` is in the catalog.
 
     ``cancelled`` is the only stored lifecycle fact; the rest follows from ``now``
-    (see :func:`lifecycle`).
+    (see :func:`lifecycle`). ``latest_end`` (>= ``ends_at``, or None) is the reserve: the
+    window still ends at ``ends_at``, it may be extended up to ``latest_end`` by an operator.
+    ``drain_s`` seconds before ``starts_at`` the affected components drain (see
+    :attr:`drain_starts_at`). ``reminders`` are ISO 8601 durations before ``starts_at``
+    (None: the deployment's default). ``notes`` are server-owned, oldest first.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -191,6 +219,19 @@ class Window(BaseModel):
     messages: dict[str, LocalText]
     cancelled: bool = False
     history: tuple[HistoryEntry, ...] = ()
+    latest_end: datetime | None = None
+    drain_s: int = Field(0, ge=0, le=MAX_DRAIN_S)
+    reminders: tuple[str, ...] | None = None
+    recurrence: Recurrence | None = None
+    series_id: str | None = None
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def drain_starts_at(self) -> datetime:
+        """When the drain begins: ``drain_s`` before ``starts_at``, never before
+        ``announce_at`` (a window drains only once it is public); ``starts_at`` when
+        ``drain_s`` is 0."""
+        return max(self.starts_at - timedelta(seconds=self.drain_s), self.announce_at)
 
     def covers(self, catalog: Catalog) -> frozenset[tuple[str, str]]:
         """The components this window puts under maintenance."""

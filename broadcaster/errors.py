@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from broadcaster import codec
 from broadcaster.auth import Forbidden, Unauthorized
 from broadcaster.domain import Conflict, InvalidInput, NotFound
-from broadcaster.limits import RETRY_AFTER_S, BodyTooLarge, TooManyStreams
+from broadcaster.limits import RETRY_AFTER_S, BodyTooLarge, TooManyRequests, TooManyStreams
 from broadcaster.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class HttpError:
     """How one exception class is answered: HTTP ``status``, error ``code`` and a fixed
     ``message``, or None to use the exception's own ``message`` (else ``str(exc)``) and
-    ``field``; ``headers`` are added to the response; ``log`` logs the exception at
-    WARNING (one line) since its text is not sent."""
+    ``field``; ``headers`` are added to the response (and ``Retry-After`` when the
+    exception carries ``retry_after_s``); ``log`` logs the exception at WARNING (one line)
+    since its text is not sent."""
 
     status: int
     code: str
@@ -52,6 +53,7 @@ TABLE: dict[type[Exception], HttpError] = {
     TooManyStreams: HttpError(
         429, "too_many_streams", headers=(("Retry-After", str(RETRY_AFTER_S)),)
     ),
+    TooManyRequests: HttpError(429, "too_many_requests"),
     BodyTooLarge: HttpError(413, "body_too_large"),
     **dict.fromkeys(STORE_ERRORS, STORE_UNAVAILABLE),
 }
@@ -113,4 +115,8 @@ def answer_for(exc: BaseException, where: str = "") -> Answer | None:
     else:
         message = getattr(exc, "message", None) or str(exc)
         field = getattr(exc, "field", None)
-    return Answer(spec.status, spec.headers, codec.error_doc(spec.code, message, field))
+    headers = spec.headers
+    retry_after = getattr(exc, "retry_after_s", None)
+    if isinstance(retry_after, int):  # a wait the exception computed (a rate limit)
+        headers = (*headers, ("Retry-After", str(retry_after)))
+    return Answer(spec.status, headers, codec.error_doc(spec.code, message, field))

@@ -82,9 +82,15 @@ def bounded(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> Rece
     return receive_bounded
 
 
+HEAD_KEY = "maintcast.head"
+"""Set (True) in the scope of a ``HEAD`` answered as ``GET``: a ``GET`` with a side effect
+(the confirmation link) must not act on it, since link checkers and mail scanners send
+``HEAD``."""
+
+
 def guarded(scope: Scope, receive: Receive, send: Send) -> tuple[Scope, Receive, Send]:
     """The request as the FastAPI side gets it: ``HEAD`` as ``GET`` answering no body (a
     new scope: the server's own keeps ``HEAD``), the body bounded by :func:`bounded`."""
     if scope["method"] == "HEAD":
-        scope, send = {**scope, "method": "GET"}, bodiless(send)
+        scope, send = {**scope, "method": "GET", HEAD_KEY: True}, bodiless(send)
     return scope, bounded(scope, receive), send

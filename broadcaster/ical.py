@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
+from icalendar.cal import Timezone
 
 from broadcaster.domain import Window
 
@@ -15,8 +17,9 @@ def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
     """The ``text/calendar`` body for ``windows`` at ``now`` (UTC, for DTSTAMP).
 
     UID is ``<id>@maintcast`` (stable across reschedules); SEQUENCE counts reschedules
-    (RFC 5545 3.8.7.4); cancelled windows have ``STATUS:CANCELLED`` (3.8.1.11); times carry
-    the window's zone as TZID with a VTIMEZONE (3.2.19, 3.6.5).
+    (RFC 5545 3.8.7.4); cancelled windows have ``STATUS:CANCELLED`` (3.8.1.11); times are
+    in UTC, or in a zone with one offset with its TZID and a VTIMEZONE (see :func:`_local`).
+    Each occurrence of a recurring series is a window (the series is none, so not listed).
     """
     cal = Calendar()
     cal.add("prodid", "-//Maintcast//maintenance windows//EN")
@@ -42,9 +45,26 @@ def calendar_of(windows: Iterable[Window], now: datetime) -> bytes:
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> datetime:
-    """``instant`` in ``zone``, or in UTC when it is the second occurrence of a repeated
-    local time (fall-back): RFC 5545 3.3.5 reads an ambiguous TZID time as the first."""
-    local = instant.astimezone(zone)
-    if local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
-        return instant.astimezone(UTC)
-    return local
+    """``instant`` as the feed writes it: local time with TZID (and a VTIMEZONE, RFC 5545
+    3.2.19) in a zone that keeps one offset (Asia/Tokyo), else UTC (``...Z``, 3.3.5 form #2).
+
+    In a zone with DST the parsers do not agree on local times: ``ical.js`` and
+    ``node-ical`` read a time in a fall-back fold as its second instant where RFC 5545
+    3.3.5 says the first, and ``ical.js`` reads only the first date of each RDATE list of a
+    VTIMEZONE observance, which is how ``icalendar`` writes the zone's transitions, so it
+    puts even an unambiguous local time an hour off (``vobject`` misreads such zones too).
+    UTC reads the same in ``icalendar``, ``vobject``, ``ical.js`` and ``node-ical``
+    (tests/test_ical_interop.py).
+    """
+    if _one_offset(zone.key):
+        return instant.astimezone(zone)
+    return instant.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _one_offset(zone: str) -> bool:
+    """Whether ``zone``'s VTIMEZONE has one observance (no transition from 1970 to 2038)
+    with an offset other than zero (UTC itself is written as UTC)."""
+    if ZoneInfo(zone).utcoffset(datetime(2000, 1, 1)) == timedelta(0):
+        return False
+    return len(Timezone.from_tzid(zone).subcomponents) == 1

@@ -24,6 +24,11 @@ class Keys:
         return self._k("windows")
 
     @property
+    def series(self) -> str:
+        """Hash: series id -> the recurring series (a window object with ``recurrence``)."""
+        return self._k("series")
+
+    @property
     def catalog(self) -> str:
         """String: catalog JSON."""
         return self._k("catalog")
@@ -94,6 +99,22 @@ class Keys:
     def notify_log(self, sub_id: str) -> str:
         """Sorted set: message id -> when it was queued (Unix s), for listing newest first."""
         return self._k(f"notify:log:{sub_id}")
+
+    @property
+    def notify_reminded(self) -> str:
+        """Sorted set: reminder id -> its instant (Unix s), for each reminder already queued
+        (so a reminder is queued once across processes; old ones are trimmed)."""
+        return self._k("notify:reminded")
+
+    def signup(self, token_hash: str) -> str:
+        """String with TTL: a self-subscription awaiting confirmation, by the SHA-256 (hex)
+        of its token (the token itself is only in the confirmation mail)."""
+        return self._k(f"signup:{token_hash}")
+
+    def signup_sent(self, address_hash: str) -> str:
+        """String with TTL: a confirmation mail was queued for this address (SHA-256 hex of
+        the lower-cased address) recently; no other until it expires."""
+        return self._k(f"signup:sent:{address_hash}")
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
-"""The per-client cap on open ``/v1/stream`` responses (``MAINTCAST_STREAMS_PER_CLIENT``),
-and the bound on request bodies (:data:`MAX_BODY_BYTES`, enforced by
-:mod:`broadcaster.hygiene`).
+"""Per-client limits: the cap on open ``/v1/stream`` responses
+(``MAINTCAST_STREAMS_PER_CLIENT``), the rate of self-service subscription requests
+(``MAINTCAST_SUBSCRIBE_PER_HOUR``), and the bound on request bodies
+(:data:`MAX_BODY_BYTES`, enforced by :mod:`broadcaster.hygiene`).
 
 A client is its address as the ASGI scope gives it, that is after uvicorn's proxy-header
 handling: only a peer listed in ``MAINTCAST_FORWARDED_ALLOW_IPS`` may name another address
@@ -11,7 +12,9 @@ docs/security.md lists every limit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -101,3 +104,67 @@ class StreamCaps:
     def held(self, address: str) -> int:
         """Streams ``address`` holds open now."""
         return self._open.get(address, 0)
+
+
+class TooManyRequests(Exception):
+    """The client used up its rate (HTTP 429 ``too_many_requests``, with ``Retry-After``:
+    ``retry_after_s`` whole seconds, :mod:`broadcaster.errors`)."""
+
+    def __init__(self, what: str, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        self.message = f"too many {what} from this address: retry in {retry_after_s} s"
+        super().__init__(self.message)
+
+
+class RateLimit:
+    """A token bucket per client address: ``per_period`` requests, refilled evenly over
+    ``period_s`` seconds (0 means no limit); counted in this process only, like
+    :class:`StreamCaps`. At most :data:`MAX_CLIENTS` buckets are kept: full ones are
+    forgotten first (they hold no information), then the oldest."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(
+        self,
+        per_period: int,
+        period_s: float,
+        what: str,
+        *,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_period < 0 or period_s <= 0:
+            raise ValueError("per_period must be >= 0 and period_s > 0")
+        self.capacity = per_period
+        self.rate = per_period / period_s  # tokens per second
+        self.what = what
+        self.now = now
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, scope: Mapping[str, Any]) -> None:
+        """Count one request of the scope's client (none without a client address).
+
+        Raises:
+            TooManyRequests: the client's bucket is empty; ``retry_after_s`` is when the
+                next request would pass.
+        """
+        client = scope.get("client")
+        if not self.capacity or not client:
+            return
+        key, t = str(client[0]), self.now()
+        tokens, at = self._buckets.pop(key, (float(self.capacity), t))
+        tokens = min(float(self.capacity), tokens + (t - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, t)
+            raise TooManyRequests(self.what, max(1, math.ceil((1.0 - tokens) / self.rate)))
+        self._buckets[key] = (tokens - 1.0, t)  # re-inserted last: dicts keep that order
+        if len(self._buckets) > self.MAX_CLIENTS:
+            self._forget(t)
+
+    def _forget(self, t: float) -> None:
+        full = [
+            k for k, (n, at) in self._buckets.items() if n + (t - at) * self.rate >= self.capacity
+        ]
+        for k in full:
+            del self._buckets[k]
+        while len(self._buckets) > self.MAX_CLIENTS:
+            del self._buckets[next(iter(self._buckets))]

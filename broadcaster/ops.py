@@ -111,12 +111,12 @@ def patch_window(
     state = lifecycle(old, now)
     if state in ("completed", "cancelled"):
         raise Conflict("status", f"window {old.id!r} is {state} and cannot change")
-    for field in ("id", "status", "history"):
+    for field in ("id", "status", "history", "notes"):
         if field in raw and not (field == "id" and raw[field] == old.id):
             raise InvalidInput(field, f"{field}: cannot be changed")
     reason = _reason(raw)
     base = codec.window_doc(old, now, history=False)
-    del base["status"]
+    del base["status"], base["notes"]  # server-owned: carried over below
     if "announce_at" not in raw:
         # not given: kept, or moved back with an earlier start (build_window's ``previous``),
         # rather than rejecting a field the patch never sent
@@ -142,6 +142,7 @@ def patch_window(
         )
     if state == "scheduled" and new.ends_at <= now:
         raise InvalidInput("ends_at", "ends_at: the window would already be over")
+    new = new.model_copy(update={"notes": old.notes})
     if new == old.model_copy(update={"history": new.history}):
         raise InvalidInput("body", "body: changes nothing (send the fields to change)")
     entry, kind = _patch_entry(old, new, ends_early, now, actor, reason)
@@ -284,8 +285,9 @@ def merge_imported(
 ) -> tuple[Window, Cause | None]:
     """The window to store when a schedule file brings ``new`` over ``old``, and the cause.
 
-    None as cause means nothing changed. History the server has is kept, the file's entries
-    are added, and a move of times that no entry records is recorded as ``rescheduled``.
+    None as cause means nothing changed. History and notes the server has are kept, the
+    file's entries are added, and a move of times that no entry records is recorded as
+    ``rescheduled``.
     """
     if old is None:
         return new, Cause("maintenance.scheduled", new.id, actor)
@@ -308,7 +310,9 @@ def merge_imported(
             )
         )
     history.sort(key=lambda h: h.at)
-    merged = new.model_copy(update={"history": tuple(history)})
+    seen = set(old.notes)
+    notes = sorted((*old.notes, *(n for n in new.notes if n not in seen)), key=lambda n: n.at)
+    merged = new.model_copy(update={"history": tuple(history), "notes": tuple(notes)})
     if merged == old:
         return old, None
     if merged.cancelled and not old.cancelled:

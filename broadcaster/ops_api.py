@@ -20,6 +20,17 @@ from broadcaster.auth import Forbidden, Principal, Role, Tokens, Unauthorized
 from broadcaster.deps import clock_of, settings_of, store_of, tokens_of
 from broadcaster.domain import ECHO_MAX, InvalidInput, NotFound, Window
 from broadcaster.ops import OverrideIn
+from broadcaster.series import SeriesChange, series_doc
+from broadcaster.series_ops import (
+    cancel_series,
+    check_scope,
+    create_series,
+    is_a_series,
+    not_a_series,
+    one_off,
+    patch_series,
+    recurring,
+)
 from broadcaster.store import Change, State
 from broadcaster.texts import check_texts
 from broadcaster.validation import WindowIn
@@ -164,12 +175,44 @@ async def write_window(
     return json_response(codec.window_doc(made[-1], now), status)
 
 
+async def write_series(
+    request: Request, decide: Callable[[State, datetime], SeriesChange], status: int = 200
+) -> Response:
+    """Like :func:`write_window` for a recurring series: the series and its occurrences in
+    one transaction, one event; answers the series object."""
+    now = clock_of(request).now()
+    made: list[Window] = []
+
+    def change(st: State) -> Change:
+        sc = decide(st, now)
+        made.append(sc.series)
+        return Change(sc.cause, sc.windows, series={sc.series.id: sc.series})
+
+    await store_of(request).apply(now, change)
+    return json_response(series_doc(made[-1], now), status)
+
+
+def existing_series(st: State, series_id: str) -> Window:
+    """The series ``series_id`` of the store's state.
+
+    Raises:
+        NotFound: no such series; InvalidInput: it is a window (``scope``).
+    """
+    found = st.series.get(series_id)
+    if found is None:
+        raise not_a_series(series_id, st.windows)
+    return found
+
+
 def existing(st: State, window_id: str) -> Window:
     """The window ``window_id`` of the store's state.
 
     Raises:
         NotFound: no such window.
+        InvalidInput: ``window_id`` is a series (``scope``: the route needs ``?scope=series``).
     """
+    if window_id in st.series:
+        raise is_a_series(window_id)
     w = st.windows.get(window_id)
     if w is None:
         raise NotFound("id", f"unknown window {window_id[:ECHO_MAX]!r}")
@@ -178,15 +221,30 @@ def existing(st: State, window_id: str) -> Window:
 
 @router.post("/v1/windows", openapi_extra=WINDOW_BODY)
 async def create(request: Request, who: Principal = admin) -> Response:
-    """Schedule a new window (201)."""
+    """Schedule a new window, or a recurring series when the body has ``recurrence`` (201)."""
     raw = await json_body(request)
     new_id = f"w-{secrets.token_hex(5)}"
     defaults = store_of(request).defaults
+    if recurring(raw):
+        return await write_series(
+            request,
+            lambda st, now: create_series(
+                raw,
+                st.windows,
+                st.series,
+                catalog=st.catalog,
+                defaults=defaults,
+                now=now,
+                actor=who.name,
+                new_id=new_id,
+            ),
+            201,
+        )
     return await write_window(
         request,
         lambda st, now: ops.create_window(
-            raw,
-            st.windows,
+            one_off(raw),
+            {**st.windows, **st.series},
             catalog=st.catalog,
             defaults=defaults,
             now=now,
@@ -198,15 +256,31 @@ async def create(request: Request, who: Principal = admin) -> Response:
 
 
 @router.patch("/v1/windows/{window_id}", openapi_extra=PATCH_BODY)
-async def patch(window_id: str, request: Request, who: Principal = admin) -> Response:
-    """Reschedule or edit a window."""
+async def patch(
+    window_id: str, request: Request, who: Principal = admin, scope: str | None = None
+) -> Response:
+    """Reschedule or edit a window; with ``?scope=series`` a series and its future
+    occurrences."""
     raw = await json_body(request)
     defaults = store_of(request).defaults
+    if check_scope(scope):
+        return await write_series(
+            request,
+            lambda st, now: patch_series(
+                existing_series(st, window_id),
+                raw,
+                st.windows,
+                catalog=st.catalog,
+                defaults=defaults,
+                now=now,
+                actor=who.name,
+            ),
+        )
     return await write_window(
         request,
         lambda st, now: ops.patch_window(
             existing(st, window_id),
-            raw,
+            one_off(raw),
             catalog=st.catalog,
             defaults=defaults,
             now=now,
@@ -216,9 +290,19 @@ async def patch(window_id: str, request: Request, who: Principal = admin) -> Res
 
 
 @router.post("/v1/windows/{window_id}/cancel", openapi_extra=REASON_BODY)
-async def cancel(window_id: str, request: Request, who: Principal = admin) -> Response:
-    """Cancel a window (one in progress ends now)."""
+async def cancel(
+    window_id: str, request: Request, who: Principal = admin, scope: str | None = None
+) -> Response:
+    """Cancel a window (one in progress ends now); with ``?scope=series`` a series and its
+    occurrences not started yet."""
     raw = await json_body(request, optional=True)
+    if check_scope(scope):
+        return await write_series(
+            request,
+            lambda st, now: cancel_series(
+                existing_series(st, window_id), raw, st.windows, now=now, actor=who.name
+            ),
+        )
     return await write_window(
         request,
         lambda st, now: ops.cancel_window(existing(st, window_id), raw, now=now, actor=who.name),

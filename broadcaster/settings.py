@@ -9,7 +9,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broadcaster.caps import MAX_WINDOWS
+from broadcaster.notify.mailconfig import check_public_url, mail_domain, smtp_target
 from broadcaster.notify.messages import parse_retry_s
+from broadcaster.notify.reminders import parse_offsets
 from broadcaster.store.client import validate_url
 from broadcaster.validation import Defaults
 
@@ -76,12 +78,54 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = False
     notify_concurrency: int = Field(64, ge=1, le=10_000)
     """Delivery attempts under way at once (at most one per subscription)."""
+    reminders: str = "P7D,P1D,PT1H"
+    """ISO 8601 durations before a window's start at which ``maintenance.reminder`` is sent
+    (a window's own ``reminders`` replace them), comma-separated; empty = none."""
+    smtp_url: str | None = None
+    """``smtp://[user:pass@]host[:port]`` (STARTTLS when offered) or ``smtps://…`` (implicit
+    TLS): where e-mail notifications go. Unset: no mail is sent."""
+    mail_from: str | None = Field(None, max_length=254)
+    """The ``From`` of every mail, e.g. ``Maintcast <noreply@status.example.com>``."""
+    public_url: str | None = None
+    """The public base URL of this deployment (``https://status.example.com``): the links
+    in mails (confirm, unsubscribe, status page) start with it."""
+    subscribe_per_hour: int = Field(10, ge=0, le=100_000)
+    """``POST /v1/subscribe`` requests per client address per hour in this process (0: no
+    cap)."""
 
     @field_validator("webhook_retry_s")
     @classmethod
     def _retry_list(cls, text: str) -> str:
         parse_retry_s(text)  # its ValueError names the bad item
         return text
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminder_list(cls, text: str) -> str:
+        parse_offsets(text)  # its InvalidInput names the bad item
+        return text
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, url: str | None) -> str | None:
+        if url:
+            try:
+                smtp_target(url)
+            except ValueError as exc:  # never echoes the password
+                raise ValueError(f"MAINTCAST_SMTP_URL: {exc}") from None
+        return url or None
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, text: str | None) -> str | None:
+        if text:
+            mail_domain(text)
+        return text or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        return check_public_url(url) if url else None
 
     @field_validator("redis_url")
     @classmethod

@@ -26,6 +26,7 @@ from broadcaster.notify.subscriptions import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionWithSecret,
+    inactive,
     new_subscription,
     rotated,
     subscription_out,
@@ -76,8 +77,17 @@ class ErrorBody(BaseModel):
     error: dict[str, str | None]
 
 
+class SubscriptionRow(SubscriptionOut):
+    """A subscription as listed: plus its latest message and how many are pending."""
+
+    last_delivery: DeliveryOut | None = Field(
+        description="Its latest message (pending, delivered or failed); null before any."
+    )
+    pending_messages: int = Field(description="Messages waiting for an attempt or a retry.")
+
+
 class SubscriptionList(BaseModel):
-    subscriptions: list[SubscriptionOut]
+    subscriptions: list[SubscriptionRow]
 
 
 class DeliveryList(BaseModel):
@@ -147,11 +157,21 @@ async def create_subscription(body: SubscriptionIn, a: AdminDep) -> Subscription
 
 @router.get("/v1/subscriptions", response_model=SubscriptionList, responses=ERRORS)
 async def list_subscriptions(a: AdminDep) -> SubscriptionList:
-    """Every subscription, oldest first (never a secret)."""
+    """Every subscription, oldest first (never a secret), with its latest delivery (what
+    ``/admin`` shows)."""
     subs = await a.notify.subscriptions()
-    return SubscriptionList(
-        subscriptions=[subscription_out(s, zone=a.zone, now_s=_now_s()) for s in subs]
-    )
+    last = await a.notify.last_deliveries([s.id for s in subs])
+    rows = []
+    for s in subs:
+        msg, pending = last[s.id]
+        rows.append(
+            SubscriptionRow(
+                **subscription_out(s, zone=a.zone, now_s=_now_s()).model_dump(),
+                last_delivery=None if msg is None else delivery_out(msg, a.zone),
+                pending_messages=pending,
+            )
+        )
+    return SubscriptionList(subscriptions=rows)
 
 
 @router.get("/v1/subscriptions/{sub_id}", response_model=SubscriptionOut, responses=ONE)
@@ -198,7 +218,7 @@ async def test_subscription(sub_id: str, a: AdminDep) -> PingOut:
     now, now_s = a.clock.now(), _now_s()
     sub = await a.notify.subscription(sub_id)
     if not sub.active:
-        raise Conflict("id", f"subscription {sub_id!r} is disabled (410 Gone); add it again")
+        raise Conflict("id", inactive(sub))
     status = await a.store.status(now)
     selector = Selector(
         await a.store.catalog(),

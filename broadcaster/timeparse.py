@@ -34,7 +34,7 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["InvalidTime", "format_instant", "parse_instant", "zone_named"]
+__all__ = ["InvalidTime", "format_instant", "parse_duration", "parse_instant", "zone_named"]
 
 
 class InvalidTime(ValueError):
@@ -283,3 +283,41 @@ def format_instant(instant: datetime, zone: ZoneInfo | str) -> str:
     # second and renders without a fraction, so the same status would render two ways.
     timespec = "seconds" if local.microsecond < 1000 else "milliseconds"
     return local.isoformat(timespec=timespec)
+
+
+_DURATION = re.compile(
+    r"P(?:(?P<w>\d{1,4})W|(?:(?P<d>\d{1,4})D)?(?:T(?:(?P<h>\d{1,5})H)?(?:(?P<m>\d{1,6})M)?"
+    r"(?:(?P<s>\d{1,7})S)?)?)",
+    re.ASCII,
+)
+
+
+def parse_duration(value: object, *, field: str) -> timedelta:
+    """An ISO 8601 duration (ISO 8601-1:2019 5.5.2.4) of weeks, days, hours, minutes and
+    whole seconds: ``P7D``, ``P1W``, ``PT1H``, ``P1DT12H``, ``PT90S``.
+
+    Years and months are refused: their length depends on the calendar, and a reminder
+    offset must be an exact span. ``P``, ``PT`` and a zero span are refused too.
+
+    Raises:
+        InvalidTime: for ``field``, quoting the bad value.
+    """
+    text = value if isinstance(value, str) else None
+    match = _DURATION.fullmatch(text) if text is not None else None
+    if text is None or match is None or text.endswith(("P", "T")):
+        raise InvalidTime(
+            field,
+            f"{field}: {_quote(repr(value) if text is None else text)} is not an ISO 8601 "
+            "duration of weeks, days, hours, minutes and seconds (e.g. P1D, PT1H, P1DT12H)",
+        )
+    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
+    span = timedelta(
+        weeks=parts.get("w", 0),
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+    if span <= timedelta(0):
+        raise InvalidTime(field, f"{field}: {_quote(text)} must be longer than zero")
+    return span

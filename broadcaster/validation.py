@@ -20,16 +20,20 @@ from broadcaster.domain import (
     ALL_METHODS,
     DEFAULT_MESSAGES,
     ECHO_MAX,
+    MAX_DRAIN_S,
     Catalog,
     Channel,
+    HistoryChange,
     HistoryEntry,
     InvalidInput,
     LocalText,
+    Note,
+    Recurrence,
     Span,
     Window,
 )
 from broadcaster.texts import CONTROL, check_texts, shown
-from broadcaster.timeparse import InvalidTime, parse_instant, zone_named
+from broadcaster.timeparse import InvalidTime, parse_duration, parse_instant, zone_named
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -49,13 +53,30 @@ class SpanIn(_Strict):
     ends_at: Instant
 
 
+MAX_REMINDERS = 10
+"""Most reminder offsets one window may carry."""
+MAX_NOTES = 100
+"""Most notes one window may carry (each status event carries them)."""
+
+
 class HistoryIn(_Strict):
     at: Instant
-    change: Literal["rescheduled", "updated", "cancelled", "ended_early"]
+    change: HistoryChange
     from_: SpanIn | None = Field(None, alias="from")
     to: SpanIn | None = None
     actor: str | None = Field(None, max_length=200)
     reason: str | None = Field(None, max_length=2000)
+
+
+class NoteIn(_Strict):
+    at: Instant
+    message: LocalText
+    actor: str | None = Field(None, max_length=200)
+
+
+class RecurrenceIn(_Strict):
+    rrule: str = Field(min_length=1, max_length=500)
+    exdates: list[Instant] = Field([], max_length=400)
 
 
 class WindowIn(_Strict):
@@ -74,6 +95,17 @@ class WindowIn(_Strict):
     messages: dict[Channel, LocalText] = {}
     status: Literal["scheduled", "in_progress", "completed", "cancelled"] | None = None
     history: list[HistoryIn] | None = None
+    latest_end: Instant | None = None
+    drain_s: int | None = Field(None, ge=0, le=MAX_DRAIN_S, strict=True)
+    reminders: list[str] | None = Field(None, max_length=MAX_REMINDERS)
+    recurrence: RecurrenceIn | None = None
+    series_id: str | None = Field(None, pattern=ID_PATTERN)
+    notes: list[NoteIn] | None = Field(None, max_length=MAX_NOTES)
+
+
+SERVER_OWNED = ("status", "history", "notes")
+"""Window fields only the server writes (422 if sent on the HTTP API; a schedule file may
+carry them)."""
 
 
 class Contact(_Strict):
@@ -154,14 +186,16 @@ def build_window(
     """Validate a raw window object and resolve its times to UTC.
 
     ``now`` (UTC) fills ``announce_at`` when absent (kept from ``previous`` on re-import).
-    ``status`` and ``history`` are accepted only ``from_file`` (server-owned on the API).
-    ``window_id`` is used when the object has no ``id``.
+    ``status``, ``history`` and ``notes`` are accepted only ``from_file`` (server-owned on
+    the API). ``window_id`` is used when the object has no ``id``.
 
     Raises:
         InvalidInput: naming the field, e.g. ``ends_at`` not after ``starts_at``, a naive
             time without ``timezone``, a nonexistent/ambiguous local time, an unknown zone,
-            service, method or channel, an empty ``affected``, a window longer than
-            ``max_window_s``, an unknown field, texts larger than
+            service, method or channel, an empty ``affected``, a window (up to its
+            ``latest_end``) longer than ``max_window_s``, ``latest_end`` before ``ends_at``,
+            ``drain_s`` outside 0..7200, a reminder that is not a positive ISO 8601
+            duration (or repeated), an unknown field, texts larger than
             :data:`broadcaster.caps.WINDOW_TEXT_MAX` (naming the largest).
     """
     if not isinstance(raw, Mapping):
@@ -171,7 +205,7 @@ def build_window(
     except ValidationError as exc:
         raise from_validation_error(exc) from exc
     if not from_file:
-        for field in ("status", "history"):
+        for field in SERVER_OWNED:
             if field in raw:
                 raise InvalidInput(field, f"{field}: is server-owned and cannot be sent")
     if not (win.title.ja or win.title.en):
@@ -196,12 +230,31 @@ def build_window(
             f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
+    latest_end = None
+    if win.latest_end is not None:
+        latest_end = _instant(win.latest_end, "latest_end", zone)
+        if latest_end < ends:
+            raise InvalidInput(
+                "latest_end",
+                f"latest_end: must be at or after ends_at ({win.latest_end!s} < {win.ends_at!s})",
+            )
+        if (latest_end - starts) > timedelta(seconds=defaults.max_window_s):
+            raise InvalidInput(
+                "latest_end",
+                f"latest_end: {win.latest_end!s} makes the window last up to "
+                f"{(latest_end - starts).total_seconds():.0f} s, longer than the maximum "
+                f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
+            )
     announce = _announce_at(win, starts, zone, now, previous)
     check_affected(catalog, win.affected, "affected")
     wid = win.id or window_id
     if wid is None:
         raise InvalidInput("id", "id: missing")
     history = tuple(_history(h, i, zone) for i, h in enumerate(win.history or []))
+    notes = tuple(
+        Note(at=_instant(n.at, f"notes.{i}.at", zone), message=n.message, actor=n.actor)
+        for i, n in enumerate(win.notes or [])
+    )
     messages: dict[str, LocalText] = dict(DEFAULT_MESSAGES)
     messages.update({str(c): t for c, t in win.messages.items()})
     window = Window(
@@ -217,6 +270,12 @@ def build_window(
         messages=messages,
         cancelled=win.status == "cancelled",
         history=history,
+        latest_end=latest_end,
+        drain_s=win.drain_s or 0,
+        reminders=_reminders(win.reminders),
+        recurrence=_recurrence(win.recurrence),
+        series_id=win.series_id,
+        notes=notes,
     )
     check_window_text(window)
     return window
@@ -242,6 +301,36 @@ def _announce_at(
     if previous is not None:
         return min(previous.announce_at, starts)
     return min(now, starts)
+
+
+def _reminders(given: list[str] | None) -> tuple[str, ...] | None:
+    """The reminder offsets as given (None = the deployment's default, ``[]`` = none)."""
+    if given is None:
+        return None
+    seen: set[object] = set()
+    for i, text in enumerate(given):
+        field = f"reminders.{i}"
+        try:
+            span = parse_duration(text, field=field)
+        except InvalidTime as exc:
+            raise InvalidInput(exc.field, exc.message) from exc
+        if span in seen:
+            raise InvalidInput(field, f"{field}: {text!r} repeats an earlier reminder")
+        seen.add(span)
+    return tuple(given)
+
+
+def _recurrence(given: RecurrenceIn | None) -> Recurrence | None:
+    """The recurrence as given; each exdate must read as a date-time and is kept as written
+    (YAML timestamps as ISO text): it names an occurrence's local start, matched later."""
+    if given is None:
+        return None
+    exdates = []
+    for i, value in enumerate(given.exdates):
+        # the format only: a local exdate may fall in a gap or fold of the window's zone
+        _instant(value, f"recurrence.exdates.{i}", "UTC")
+        exdates.append(value.isoformat() if isinstance(value, datetime) else str(value))
+    return Recurrence(rrule=given.rrule, exdates=tuple(exdates))
 
 
 def _history(h: HistoryIn, i: int, zone: str | None) -> HistoryEntry:

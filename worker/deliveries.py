@@ -23,11 +23,13 @@ from datetime import datetime
 from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.metrics import NOTIFICATION_LAG, NOTIFICATION_QUEUE, NOTIFICATIONS
+from broadcaster.notify.email import EmailSender
 from broadcaster.notify.messages import DeliveryConfig, Message, Outcome, Sender
 from broadcaster.notify.subscriptions import Subscription
 from broadcaster.notify.webhook import WebhookSender
 from broadcaster.store import RECONNECT_ERRORS
 from broadcaster.store.notify import NotifyStore
+from broadcaster.store.optin import OptInStore
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,32 @@ FAN_OUT_ROUNDS = 20
 GAUGE_S = 5.0
 """Real seconds between reads of the queue sizes (``maintcast_notification_queue``)."""
 KINDS = ("webhook", "email")
+SWEEP_S = 60.0
+"""Real seconds between sweeps of self-subscriptions never confirmed (by the leader)."""
+
+
+def default_senders(config: DeliveryConfig, optin: OptInStore) -> dict[str, Sender]:
+    """A webhook sender, and an e-mail sender when mail is configured (``config.mail``)."""
+    senders: dict[str, Sender] = {
+        "webhook": WebhookSender(timeout_s=config.timeout_s, user_agent=config.user_agent)
+    }
+    if config.mail is not None:
+        senders["email"] = EmailSender(
+            config.mail,
+            timeout_s=config.timeout_s,
+            context=optin.mail_context,
+            tokens=optin.unsubscribe_token,
+        )
+    return senders
 
 
 class Deliveries:
     """The delivery loop of one process; ``leads()`` says whether it may act now and
     ``fence`` (the worker's id) fences its writes by the leader lock.
 
-    ``senders`` maps a subscription kind to its :class:`Sender` (default: webhooks); a
-    message of a kind without a sender fails at once, with the reason in its deliveries.
+    ``senders`` maps a subscription kind to its :class:`Sender` (default: webhooks, and
+    e-mail when ``config.mail`` is set); a message of a kind without a sender fails at
+    once, with the reason in its deliveries.
     """
 
     def __init__(
@@ -65,17 +85,15 @@ class Deliveries:
         self.config = config
         self.fence = fence
         self.leads = leads
+        self.optin = OptInStore(store)
         self.senders: Mapping[str, Sender] = (
-            senders
-            if senders is not None
-            else {
-                "webhook": WebhookSender(timeout_s=config.timeout_s, user_agent=config.user_agent)
-            }
+            senders if senders is not None else default_senders(config, self.optin)
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._gauged = 0.0
+        self._swept = 0.0
 
     def nudge(self) -> None:
         """Run the next round now (an event was published, an attempt finished)."""
@@ -114,6 +132,9 @@ class Deliveries:
         while not leading). Returns how many attempts were started."""
         if not self.leads():
             return 0
+        if time.time() - self._swept >= SWEEP_S:
+            self._swept = time.time()
+            await self.optin.sweep(self.clock.now())
         for _ in range(FAN_OUT_ROUNDS):
             if not await self.store.fan_out(time.time(), self._origin_of, fence=self.fence):
                 break
@@ -131,6 +152,19 @@ class Deliveries:
             self._inflight[sub_id] = task
             started += 1
         return started
+
+    async def remind(self, at: datetime) -> list[str]:
+        """Queue the reminders due at clock time ``at`` (none while not leading; each once
+        across processes, and never later than the store's misfire grace); returns their
+        ids. Called by the worker at each boundary, when it takes the lead, and each tick."""
+        if not self.leads():
+            return []
+        queued = await self.store.remind(
+            at, self.config.reminders, time.time(), self._origin_of, fence=self.fence
+        )
+        if queued:
+            self.nudge()
+        return queued
 
     def _origin_of(self, at: datetime) -> float:
         """The real Unix time at which the clock read ``at``."""
@@ -169,8 +203,11 @@ class Deliveries:
 
     async def _send(self, sub: Subscription, msg: Message) -> Outcome:
         sender = self.senders.get(sub.kind)
-        if sender is None:  # e.g. e-mail before its sender exists: say so, do not spin
-            return Outcome("failed", error=f"no sender for kind {sub.kind} in this process")
+        if sender is None:  # e.g. e-mail without MAINTCAST_SMTP_URL: say so, do not spin
+            why = f"no sender for kind {sub.kind} in this process"
+            if sub.kind == "email":
+                why += " (set MAINTCAST_SMTP_URL, MAINTCAST_MAIL_FROM and MAINTCAST_PUBLIC_URL)"
+            return Outcome("failed", error=why)
         try:
             return await sender.send(sub, msg, time.time())
         except Exception as exc:  # a sender's bug is a failed attempt, retried

@@ -22,7 +22,7 @@ from broadcaster.aio import stop_task
 from broadcaster.clock import Clock
 from broadcaster.metrics import REDIS_UP
 from broadcaster.notify.messages import DeliveryConfig
-from broadcaster.status import boundaries_after
+from broadcaster.notify.reminders import boundaries_with_reminders
 from broadcaster.store import RECONNECT_ERRORS, STANDBY_SUFFIX, Lease, Store
 from broadcaster.store.notify import NotifyStore
 from worker.deliveries import Deliveries
@@ -84,7 +84,8 @@ class Worker:
     Every process plans the same jobs; only the leader-lock holder publishes (fenced).
     ``role="standby"`` (API processes) writes no worker heartbeat and yields the lock to any
     worker. ``heal``, when given, is awaited by the leader whenever the store has no catalog.
-    With ``notify`` the leader also delivers notifications (:mod:`worker.deliveries`).
+    With ``notify`` the leader also delivers notifications (:mod:`worker.deliveries`), and
+    reminder instants are boundaries too: at each, the leader queues the reminders due.
     """
 
     def __init__(
@@ -164,7 +165,9 @@ class Worker:
         """(Re)place one job per boundary after now; drop jobs of boundaries that vanished."""
         st = await self.store.state()
         now = self.clock.now()
-        wanted = boundaries_after(st.windows.values(), st.override, now)[:MAX_PLANNED]
+        offsets = self.deliveries.config.reminders if self.deliveries is not None else ()
+        wanted = boundaries_with_reminders(st.windows.values(), st.override, now, offsets)
+        wanted = wanted[:MAX_PLANNED]
         ids = {f"{BOUNDARY_PREFIX}{b.isoformat()}": b for b in wanted}
         # a job whose boundary just passed but that has not run yet (the loop was busy,
         # e.g. in this very re-plan) stays: removing it would leave the boundary to the tick
@@ -198,11 +201,23 @@ class Worker:
     async def _boundary(self, boundary: datetime) -> None:
         self._planned.pop(f"{BOUNDARY_PREFIX}{boundary.isoformat()}", None)
         await reconcile_until_done(self.store, self.clock, boundary, fence=self.worker_id)
+        await self._remind(boundary)
+
+    async def _remind(self, boundary: datetime | None = None) -> None:
+        """Queue the reminders due now (at ``max(now, boundary)``, like a reconcile)."""
+        if self.deliveries is None:
+            return
+        now = self.clock.now()
+        try:
+            await self.deliveries.remind(max(now, boundary) if boundary is not None else now)
+        except RECONNECT_ERRORS as exc:  # the next tick, or whoever leads next, tries again
+            log.warning("queueing reminders failed: %s", exc)
 
     async def _tick(self) -> None:
         await reconcile_until_done(
             self.store, self.clock, deadline_s=self.tick_s, fence=self.worker_id
         )
+        await self._remind()
         try:
             await self.plan()
         except RECONNECT_ERRORS as exc:
@@ -245,6 +260,7 @@ class Worker:
             await reconcile_until_done(
                 self.store, self.clock, deadline_s=LEADER_TTL_S, fence=self.worker_id
             )
+            await self._remind()
 
     async def _unfit_clock(self) -> str | None:
         """Why this process must not publish time-driven changes, or None.

@@ -67,6 +67,9 @@ def setup_logging(log_format: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one line per webhook attempt, besides the
+    # delivery's own (worker.deliveries)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached", once a second while a
     # keepalive waits on a frozen Redis: the keepalive itself says what is wrong
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
@@ -152,7 +155,11 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
     check_texts(path.name, "file name")
     now = clock.now()
     schedule = parse_schedule(
-        text, source=str(path), defaults=store.defaults, now=now, existing=await store.windows()
+        text,
+        source=str(path),
+        defaults=store.defaults,
+        now=now,
+        existing={**await store.series(), **await store.windows()},
     )
     try:
         return await store.import_schedule(schedule, now, actor=f"import:{path.name}")

@@ -105,10 +105,23 @@ def _show_window(w: Any) -> None:
     typer.echo(f"{w['id']}  {w['status']:<11}  {w['starts_at']} → {w['ends_at']}  {title}")
 
 
+def _show_series(settings: Settings, series: Any) -> None:
+    """A series, its rule, and how many of its occurrences exist, the next ones first."""
+    _show_window(series)
+    rec = series["recurrence"]
+    skips = f" except {', '.join(rec['exdates'])}" if rec["exdates"] else ""
+    typer.echo(f"  every {rec['rrule']} ({series['timezone']}){skips}")
+    occ = _call(settings, "GET", "/v1/windows", series=series["id"])["windows"]
+    ahead = [w["id"] for w in occ if w["status"] in ("scheduled", "in_progress")]
+    typer.echo(f"  occurrences: {len(occ)} ({len(ahead)} to come: {', '.join(ahead[:3])}…)")
+
+
 @windows_app.command("list")
-def windows_list() -> None:
+def windows_list(
+    series: Annotated[str | None, typer.Option(help="Only the occurrences of this series.")] = None,
+) -> None:
     """List the announced windows (via the HTTP API, MAINTCAST_URL)."""
-    for w in _call(settings_or_fail(), "GET", "/v1/windows")["windows"]:
+    for w in _call(settings_or_fail(), "GET", "/v1/windows", series=series)["windows"]:
         _show_window(w)
 
 
@@ -160,10 +173,20 @@ def windows_add(
     starts_at: Annotated[str | None, Opt(help="RFC 3339, or local time with --timezone.")] = None,
     ends_at: Annotated[str | None, Opt()] = None,
     timezone: Annotated[str | None, Opt(help="IANA zone, e.g. Asia/Tokyo.")] = None,
+    rrule: Annotated[
+        str | None,
+        Opt(help="Repeat on local time: an RFC 5545 RRULE, e.g. FREQ=MONTHLY;BYDAY=2TH."),
+    ] = None,
+    exdate: Annotated[
+        list[str] | None, Opt(help="A local start the rule skips, e.g. 2021-09-09T01:00; repeat.")
+    ] = None,
     affected: Annotated[list[str] | None, Opt(help="SERVICE=* or SERVICE=m1,m2; repeat.")] = None,
 ) -> None:
-    """Schedule a window (admin role)."""
+    """Schedule a window, or with --rrule a recurring series (admin role)."""
     import yaml
+
+    if exdate and not rrule:
+        fail("--exdate needs --rrule")
 
     if file is not None:
         try:
@@ -179,12 +202,18 @@ def windows_add(
                 "title": texts or None,
                 "starts_at": starts_at,
                 "ends_at": ends_at,
+                "recurrence": None if rrule is None else {"rrule": rrule, "exdates": exdate or []},
                 "timezone": timezone,
                 "affected": _or_fail(parse_affected, affected),
             }.items()
             if v is not None
         }
-    _show_window(_call(settings_or_fail(), "POST", "/v1/windows", body=body))
+    settings = settings_or_fail()
+    made = _call(settings, "POST", "/v1/windows", body=body)
+    if made.get("recurrence"):
+        _show_series(settings, made)
+    else:
+        _show_window(made)
 
 
 @windows_app.command("reschedule")
@@ -194,8 +223,12 @@ def windows_reschedule(
     ends_at: Annotated[str | None, Opt()] = None,
     timezone: Annotated[str | None, Opt()] = None,
     reason: Annotated[str | None, Opt(help="Why (public text).")] = None,
+    series: Annotated[
+        bool, Opt("--series", help="WINDOW_ID is a series: move its future occurrences.")
+    ] = False,
 ) -> None:
-    """Move a window's start and/or end (admin role); the history records it."""
+    """Move a window's start and/or end (admin role); the history records it. With
+    --series, the first occurrence of a series: every future occurrence follows."""
     body = {
         k: v
         for k, v in {
@@ -208,19 +241,24 @@ def windows_reschedule(
     }
     if not ({"starts_at", "ends_at"} & body.keys()):
         fail("give --starts-at and/or --ends-at")
-    _show_window(_call(settings_or_fail(), "PATCH", f"/v1/windows/{window_id}", body=body))
+    scope = "series" if series else None
+    path = f"/v1/windows/{window_id}"
+    _show_window(_call(settings_or_fail(), "PATCH", path, body=body, scope=scope))
 
 
 @windows_app.command("cancel")
 def windows_cancel(
-    window_id: str, reason: Annotated[str | None, Opt(help="Why (public text).")] = None
+    window_id: str,
+    reason: Annotated[str | None, Opt(help="Why (public text).")] = None,
+    series: Annotated[
+        bool, Opt("--series", help="WINDOW_ID is a series: cancel what has not started.")
+    ] = False,
 ) -> None:
-    """Cancel a window (admin role); one in progress ends now."""
-    _show_window(
-        _call(
-            settings_or_fail(), "POST", f"/v1/windows/{window_id}/cancel", body={"reason": reason}
-        )
-    )
+    """Cancel a window (admin role); one in progress ends now. With --series, a series and
+    its occurrences not started yet."""
+    path = f"/v1/windows/{window_id}/cancel"
+    scope = "series" if series else None
+    _show_window(_call(settings_or_fail(), "POST", path, body={"reason": reason}, scope=scope))
 
 
 @override_app.command("set")

@@ -1,9 +1,10 @@
 """Messages (pure): which logged events a subscription gets, their payload, the retry
 schedule, and what a sender is.
 
-A message is made from one event-log entry (``msg_<seq>``), a test ping (``ping_<random>``)
-or, later, a reminder (``rem_<window>_<offset s>_<starts_at epoch>``); its id is its
-``webhook-id``, stable across retries. Its body is rendered once, when it is queued, and
+A message is made from one event-log entry (``msg_<seq>``), a test ping (``ping_<random>``),
+a reminder (``rem_<window>_<offset s>_<starts_at epoch>``) or a self-subscription's
+confirmation (``confirm_<random>``, e-mail only); its id is its ``webhook-id``, stable
+across retries. Its body is rendered once, when it is queued, and
 every attempt sends the same bytes (docs/notifications.md).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 from broadcaster import codec
 from broadcaster.domain import Catalog, Window, is_public
+from broadcaster.notify.mailconfig import MailConfig
+from broadcaster.notify.reminders import DEFAULT_OFFSETS, REMINDER, Reminder, parse_offsets
 from broadcaster.notify.subscriptions import Kind, Subscription
 from broadcaster.timeparse import format_instant
 
@@ -29,6 +32,9 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry (``MAINTCAST_WEBHOOK_RETRY_S``): 5 s, 5 min, 30 min, 2 h, 5 h,
 10 h, 10 h; after the last one a message is ``failed``."""
+CONFIRM = "subscription.confirm"
+"""The type of a double opt-in confirmation mail (not an event: only a pending e-mail
+subscription gets it, and it is the only message a pending one gets)."""
 State = Literal["pending", "delivered", "failed"]
 Result = Literal["delivered", "retry", "gone", "failed"]
 
@@ -65,21 +71,27 @@ def user_agent() -> str:
 @dataclass(frozen=True)
 class DeliveryConfig:
     """How messages are delivered: the retry schedule (seconds), the per-attempt timeout
-    (seconds), how many attempts run at once (at most one per subscription), the
-    ``User-Agent``."""
+    (seconds, webhooks and mails), how many attempts run at once (at most one per
+    subscription), the ``User-Agent``, the default reminder offsets, and where mail goes
+    (None: no e-mail sender in this process)."""
 
     retry_s: tuple[float, ...] = DEFAULT_RETRY_S
     timeout_s: float = 10.0
     concurrency: int = 64
     user_agent: str = field(default_factory=user_agent)
+    reminders: tuple[timedelta, ...] = field(default_factory=lambda: parse_offsets(DEFAULT_OFFSETS))
+    mail: MailConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
-        """From ``MAINTCAST_WEBHOOK_RETRY_S``, ``_WEBHOOK_TIMEOUT_S``, ``_NOTIFY_CONCURRENCY``."""
+        """From ``MAINTCAST_WEBHOOK_RETRY_S``, ``_WEBHOOK_TIMEOUT_S``, ``_NOTIFY_CONCURRENCY``,
+        ``_REMINDERS`` and ``_SMTP_URL``/``_MAIL_FROM``/``_PUBLIC_URL``."""
         return cls(
             retry_s=parse_retry_s(settings.webhook_retry_s),
             timeout_s=settings.webhook_timeout_s,
             concurrency=settings.notify_concurrency,
+            reminders=parse_offsets(settings.reminders),
+            mail=MailConfig.of(settings.smtp_url, settings.mail_from, settings.public_url),
         )
 
 
@@ -132,7 +144,7 @@ class Outcome:
 
 
 class Sender(Protocol):
-    """Delivers messages of one kind (``webhook`` now; ``email`` later)."""
+    """Delivers messages of one kind (``webhook``, ``email``)."""
 
     async def send(self, sub: Subscription, msg: Message, now_s: float) -> Outcome:
         """One attempt at Unix time ``now_s``; never raises for the endpoint's failures."""
@@ -305,6 +317,45 @@ class Selector:
             for sub in subs:
                 if (replay or ev.seq > sub.created_seq) and self.touches(sub, ev, before):
                     out.append((sub.id, self.event_message(sub, ev, now_s, replay=replay)))
+        return out
+
+    def reminder_messages(
+        self, subs: Iterable[Subscription], due: list[Reminder], status: codec.Doc, now_s: float
+    ) -> list[tuple[str, Message]]:
+        """``(subscription id, message)`` for each reminder of ``due`` and each active
+        subscription that wants ``maintenance.reminder`` and whose scope the window covers:
+        ``data`` is the current ``seq``, the window at the reminder's instant, the status
+        scoped to the subscription and ``reminder: {before_s}``; ``timestamp`` is the
+        reminder's instant."""
+        out: list[tuple[str, Message]] = []
+        subs = [s for s in subs if s.active and s.wants(REMINDER)]
+        for r in due:
+            w = self.windows.get(r.window_id)
+            if w is None:
+                continue
+            covered = w.covers(self.catalog)
+            for sub in subs:
+                within = sub.components(self.catalog)
+                if within is not None and not covered & within:
+                    continue
+                data = {
+                    "seq": status["seq"],
+                    "window": codec.window_doc(w, r.at),
+                    "status": self.view(status, within),
+                    "reminder": {"before_s": r.before_s},
+                }
+                body = body_of(REMINDER, format_instant(r.at, w.timezone), data)
+                msg = Message(
+                    id=r.id,
+                    kind=sub.kind,
+                    type=REMINDER,
+                    seq=None,
+                    body=body,
+                    queued_s=now_s,
+                    origin_s=self.origin_of(r.at),
+                    next_s=now_s,
+                )
+                out.append((sub.id, msg))
         return out
 
     def ping(self, sub: Subscription, status: codec.Doc, now: datetime, now_s: float) -> Message:

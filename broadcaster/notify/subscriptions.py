@@ -51,9 +51,10 @@ EVENT_TYPES = (
     "reconciled",
 )
 """Event types a subscription may ask for (``events`` globs must match one of them)."""
-_EMAIL = re.compile(
-    r"^[^@\s<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+_EMAIL = re.compile(  # local part: RFC 5322 atext and dots (no control character, no space)
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+    re.ASCII,
 )
 
 
@@ -95,7 +96,10 @@ class Subscription(BaseModel):
     """A stored subscription (with its secrets: never sent back but at creation and rotation).
 
     ``created_seq`` is the seq current at creation: only later events are sent unless
-    replayed. ``disabled_at`` is set when a webhook answered 410 Gone.
+    replayed. ``disabled_at`` is set when a webhook answered 410 Gone (or a mail server
+    refused the mailbox for good). ``pending`` marks a self-subscription awaiting its
+    double opt-in; ``unsubscribe_key`` is the secret half of an e-mail subscription's
+    ``List-Unsubscribe`` token (never shown by the API).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,11 +116,20 @@ class Subscription(BaseModel):
     secrets: tuple[Secret, ...] = ()
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    pending: bool = False
+    unsubscribe_key: str | None = None
 
     @property
     def active(self) -> bool:
-        """Not disabled (by a 410 Gone)."""
-        return self.disabled_at is None
+        """Gets messages: neither disabled (410 Gone, a refused mailbox) nor ``pending`` (a
+        self-subscription whose address has not confirmed yet: it gets only its
+        confirmation mail)."""
+        return self.disabled_at is None and not self.pending
+
+    @property
+    def unsubscribe_token(self) -> str | None:
+        """The one-click unsubscribe token (``<id>.<key>``, e-mail only), once it has a key."""
+        return f"{self.id}.{self.unsubscribe_key}" if self.unsubscribe_key else None
 
     def wants(self, event_type: str) -> bool:
         """Whether an event of this type is sent: notifiable and matching an ``events`` glob."""
@@ -143,7 +156,7 @@ class SubscriptionOut(BaseModel):
     events: list[str]
     created_at: str
     created_seq: int
-    state: Literal["active", "disabled"]
+    state: Literal["active", "disabled", "pending"]
     disabled_at: str | None
     disabled_reason: str | None
     previous_secret_expires_at: str | None = Field(
@@ -160,6 +173,22 @@ class SubscriptionWithSecret(SubscriptionOut):
 def new_secret() -> str:
     """A fresh ``whsec_`` secret: base64 of :data:`SECRET_BYTES` random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def new_key() -> str:
+    """A fresh unsubscribe key: 32 random bytes, URL-safe base64 (no padding)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_email(email: str, field: str = "email") -> None:
+    """Reject what is not a plain ``local@domain.tld`` address (no display name, comments
+    or quoting: the address goes into a header).
+
+    Raises:
+        InvalidInput: for ``field``, quoting the value (cut).
+    """
+    if not _EMAIL.fullmatch(email):
+        raise InvalidInput(field, f"{field}: not an e-mail address ({email[:80]!r})")
 
 
 def _loopback(host: str) -> bool:
@@ -247,8 +276,7 @@ def new_subscription(
             raise InvalidInput("url", "url: only for kind webhook")
         if body.email is None:
             raise InvalidInput("email", "email: required for kind email")
-        if not _EMAIL.fullmatch(body.email):
-            raise InvalidInput("email", f"email: not an e-mail address ({body.email[:80]!r})")
+        check_email(body.email)
     if body.scope is not None:
         check_affected(catalog, body.scope, "scope")
     check_events(body.events)
@@ -265,6 +293,7 @@ def new_subscription(
         created_seq=seq,
         actor=actor,
         secrets=(Secret(value=secret),) if secret else (),
+        unsubscribe_key=new_key() if body.kind == "email" else None,
     )
     return sub, secret
 
@@ -284,6 +313,13 @@ def rotated(sub: Subscription, now_s: float) -> tuple[Subscription, str]:
     return sub.model_copy(update={"secrets": (Secret(value=secret), *kept[:1])}), secret
 
 
+def inactive(sub: Subscription) -> str:
+    """Why ``sub`` gets no test ping or replay: disabled (and why), or pending."""
+    if sub.pending:
+        return f"subscription {sub.id!r} is pending: its address has not confirmed yet"
+    return f"subscription {sub.id!r} is disabled ({sub.disabled_reason}); add it again"
+
+
 def _instant(t: datetime | None, zone: str) -> str | None:
     return None if t is None else format_instant(t, zone)
 
@@ -301,7 +337,7 @@ def subscription_out(sub: Subscription, *, zone: str, now_s: float) -> Subscript
         events=list(sub.events),
         created_at=format_instant(sub.created_at, zone),
         created_seq=sub.created_seq,
-        state="active" if sub.active else "disabled",
+        state="pending" if sub.pending else "active" if sub.active else "disabled",
         disabled_at=_instant(sub.disabled_at, zone),
         disabled_reason=sub.disabled_reason,
         previous_secret_expires_at=_instant(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,54 +20,24 @@ from redis.exceptions import WatchError
 
 from broadcaster import codec
 from broadcaster.caps import check_live_windows
-from broadcaster.domain import Catalog, Cause, Override, Window, public_cause
+from broadcaster.domain import Catalog, Cause, Window, public_cause
 from broadcaster.keys import Keys
 from broadcaster.metrics import EVENTS_PUBLISHED, TRANSITIONS
 from broadcaster.ops import merge_imported
+from broadcaster.series import top_up
+from broadcaster.series_ops import import_series
 from broadcaster.status import StatusCore, compute_status, time_driven_cause
 from broadcaster.store.client import Redis
 from broadcaster.store.coordination import MAX_ATTEMPTS
 from broadcaster.store.log import EventLog
+from broadcaster.store.plans import Change, Plan, State
 from broadcaster.validation import Contact, Defaults, Schedule
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class State:
-    """Everything a status is computed from, as read inside one transaction."""
-
-    catalog: Catalog
-    windows: dict[str, Window]
-    override: Override | None
-    status: codec.Doc | None
-    seq: int
-
-
-@dataclass
-class Plan:
-    """What one transaction writes: changed inputs and the events to publish, in order.
-
-    Each event is a cause plus the state to compute its status from (windows, override,
-    catalog after that step).
-    """
-
-    windows: dict[str, Window] = field(default_factory=dict)
-    catalog: Catalog | None = None
-    contact: Contact | None = None
-    override: Override | None = None
-    set_override: bool = False
-    events: list[tuple[Cause, State]] = field(default_factory=list)
-
-
-@dataclass
-class Change:
-    """One ops write: windows to store, maybe a new override (None = clear), the cause."""
-
-    cause: Cause
-    windows: dict[str, Window] = field(default_factory=dict)
-    override: Override | None = None
-    set_override: bool = False
+def _windows(raw: dict[bytes, bytes]) -> dict[str, Window]:
+    return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
 
 
 class Store(EventLog):
@@ -96,16 +66,14 @@ class Store(EventLog):
 
     @staticmethod
     def _parse(raw: list[Any]) -> State:
-        raw_windows, raw_catalog, raw_override, raw_status, raw_seq = raw
+        raw_windows, raw_catalog, raw_override, raw_status, raw_seq, raw_series = raw
         return State(
             catalog=Catalog.model_validate_json(raw_catalog) if raw_catalog else Catalog(),
-            windows={
-                w.id: w
-                for w in (codec.window_from_doc(codec.loads(v)) for v in raw_windows.values())
-            },
+            windows=_windows(raw_windows),
             override=codec.override_from_doc(codec.loads(raw_override)) if raw_override else None,
             status=codec.loads(raw_status) if raw_status else None,
             seq=int(raw_seq or 0),
+            series=_windows(raw_series),
         )
 
     async def state(self) -> State:
@@ -113,6 +81,7 @@ class Store(EventLog):
         k = self.keys
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(k.windows).get(k.catalog).get(k.override).get(k.status).get(k.seq)
+            pipe.hgetall(k.series)
             return self._parse(await pipe.execute())
 
     async def status(self, now: datetime) -> codec.Doc:
@@ -134,9 +103,12 @@ class Store(EventLog):
         return Contact.model_validate_json(raw) if raw else None
 
     async def windows(self) -> dict[str, Window]:
-        """Every stored window by id."""
-        raw = await self.redis.hgetall(self.keys.windows)
-        return {w.id: w for w in (codec.window_from_doc(codec.loads(v)) for v in raw.values())}
+        """Every stored window by id (occurrences of a series included, the series not)."""
+        return _windows(await self.redis.hgetall(self.keys.windows))
+
+    async def series(self) -> dict[str, Window]:
+        """Every stored recurring series by id (:mod:`broadcaster.series`)."""
+        return _windows(await self.redis.hgetall(self.keys.series))
 
     async def ping(self) -> bool:
         """Whether Redis answers."""
@@ -166,7 +138,7 @@ class Store(EventLog):
         the state at ``now`` would move the status back in time (bench/soak.py finding A).
         """
         expired = st.override is not None and not st.override.holds_at(now)
-        base = State(st.catalog, st.windows, None, st.status, st.seq) if expired else st
+        base = replace(st, override=None) if expired else st
         if expired:
             plan.override, plan.set_override = None, True
         if st.status is None:
@@ -202,7 +174,8 @@ class Store(EventLog):
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(*k.inputs, k.contact, *([k.worker_leader] if fence else []))
+                    fenced = [k.worker_leader] if fence else []
+                    await pipe.watch(*k.inputs, k.contact, k.series, *fenced)
                     if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
                         await pipe.reset()
                         log.debug("not the leader (%s): publishing nothing", fence)
@@ -214,6 +187,7 @@ class Store(EventLog):
                             await pipe.get(k.override),
                             await pipe.get(k.status),
                             await pipe.get(k.seq),
+                            await pipe.hgetall(k.series),
                         ]
                     )
                     plan = build(st)
@@ -256,6 +230,8 @@ class Store(EventLog):
         k = self.keys
         for w in plan.windows.values():
             pipe.hset(k.windows, w.id, codec.dumps(codec.window_doc(w, now)))
+        for w in plan.series.values():
+            pipe.hset(k.series, w.id, codec.dumps(codec.window_doc(w, now)))
         if plan.catalog is not None:
             pipe.set(k.catalog, plan.catalog.model_dump_json())
         if plan.contact is not None:
@@ -267,11 +243,13 @@ class Store(EventLog):
                 pipe.set(k.override, codec.dumps(codec.override_doc(plan.override, "UTC")))
         docs: list[codec.Doc] = []
         seq = st.seq
+        series = {**st.series, **plan.series}  # an event may name a series
         for cause, after in plan.events:
             seq += 1
             # the status goes to everyone, once: an unannounced window's id and reason stay
             # out of it (the log entry keeps them for ops; EventLog.events)
-            doc = self._doc(after, seq, now, public_cause(cause, after.windows, now))
+            public = public_cause(cause, {**series, **after.windows}, now)
+            doc = self._doc(after, seq, now, public)
             payload = codec.dumps(doc)
             entry = {
                 "seq": seq,
@@ -301,11 +279,18 @@ class Store(EventLog):
 
         Two processes reconciling the same boundary publish one event between them. With
         ``fence`` only the holder of the leader lock publishes (see :meth:`transact`).
+        Occurrences of recurring series that came within the horizon are stored with it,
+        one ``maintenance.scheduled`` event each (:func:`broadcaster.series.top_up`).
         """
 
         def build(st: State) -> Plan:
             plan = Plan()
-            self.add_due_event(st, now, plan)
+            base = self.add_due_event(st, now, plan)
+            new = top_up(base.series, base.windows, now)
+            if new:  # occurrences come within the horizon as time passes: one event each
+                plan.windows.update(new)
+                after = replace(base, windows={**base.windows, **new})
+                plan.events += [(Cause("maintenance.scheduled", wid), after) for wid in new]
             return plan
 
         return await self.transact(now, build, fence=fence)
@@ -330,6 +315,7 @@ class Store(EventLog):
             windows = {**base.windows, **ch.windows}
             check_live_windows(base.windows, windows, now, max_windows=self.defaults.max_windows)
             plan.windows.update(ch.windows)
+            plan.series.update(ch.series)
             override = base.override
             if ch.set_override:
                 override = plan.override = ch.override
@@ -342,7 +328,8 @@ class Store(EventLog):
     async def import_schedule(
         self, schedule: Schedule, now: datetime, *, actor: str = "import"
     ) -> list[codec.Doc]:
-        """Store catalog, contact and windows all-or-nothing; idempotent by window id.
+        """Store catalog, contact and windows all-or-nothing; idempotent by window id. A
+        window with ``recurrence`` is a series: stored with its occurrences, one event.
 
         One event per window created (``maintenance.scheduled``) or changed
         (``rescheduled``/``updated``/``cancelled``); none if nothing changed. History the
@@ -362,6 +349,14 @@ class Store(EventLog):
             plan.contact = schedule.contact
             causes: list[Cause] = []
             for w in schedule.windows:
+                if w.recurrence is not None or w.id in st.series:  # a series (or was one)
+                    sc = import_series(st.series.get(w.id), w, windows, now=now, actor=actor)
+                    if sc is not None:
+                        plan.series[w.id] = sc.series
+                        windows.update(sc.windows)
+                        plan.windows.update(sc.windows)
+                        causes.append(sc.cause)
+                    continue
                 merged, cause = merge_imported(windows.get(w.id), w, now, actor)
                 if cause is not None:
                     windows[w.id] = plan.windows[w.id] = merged

@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from broadcaster.keys import Keys
-from broadcaster.notify.messages import Attempt, Message, Outcome, after_failure
+from broadcaster.notify.messages import CONFIRM, Attempt, Message, Outcome, after_failure
 from broadcaster.notify.subscriptions import Subscription
 from broadcaster.store.coordination import MAX_ATTEMPTS
 
@@ -26,6 +26,20 @@ HISTORY = 1000
 """Finished messages kept per subscription for the delivery list (pending ones are kept)."""
 Settled = str
 """What a settle did: ``delivered``, ``retry``, ``failed`` (no retry left) or ``gone``."""
+
+
+def _sendable(sub: Subscription, msg: Message) -> bool:
+    """Whether ``msg`` may go to ``sub`` now: an active subscription gets anything, a pending
+    one (awaiting its double opt-in) only its confirmation mail."""
+    return sub.active or (sub.pending and sub.disabled_at is None and msg.type == CONFIRM)
+
+
+def _gone_reason(sub: Subscription, outcome: Outcome, msg_id: str) -> str:
+    """Why a subscription was disabled: its endpoint's 410, or its mailbox refused for good."""
+    if sub.kind == "email":
+        why = f": {outcome.error}" if outcome.error else ""
+        return f"{outcome.status_code} from the mail server{why} (message {msg_id})"
+    return f"{outcome.status_code} Gone from the endpoint (message {msg_id})"
 
 
 class Dispatch:
@@ -62,8 +76,9 @@ class Dispatch:
     ) -> tuple[Subscription, Message] | None:
         """Take the subscription's earliest due message for one attempt: its ``attempt``
         grows, it gets a new ``claim`` token, and it is due again after ``lease_s`` seconds
-        unless settled. None when nothing is due, the subscription is gone or disabled, or
-        (with ``fence``) this process does not hold the leader lock."""
+        unless settled. None when nothing is due, the subscription is gone or disabled (a
+        pending one's messages other than its confirmation are dropped), or (with
+        ``fence``) this process does not hold the leader lock."""
         k = self.keys
         due = k.notify_due(sub_id)
         for _ in range(MAX_ATTEMPTS):
@@ -82,13 +97,13 @@ class Dispatch:
                     raw_sub = await pipe.hget(k.subscriptions, sub_id)
                     raw_msg = await pipe.hget(k.notify_messages(sub_id), msg_id)
                     sub = Subscription.model_validate_json(raw_sub) if raw_sub else None
-                    if sub is None or raw_msg is None or not sub.active:
+                    msg = Message.model_validate_json(raw_msg) if raw_msg else None
+                    if sub is None or msg is None or not _sendable(sub, msg):
                         pipe.multi()  # an orphan (deleted meanwhile) or a disabled one
                         pipe.zrem(due, msg_id)
                         self._ready_after(pipe, sub_id, head, msg_id, None)
                         await pipe.execute()
                         return None
-                    msg = Message.model_validate_json(raw_msg)
                     until = now_s + lease_s
                     claimed = msg.model_copy(
                         update={
@@ -117,8 +132,9 @@ class Dispatch:
     ) -> Settled | None:
         """Record the outcome of the attempt that ``claimed`` (from :meth:`claim`) made:
         delivered, due again after the retry schedule's next delay, ``failed`` when none is
-        left, or ``gone`` (410: the message fails, the subscription is disabled and its
-        other pending messages fail). None when the claim is stale (nothing changed)."""
+        left, or ``gone`` (a webhook's 410, a mailbox refused for good: the message fails,
+        the subscription is disabled and its other pending messages fail). None when the
+        claim is stale (nothing changed)."""
         k = self.keys
         due, msgs = k.notify_due(sub_id), k.notify_messages(sub_id)
         last = Attempt(at_s=now_s, status_code=outcome.status_code, error=outcome.error)
@@ -150,8 +166,8 @@ class Dispatch:
                     pipe.multi()
                     pipe.hset(msgs, done.id, done.model_dump_json())
                     if result == "gone" and raw_sub is not None:
-                        reason = f"410 Gone from the endpoint (message {done.id})"
                         sub = Subscription.model_validate_json(raw_sub)
+                        reason = _gone_reason(sub, outcome, done.id)
                         when = datetime.fromtimestamp(now_s, UTC)
                         pipe.hset(
                             k.subscriptions,
@@ -160,7 +176,9 @@ class Dispatch:
                                 update={"disabled_at": when, "disabled_reason": reason}
                             ).model_dump_json(),
                         )
-                        failed = Attempt(at_s=now_s, error="subscription disabled (410 Gone)")
+                        failed = Attempt(
+                            at_s=now_s, error=f"subscription disabled ({outcome.status_code})"
+                        )
                         for m in others:
                             upd = {"state": "failed", "next_s": None, "claim": None, "last": failed}
                             pipe.hset(msgs, m.id, m.model_copy(update=upd).model_dump_json())
@@ -183,6 +201,8 @@ class Dispatch:
         how many were dropped."""
         k = self.keys
         log_key, due = k.notify_log(sub_id), k.notify_due(sub_id)
+        if int(await self.redis.zcard(log_key)) <= keep:  # nearly always: one round trip
+            return 0
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(log_key, due)

@@ -27,7 +27,7 @@ class EventLog(Coordination):
         """Event-log entries with seq > ``after``, oldest first, at most ``limit``.
 
         With ``public_at``, as a reader without a token sees them at that instant: an entry
-        of a window not announced by then has ``window_id`` and ``reason`` null (the
+        of a window (or series) not announced by then has ``window_id`` and ``reason`` null (the
         windows are read as they are now, so an entry shows them once its window is
         announced). Without it, as recorded (ops).
         """
@@ -39,10 +39,11 @@ class EventLog(Coordination):
         if not ids:
             return entries
         found = await self.redis.hmget(self.keys.windows, ids)
+        series = await self.redis.hmget(self.keys.series, ids)  # an entry may name a series
         windows = {
-            i: codec.window_from_doc(codec.loads(raw))
-            for i, raw in zip(ids, found, strict=True)
-            if raw is not None
+            i: codec.window_from_doc(codec.loads(raw or other))
+            for i, raw, other in zip(ids, found, series, strict=True)
+            if (raw or other) is not None
         }
         shown = []
         for e in entries:

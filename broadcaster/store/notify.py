@@ -15,8 +15,8 @@ twice or skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -24,8 +24,9 @@ from redis.exceptions import WatchError
 from broadcaster import codec
 from broadcaster.domain import Catalog, Conflict, NotFound, Window
 from broadcaster.keys import Keys
+from broadcaster.notify import reminders
 from broadcaster.notify.messages import LoggedEvent, Message, Selector
-from broadcaster.notify.subscriptions import Subscription
+from broadcaster.notify.subscriptions import Subscription, inactive
 from broadcaster.store.client import Redis
 from broadcaster.store.coordination import MAX_ATTEMPTS
 from broadcaster.store.core import Store
@@ -36,20 +37,24 @@ log = logging.getLogger(__name__)
 
 FAN_OUT_BATCH = 50
 """Events fanned out per transaction."""
+REMINDED_KEPT = timedelta(days=30)
+"""How long (clock time) a queued reminder's mark is kept: far beyond any misfire grace."""
 
 
 class NotifyStore(Dispatch):
     """Subscriptions and their delivery queue under one key prefix (does not own ``redis``)."""
 
-    def __init__(self, redis: Redis, keys: Keys, defaults: Defaults) -> None:
+    def __init__(self, redis: Redis, keys: Keys, defaults: Defaults, grace_s: float = 5.0) -> None:
         self.redis: Any = redis
         self.keys = keys
         self.defaults = defaults
+        self.grace_s = grace_s
 
     @classmethod
     def of(cls, store: Store) -> NotifyStore:
-        """The notification store beside ``store`` (same client, prefix and defaults)."""
-        return cls(store.redis, store.keys, store.defaults)
+        """The notification store beside ``store`` (same client, prefix, defaults and
+        misfire grace)."""
+        return cls(store.redis, store.keys, store.defaults, store.grace_s)
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -155,6 +160,8 @@ class NotifyStore(Dispatch):
         raw_subs = await pipe.hgetall(k.subscriptions)
         raw_catalog = await pipe.get(k.catalog)
         raw_windows = await pipe.hgetall(k.windows)
+        # a series too: the events about a series name it (payload ``window``: the series)
+        raw_windows = {**await pipe.hgetall(k.series), **raw_windows}
         windows = (codec.window_from_doc(codec.loads(v)) for v in raw_windows.values())
         return (
             [Subscription.model_validate_json(v) for v in raw_subs.values()],
@@ -186,6 +193,11 @@ class NotifyStore(Dispatch):
         with a WARNING.
         """
         k = self.keys
+        # up to date (the common case: every finished attempt starts a round): one round
+        # trip instead of a transaction of four
+        raw_cursor, raw_seq = await self.redis.mget(k.notify_cursor, k.seq)
+        if raw_cursor is None or int(raw_cursor) == int(raw_seq or 0):
+            return 0
         for _ in range(MAX_ATTEMPTS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
@@ -221,6 +233,57 @@ class NotifyStore(Dispatch):
                     continue
         return 0
 
+    async def remind(
+        self,
+        now: datetime,
+        offsets: Sequence[timedelta],
+        now_s: float,
+        origin_of: Callable[[datetime], float],
+        *,
+        fence: str | None,
+    ) -> list[str]:
+        """Queue the reminders due at ``now`` (clock time; :func:`reminders.due` with this
+        store's misfire grace) that were not queued before, for every subscription that
+        gets them, and mark them queued, in one transaction; with ``fence`` only while that
+        id holds the leader lock. Returns the ids of the reminders queued now.
+        """
+        k = self.keys
+        for _ in range(MAX_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(k.notify_reminded, *([k.worker_leader] if fence else []))
+                    if fence is not None and await pipe.get(k.worker_leader) != fence.encode():
+                        return []
+                    subs, catalog, windows = await self._inputs(pipe)
+                    todo = [
+                        r
+                        for r in reminders.due(windows.values(), offsets, now, self.grace_s)
+                        if await pipe.zscore(k.notify_reminded, r.id) is None
+                    ]
+                    raw_status = await pipe.get(k.status) if todo else None
+                    if raw_status is None:  # nothing due, or nothing ever published
+                        return []
+                    found = self._selector(catalog, windows, origin_of).reminder_messages(
+                        subs, todo, codec.loads(raw_status), now_s
+                    )
+                    pipe.multi()
+                    for sub_id in dict.fromkeys(s for s, _ in found):
+                        self._queue(pipe, sub_id, [m for s, m in found if s == sub_id])
+                    pipe.zadd(k.notify_reminded, {r.id: r.at.timestamp() for r in todo})
+                    forget = (now - REMINDED_KEPT).timestamp()
+                    pipe.zremrangebyscore(k.notify_reminded, "-inf", forget)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            for r in todo:
+                log.info(
+                    "reminder %s queued for %d subscriptions",
+                    r.id,
+                    sum(1 for _, m in found if m.id == r.id),
+                )
+            return [r.id for r in todo]
+        return []
+
     async def replay(
         self, sub_id: str, after_seq: int, now_s: float, *, limit: int
     ) -> tuple[int, int | None, int | None]:
@@ -233,7 +296,7 @@ class NotifyStore(Dispatch):
         """
         sub = await self.subscription(sub_id)
         if not sub.active:
-            raise Conflict("id", f"subscription {sub_id!r} is disabled (410 Gone); add it again")
+            raise Conflict("id", inactive(sub))
         queued, first, last, after = 0, None, None, after_seq
         while after - after_seq < limit:
             rows = await self._logged(self.redis, after, FAN_OUT_BATCH)
@@ -260,6 +323,25 @@ class NotifyStore(Dispatch):
             return []
         raw = await self.redis.hmget(k.notify_messages(sub_id), ids)
         return [Message.model_validate_json(r) for r in raw if r is not None]
+
+    async def last_deliveries(self, sub_ids: list[str]) -> dict[str, tuple[Message | None, int]]:
+        """For each subscription: its latest message (None before any) and how many of its
+        messages are pending, in two round trips whatever the number of subscriptions."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sub_id in sub_ids:
+                pipe.zrevrange(k.notify_log(sub_id), 0, 0)
+                pipe.zcard(k.notify_due(sub_id))
+            found = await pipe.execute()
+        latest = dict(zip(sub_ids, found[0::2], strict=True))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sub_id, ids in latest.items():
+                pipe.hget(k.notify_messages(sub_id), ids[0] if ids else "")
+            raws = await pipe.execute()
+        return {
+            sub_id: (Message.model_validate_json(raw) if raw else None, int(pending))
+            for sub_id, raw, pending in zip(sub_ids, raws, found[1::2], strict=True)
+        }
 
     async def queue_sizes(self) -> dict[str, int]:
         """Pending messages by subscription kind."""
