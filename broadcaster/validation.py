@@ -230,21 +230,7 @@ def build_window(
             f"{(ends - starts).total_seconds():.0f} s, longer than the maximum "
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
-    latest_end = None
-    if win.latest_end is not None:
-        latest_end = _instant(win.latest_end, "latest_end", zone)
-        if latest_end < ends:
-            raise InvalidInput(
-                "latest_end",
-                f"latest_end: must be at or after ends_at ({win.latest_end!s} < {win.ends_at!s})",
-            )
-        if (latest_end - starts) > timedelta(seconds=defaults.max_window_s):
-            raise InvalidInput(
-                "latest_end",
-                f"latest_end: {win.latest_end!s} makes the window last up to "
-                f"{(latest_end - starts).total_seconds():.0f} s, longer than the maximum "
-                f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
-            )
+    latest_end = _latest_end(win, starts, ends, zone, defaults.max_window_s)
     announce = _announce_at(win, starts, zone, now, previous)
     check_affected(catalog, win.affected, "affected")
     wid = win.id or window_id
@@ -279,6 +265,33 @@ def build_window(
     )
     check_window_text(window)
     return window
+
+
+def _latest_end(
+    win: WindowIn, starts: datetime, ends: datetime, zone: str | None, max_window_s: int
+) -> datetime | None:
+    """The window's ``latest_end`` (UTC), None when not given.
+
+    Raises:
+        InvalidInput: ``latest_end`` unparseable, before ``ends_at``, or more than
+            ``max_window_s`` seconds after ``starts_at``.
+    """
+    if win.latest_end is None:
+        return None
+    latest_end = _instant(win.latest_end, "latest_end", zone)
+    if latest_end < ends:
+        raise InvalidInput(
+            "latest_end",
+            f"latest_end: must be at or after ends_at ({win.latest_end!s} < {win.ends_at!s})",
+        )
+    if (latest_end - starts) > timedelta(seconds=max_window_s):
+        raise InvalidInput(
+            "latest_end",
+            f"latest_end: {win.latest_end!s} makes the window last up to "
+            f"{(latest_end - starts).total_seconds():.0f} s, longer than the maximum "
+            f"{max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
+        )
+    return latest_end
 
 
 def _announce_at(
