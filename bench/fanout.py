@@ -233,8 +233,10 @@ def load_main(conn: Any, port: int, path: str, count: int, concurrency: int) -> 
     asyncio.run(_load(conn, port, path, count, concurrency))
 
 
-async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -> None:
-    loop = asyncio.get_running_loop()
+def _commands(conn: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[Any]:
+    """The commands arriving on ``conn``, queued by the event loop's reader; ``conn.send``
+    is made blocking again for each reply (the loop made the pipe non-blocking; results are
+    big)."""
     cmds: asyncio.Queue[Any] = asyncio.Queue()
 
     def on_cmd() -> None:
@@ -245,81 +247,118 @@ async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -
     loop.add_reader(conn.fileno(), on_cmd)
     send_raw = conn.send
 
-    def send(obj: Any) -> None:  # the event loop made the pipe non-blocking; results are big
+    def send(obj: Any) -> None:
         os.set_blocking(conn.fileno(), True)
         send_raw(obj)
 
     conn.send = send
-    st = _Stats()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
-        "Cache-Control: no-cache\r\n\r\n"
-    ).encode()
-    subs: list[_Sub] = []
-    gate = asyncio.Semaphore(concurrency)
+    return cmds
 
-    async def one(last: int = -1) -> None:
-        req = request
+
+class _Loader:
+    """One load process's subscribers: opened under a concurrency gate with bounded retries,
+    all closed and reopened (resuming with ``Last-Event-ID``) on command."""
+
+    def __init__(self, port: int, path: str, concurrency: int) -> None:
+        self.port = port
+        self.st = _Stats()
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
+            "Cache-Control: no-cache\r\n\r\n"
+        ).encode()
+        self.subs: list[_Sub] = []
+        self.gate = asyncio.Semaphore(concurrency)
+
+    async def _connect(self, req: bytes, last: int) -> _Sub | None:
+        """One attempt: a subscriber that connected (10 s) and got its first event (20 s),
+        else None."""
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        try:
+            _, sub = await asyncio.wait_for(
+                loop.create_connection(
+                    functools.partial(_Sub, self.st, req, started, last),
+                    "127.0.0.1",
+                    self.port,
+                ),
+                10,
+            )
+        except (OSError, TimeoutError):
+            return None
+        try:
+            await asyncio.wait_for(started, 20)
+        except (OSError, TimeoutError, RuntimeError, ConnectionError):
+            if sub.transport is not None:
+                sub.transport.close()
+            return None
+        return sub
+
+    async def subscribe(self, last: int = -1) -> None:
+        """Open one subscriber (resuming after ``last`` when it is at least 0): three
+        attempts, 0.2 s after each failure; counted as ready or failed."""
+        req = self.request
         if last >= 0:
-            req = request[:-2] + b"Last-Event-ID: %d\r\n\r\n" % last
-        async with gate:
+            req = self.request[:-2] + b"Last-Event-ID: %d\r\n\r\n" % last
+        async with self.gate:
             for _attempt in range(3):  # bounded retries
-                started: asyncio.Future[None] = loop.create_future()
-                try:
-                    _, sub = await asyncio.wait_for(
-                        loop.create_connection(
-                            functools.partial(_Sub, st, req, started, last),
-                            "127.0.0.1",
-                            port,
-                        ),
-                        10,
-                    )
-                except (OSError, TimeoutError):
-                    await asyncio.sleep(0.2)
-                    continue
-                try:
-                    await asyncio.wait_for(started, 20)
-                except (OSError, TimeoutError, RuntimeError, ConnectionError):
-                    if sub.transport is not None:
-                        sub.transport.close()
-                    await asyncio.sleep(0.2)
-                    continue
-                subs.append(sub)
-                st.ready += 1
-                return
-            st.failed += 1
+                sub = await self._connect(req, last)
+                if sub is not None:
+                    self.subs.append(sub)
+                    self.st.ready += 1
+                    return
+                await asyncio.sleep(0.2)
+            self.st.failed += 1
 
+    def close_all(self) -> None:
+        """Close every subscriber's socket."""
+        for sub in self.subs:
+            if sub.transport is not None:
+                sub.transport.close()
+
+    async def reconnect(self) -> tuple[str, int, int, float, float]:
+        """Every socket closes, then all reconnect at once, resuming; the reply to send."""
+        lasts = [sub.last for sub in self.subs]
+        t0 = time.time()
+        self.close_all()
+        self.subs.clear()
+        self.st.ready = self.st.failed = 0
+        self.gate = asyncio.Semaphore(len(lasts) or 1)
+        await asyncio.gather(*(self.subscribe(last) for last in lasts))
+        return ("reconnected", self.st.ready, self.st.failed, t0, time.time())
+
+    async def answer(self, cmd: Any) -> Any:
+        """The reply to ``progress``, ``collect`` or ``reconnect``; None (no reply) to
+        anything else."""
+        if cmd == "progress":
+            return {s: len(a) for s, a in self.st.arrivals.items()}
+        if cmd == "collect":
+            return ({s: a.tolist() for s, a in self.st.arrivals.items()}, self.st.lost)
+        if cmd == "reconnect":
+            return await self.reconnect()
+        return None
+
+
+async def _load(conn: Any, port: int, path: str, count: int, concurrency: int) -> None:
+    loop = asyncio.get_running_loop()
+    cmds = _commands(conn, loop)
+    loader = _Loader(port, path, concurrency)
     conn.send(("up", os.getpid()))
     cmd = await asyncio.wait_for(cmds.get(), 120)
     assert cmd == "go", cmd
     t0 = time.time()
-    await asyncio.gather(*(one() for _ in range(count)))
-    conn.send(("ready", st.ready, st.failed, t0, time.time()))
+    await asyncio.gather(*(loader.subscribe() for _ in range(count)))
+    conn.send(("ready", loader.st.ready, loader.st.failed, t0, time.time()))
     for _ in range(100_000):  # bounded command loop
         try:
             cmd = await asyncio.wait_for(cmds.get(), 300)
         except TimeoutError:
             break
-        if cmd == "progress":
-            conn.send({s: len(a) for s, a in st.arrivals.items()})
-        elif cmd == "collect":
-            conn.send(({s: a.tolist() for s, a in st.arrivals.items()}, st.lost))
-        elif cmd == "reconnect":  # every socket closes, then all reconnect at once, resuming
-            lasts = [sub.last for sub in subs]
-            t0 = time.time()
-            for sub in subs:
-                if sub.transport is not None:
-                    sub.transport.close()
-            subs.clear()
-            st.ready = st.failed = 0
-            gate = asyncio.Semaphore(len(lasts) or 1)
-            await asyncio.gather(*(one(last) for last in lasts))
-            conn.send(("reconnected", st.ready, st.failed, t0, time.time()))
-        elif cmd == "close":
+        if cmd == "close":
             break
-    for sub in subs:
-        if sub.transport is not None:
-            sub.transport.close()
+        reply = await loader.answer(cmd)
+        if reply is not None:
+            conn.send(reply)
+    loader.close_all()
     await asyncio.sleep(0.2)
     loop.remove_reader(conn.fileno())
     conn.send("closed")
@@ -478,7 +517,8 @@ class CLoadFleet:
         out: dict[int, list[float]] = {}
         lost = 0
         for p in self.procs:  # one at a time: each writes its arrivals, then waits
-            assert p.stdin is not None and p.stdout is not None
+            assert p.stdin is not None
+            assert p.stdout is not None
             p.stdin.write("collect\n")
             p.stdin.flush()
             (n_arrivals,) = self._expect(p, "arrivals")
@@ -615,6 +655,8 @@ def start_maintcast(
             "MAINTCAST_REDIS_URL": redis.url,
             "MAINTCAST_TOKENS": entry_line("bench", "operator", token),
             "MAINTCAST_CLIENT_QUEUE": "64",
+            # every subscriber connects from 127.0.0.1: no per-client cap on open streams
+            "MAINTCAST_STREAMS_PER_CLIENT": "0",
         },
     )
     args = ["api", "--port", str(port), "--workers", str(workers), *api_args]
@@ -714,7 +756,13 @@ http {{
 """
 
 
-def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
+def _nchan_nginx(tmp: Path, workers: int) -> tuple[str, list[str], int]:
+    """nginx's path, its arguments and its port for an nchan server configured in a fresh
+    directory under ``tmp`` (:data:`NGINX_CONF`) and checked with ``nginx -t``.
+
+    Raises:
+        SkipServer: nginx or the nchan module is missing, or ``nginx -t`` refused the file.
+    """
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise SkipServer("nginx is not installed (apt-get install nginx libnginx-mod-nchan)")
@@ -736,7 +784,11 @@ def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
     )
     if test.returncode != 0:
         raise SkipServer("nginx -t failed: " + (test.stderr or test.stdout).strip()[-300:])
-    args = ["-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")]
+    return nginx, ["-p", str(d), "-c", str(conf), "-e", str(d / "nginx-error.log")], port
+
+
+def start_nchan(tmp: Path, payloads: Payloads, workers: int = 1) -> Server:
+    nginx, args, port = _nchan_nginx(tmp, workers)
     proc = Proc("nginx", args, None, tmp, exe=nginx, preexec_fn=raise_nofile)
     conn_box: list[http.client.HTTPConnection] = []
 
@@ -878,19 +930,7 @@ def run_trial(
     pooled.sort()
     gcs = gc_pauses(tmp, srv.name) if srv.python else []
     phases["broadcast"] = windows
-
-    def phase_of(start: float, dur: float) -> str:
-        if start < phases["connect"][0][0]:
-            return "start-up"  # the server's own start (imports, the collect before freezing)
-        for name, spans in phases.items():
-            if any(start < w1 and start + dur > w0 for w0, w1 in spans):
-                return name
-        return "idle"
-
-    gc_over_50ms: dict[str, list[float]] = {}
-    for _p, start, dur, _g in gcs:
-        if dur > 0.05:
-            gc_over_50ms.setdefault(phase_of(start, dur), []).append(round(dur * 1000, 1))
+    gc_over_50ms = _gc_over_50ms_by_phase(gcs, phases)
     in_broadcast = [
         (p, s, d, g) for p, s, d, g in gcs if any(s < w1 and s + d > w0 for w0, w1 in windows)
     ]
@@ -932,6 +972,28 @@ def run_trial(
         **storm,
     }
     return res
+
+
+def _gc_over_50ms_by_phase(
+    gcs: list[tuple[int, float, float, int]], phases: dict[str, list[tuple[float, float]]]
+) -> dict[str, list[float]]:
+    """The GC pauses longer than 50 ms (ms, to 0.1) by the phase they overlap: ``start-up``
+    (before the first connect), a phase of ``phases`` (its spans: real-time intervals), or
+    ``idle``."""
+
+    def phase_of(start: float, dur: float) -> str:
+        if start < phases["connect"][0][0]:
+            return "start-up"  # the server's own start (imports, the collect before freezing)
+        for name, spans in phases.items():
+            if any(start < w1 and start + dur > w0 for w0, w1 in spans):
+                return name
+        return "idle"
+
+    gc_over_50ms: dict[str, list[float]] = {}
+    for _p, start, dur, _g in gcs:
+        if dur > 0.05:
+            gc_over_50ms.setdefault(phase_of(start, dur), []).append(round(dur * 1000, 1))
+    return gc_over_50ms
 
 
 def start_profiler(srv: Server, args: argparse.Namespace, tmp: Path) -> Proc | None:

@@ -213,7 +213,6 @@ async def run(a: argparse.Namespace, redis_url: str, ports: list[int], out_file:
         if not await poll_until_async(lambda: delivered(n * a.paced), timeout=120):
             raise RuntimeError(f"paced: {len(arrivals(out_file))} of {n * a.paced} arrived")
         cpu.append(cpu_s(worker.pid))
-        paced = set(events)
         burst: dict[int, float] = {}
         for i in range(a.burst):
             seq, at = await publish(store, "normal" if (a.paced + i) % 2 else "maintenance")
@@ -225,6 +224,22 @@ async def run(a: argparse.Namespace, redis_url: str, ports: list[int], out_file:
     finally:
         worker.stop()
         await client.aclose()
+    report(a, n, out_file, events, burst, cpu)
+
+
+def report(
+    a: argparse.Namespace,
+    n: int,
+    out_file: Path,
+    events: dict[int, float],
+    burst: dict[int, float],
+    cpu: list[float],
+) -> None:
+    """Print the lags from each event (publish instant, by seq: ``events`` paced, ``burst``)
+    to its first arrival at each of the ``n`` endpoints, the burst's deliveries per second and
+    the worker's CPU per delivery in each phase (``cpu``: its CPU seconds before, between and
+    after the phases)."""
+    paced = set(events)
     first: dict[tuple[int, str], float] = {}
     for t, port, wid in arrivals(out_file):
         first.setdefault((port, wid), t)

@@ -114,7 +114,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -603,6 +603,172 @@ def held_by_one_of(pids: Collection[int]) -> Callable[[str | None], bool]:
     return lambda holder: pid_of(holder) in pids
 
 
+@dataclass
+class Targets:
+    """What the faults act on: the Redis backend, the worker processes and the API process."""
+
+    server: Backend
+    workers: list[Proc]
+    api: Proc
+
+
+async def kill_worker(f: Fault, t: Targets) -> None:
+    """SIGKILL the lock-holding worker (``worker_kill_leader``; the other one when nobody
+    holds the lock, the fault then renamed ``worker_kill_other``) or a non-leader, and
+    restart it after the hold; ``takeover_s``: until another process holds the lock."""
+    lead = await leader_pid(await asyncio.to_thread(lambda: t.server.data_url))
+    leader = next((w for w in t.workers if w.pid == lead), None)
+    target = leader if f.kind == "worker_kill_leader" else None
+    if target is None:
+        target = next((w for w in t.workers if w.pid != lead), t.workers[0])
+        if f.kind == "worker_kill_leader":
+            f.kind = "worker_kill_other"  # nobody held the lock at that moment
+    f.detail = f"{target.name} pid {target.pid}" + (" (leader)" if target is leader else "")
+    f.started = time.time()
+    await asyncio.to_thread(target.kill)
+    # the other worker takes the lock over: how fast
+    if target is leader and await wait_holder(t.server, held_by_none_of([lead]), 10.0):
+        f.takeover_s = time.time() - f.started
+    await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+    target.start()
+    f.undone = time.time()
+
+
+async def kill_all_workers(f: Fault, t: Targets) -> None:
+    """SIGKILL every worker, restart them after the hold; ``takeover_s``: until the API's
+    standby holds the lock (once the workers' lapses)."""
+    pids = [w.pid for w in t.workers]
+    f.started = time.time()
+    await asyncio.gather(*(asyncio.to_thread(w.kill) for w in t.workers))
+    # the API's standby publisher takes the lock once it lapses: how fast
+    holder = await wait_holder(t.server, held_by_none_of(pids), timeout=f.hold)
+    if holder is not None:
+        f.takeover_s = time.time() - f.started
+    await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+    for w in t.workers:
+        w.start()
+    f.undone = time.time()
+    who = "api standby" if holder and holder.endswith(":standby") else holder
+    f.detail = (
+        f"workers pid {', '.join(map(str, pids))} killed; {who} leads;"
+        f" restarted after {f.undone - f.started:.1f} s"
+    )
+
+
+async def freeze_leader(f: Fault, t: Targets) -> None:
+    """SIGSTOP the lock-holding worker (the first worker when none leads within 6 s), SIGCONT
+    after the hold; ``takeover_s``: until another process holds the lock."""
+    # the lock holder should be a worker (one leads whenever one runs): wait for it
+    by_pid = {w.pid: w for w in t.workers}
+    holder = await wait_holder(t.server, held_by_one_of(by_pid), timeout=6.0)
+    holder_pid = pid_of(holder)
+    target = by_pid.get(holder_pid) if holder_pid is not None else None
+    note = " (leader)"
+    if target is None:
+        target, note = t.workers[0], " (no worker led: a non-leader)"
+    frozen_pid = target.pid
+    f.started = time.time()
+    await asyncio.to_thread(target.freeze)
+    got = await wait_holder(t.server, held_by_none_of([frozen_pid]), timeout=f.hold)
+    if got is not None:
+        f.takeover_s = time.time() - f.started
+    await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
+    await asyncio.to_thread(target.thaw)
+    f.undone = time.time()
+    by = "" if got is None else " by api standby" if got.endswith(":standby") else ""
+    if got is not None and not by:
+        other = by_pid.get(pid) if (pid := pid_of(got)) is not None else None
+        by = f" by {other.name}" if other is not None else ""
+    f.detail = f"SIGSTOP {target.name} pid {frozen_pid}{note} {f.undone - f.started:.1f} s;" + (
+        " lock taken" + by if got is not None else " lock not taken"
+    )
+
+
+async def flush_redis(f: Fault, t: Targets) -> None:
+    """FLUSHALL (keeping the event log it ends in ``log_rows``); ``takeover_s``: until the
+    leader re-imported the schedule file (at most 15 s)."""
+    url = await asyncio.to_thread(lambda: t.server.data_url)
+    f.started = time.time()
+    f.log_rows = await asyncio.to_thread(flush_all, url)
+    # the leader re-imports MAINTCAST_SCHEDULE_FILE: how fast
+    if await poll_until_async(functools.partial(healed_async, url), timeout=15.0):
+        f.takeover_s = time.time() - f.started
+    f.undone = time.time()
+    last = int(f.log_rows[-1][0].split(b"-")[0]) if f.log_rows else 0
+    f.detail = f"FLUSHALL at seq {last};" + (
+        f" re-imported after {f.takeover_s:.2f} s"
+        if f.takeover_s is not None
+        else " NOT re-imported within 15 s"
+    )
+
+
+async def kill_api(f: Fault, t: Targets) -> None:
+    """SIGKILL the API process and restart it after the hold (the client resumes)."""
+    f.started = time.time()
+    await asyncio.to_thread(t.api.kill)
+    await asyncio.sleep(f.hold)
+    t.api.start()
+    f.undone = time.time()
+    f.detail = f"api down {f.undone - f.started:.1f} s; client resumes (Last-Event-ID)"
+
+
+async def fail_over(f: Fault, t: Targets) -> None:
+    """Kill the Sentinel set's master; ``takeover_s``: until a replica is promoted; the old
+    master comes back as a replica after the hold."""
+    server = t.server
+    assert isinstance(server, SentinelBackend)
+    old = await asyncio.to_thread(server.set.master)
+    f.started = time.time()
+    await asyncio.to_thread(old.kill)
+    new = await asyncio.to_thread(server.set.wait_failover, old.port)
+    f.undone = time.time()
+    f.takeover_s = f.undone - f.started
+    await asyncio.sleep(f.hold)
+    await asyncio.to_thread(server.set.restart_as_replica, old)
+    f.detail = (
+        f"master :{old.port} killed, :{new} promoted after {f.takeover_s:.1f} s;"
+        f" old back as replica after {f.hold:.1f} s"
+    )
+
+
+async def kill_redis(f: Fault, t: Targets) -> None:
+    """SIGKILL the single redis-server and restart it after the hold (its AOF reloaded)."""
+    server = t.server
+    assert isinstance(server, SingleBackend)
+    f.started = time.time()
+    await asyncio.to_thread(server.kill)
+    await asyncio.sleep(f.hold)
+    await asyncio.to_thread(server.start)
+    f.undone = time.time()
+    f.detail = f"down {f.undone - f.started:.1f} s (AOF reload)"
+
+
+async def freeze_redis(f: Fault, t: Targets) -> None:
+    """SIGSTOP the single redis-server, SIGCONT after the hold."""
+    server = t.server
+    assert isinstance(server, SingleBackend)
+    f.started = time.time()
+    server.server.freeze()
+    await asyncio.sleep(f.hold)
+    server.server.thaw()
+    f.undone = time.time()
+    f.detail = f"SIGSTOP {f.undone - f.started:.1f} s"
+
+
+INJECTORS: dict[str, Callable[[Fault, Targets], Awaitable[None]]] = {
+    "worker_kill_leader": kill_worker,
+    "worker_kill_other": kill_worker,
+    "workers_kill_all": kill_all_workers,
+    "leader_freeze": freeze_leader,
+    "redis_flush": flush_redis,
+    "api_kill": kill_api,
+    "failover": fail_over,
+    "redis_kill": kill_redis,
+    "redis_freeze": freeze_redis,
+}
+"""How each fault kind is injected (and undone); each fills the fault's times and detail."""
+
+
 async def inject(
     faults: list[Fault],
     server: Backend,
@@ -611,119 +777,10 @@ async def inject(
     log: list[str],
 ) -> None:
     """Run the planned faults at their moments (sequentially, each undone before the next)."""
+    targets = Targets(server, workers, api)
     for f in faults:
         await asyncio.sleep(max(0.0, f.at - time.time()))
-        if f.kind in ("worker_kill_leader", "worker_kill_other"):
-            lead = await leader_pid(await asyncio.to_thread(lambda: server.data_url))
-            leader = next((w for w in workers if w.pid == lead), None)
-            target = leader if f.kind == "worker_kill_leader" else None
-            if target is None:
-                target = next((w for w in workers if w.pid != lead), workers[0])
-                if f.kind == "worker_kill_leader":
-                    f.kind = "worker_kill_other"  # nobody held the lock at that moment
-            f.detail = f"{target.name} pid {target.pid}" + (" (leader)" if target is leader else "")
-            f.started = time.time()
-            await asyncio.to_thread(target.kill)
-            # the other worker takes the lock over: how fast
-            if target is leader and await wait_holder(server, held_by_none_of([lead]), 10.0):
-                f.takeover_s = time.time() - f.started
-            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
-            target.start()
-            f.undone = time.time()
-        elif f.kind == "workers_kill_all":
-            pids = [w.pid for w in workers]
-            f.started = time.time()
-            await asyncio.gather(*(asyncio.to_thread(w.kill) for w in workers))
-            # the API's standby publisher takes the lock once it lapses: how fast
-            holder = await wait_holder(server, held_by_none_of(pids), timeout=f.hold)
-            if holder is not None:
-                f.takeover_s = time.time() - f.started
-            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
-            for w in workers:
-                w.start()
-            f.undone = time.time()
-            who = "api standby" if holder and holder.endswith(":standby") else holder
-            f.detail = (
-                f"workers pid {', '.join(map(str, pids))} killed; {who} leads;"
-                f" restarted after {f.undone - f.started:.1f} s"
-            )
-        elif f.kind == "leader_freeze":
-            # the lock holder should be a worker (one leads whenever one runs): wait for it
-            by_pid = {w.pid: w for w in workers}
-            holder = await wait_holder(server, held_by_one_of(by_pid), timeout=6.0)
-            holder_pid = pid_of(holder)
-            target = by_pid.get(holder_pid) if holder_pid is not None else None
-            note = " (leader)"
-            if target is None:
-                target, note = workers[0], " (no worker led: a non-leader)"
-            frozen_pid = target.pid
-            f.started = time.time()
-            await asyncio.to_thread(target.freeze)
-            got = await wait_holder(server, held_by_none_of([frozen_pid]), timeout=f.hold)
-            if got is not None:
-                f.takeover_s = time.time() - f.started
-            await asyncio.sleep(max(0.0, f.started + f.hold - time.time()))
-            await asyncio.to_thread(target.thaw)
-            f.undone = time.time()
-            by = "" if got is None else " by api standby" if got.endswith(":standby") else ""
-            if got is not None and not by:
-                other = by_pid.get(pid) if (pid := pid_of(got)) is not None else None
-                by = f" by {other.name}" if other is not None else ""
-            f.detail = (
-                f"SIGSTOP {target.name} pid {frozen_pid}{note} {f.undone - f.started:.1f} s;"
-                + (" lock taken" + by if got is not None else " lock not taken")
-            )
-        elif f.kind == "redis_flush":
-            url = await asyncio.to_thread(lambda: server.data_url)
-            f.started = time.time()
-            f.log_rows = await asyncio.to_thread(flush_all, url)
-            # the leader re-imports MAINTCAST_SCHEDULE_FILE: how fast
-            if await poll_until_async(functools.partial(healed_async, url), timeout=15.0):
-                f.takeover_s = time.time() - f.started
-            f.undone = time.time()
-            last = int(f.log_rows[-1][0].split(b"-")[0]) if f.log_rows else 0
-            f.detail = f"FLUSHALL at seq {last};" + (
-                f" re-imported after {f.takeover_s:.2f} s"
-                if f.takeover_s is not None
-                else " NOT re-imported within 15 s"
-            )
-        elif f.kind == "api_kill":
-            f.started = time.time()
-            await asyncio.to_thread(api.kill)
-            await asyncio.sleep(f.hold)
-            api.start()
-            f.undone = time.time()
-            f.detail = f"api down {f.undone - f.started:.1f} s; client resumes (Last-Event-ID)"
-        elif f.kind == "failover":
-            assert isinstance(server, SentinelBackend)
-            old = await asyncio.to_thread(server.set.master)
-            f.started = time.time()
-            await asyncio.to_thread(old.kill)
-            new = await asyncio.to_thread(server.set.wait_failover, old.port)
-            f.undone = time.time()
-            f.takeover_s = f.undone - f.started
-            await asyncio.sleep(f.hold)
-            await asyncio.to_thread(server.set.restart_as_replica, old)
-            f.detail = (
-                f"master :{old.port} killed, :{new} promoted after {f.takeover_s:.1f} s;"
-                f" old back as replica after {f.hold:.1f} s"
-            )
-        elif f.kind == "redis_kill":
-            assert isinstance(server, SingleBackend)
-            f.started = time.time()
-            await asyncio.to_thread(server.kill)
-            await asyncio.sleep(f.hold)
-            await asyncio.to_thread(server.start)
-            f.undone = time.time()
-            f.detail = f"down {f.undone - f.started:.1f} s (AOF reload)"
-        elif f.kind == "redis_freeze":
-            assert isinstance(server, SingleBackend)
-            f.started = time.time()
-            server.server.freeze()
-            await asyncio.sleep(f.hold)
-            server.server.thaw()
-            f.undone = time.time()
-            f.detail = f"SIGSTOP {f.undone - f.started:.1f} s"
+        await INJECTORS[f.kind](f, targets)
         log.append(f"{f.started:.3f} {f.kind} {f.detail} hold {f.hold:.1f}s")
 
 
@@ -1431,6 +1488,28 @@ def read_store(url: str) -> tuple[Catalog, list[Any], int]:
     return Catalog.model_validate_json(cat), windows, seq
 
 
+async def run_until(
+    end: float, injector: asyncio.Task[None], client: Client, faults: list[Fault]
+) -> None:
+    """Wait until the real instant ``end`` (bounded), one progress line per 30 s; a failed
+    fault injector is raised at once."""
+    shown = int(end - time.time()) // 30
+    for _ in range(int(end - time.time()) + 5):
+        if time.time() >= end:
+            break
+        if injector.done() and injector.exception():
+            raise injector.exception()  # type: ignore[misc]
+        await asyncio.sleep(1)
+        left = end - time.time()
+        if int(left) // 30 < shown:
+            shown = int(left) // 30
+            print(
+                f"  … {left:.0f} s left, client has {len(client.seen)} statuses, "
+                f"faults done: {sum(1 for f in faults if f.undone)}",
+                flush=True,
+            )
+
+
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     t0 = datetime(2030, 1, 7, 0, 0, tzinfo=UTC)  # after the real import time: all upcoming
@@ -1522,21 +1601,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 wall0 + 0.92 * run_s, ops_log,
             )  # fmt: skip
             tasks.append(asyncio.create_task(operator))
-        shown = int(end - time.time()) // 30
-        for _ in range(int(end - time.time()) + 5):  # bounded wait, one line per 30 s
-            if time.time() >= end:
-                break
-            if injector.done() and injector.exception():
-                raise injector.exception()  # type: ignore[misc]
-            await asyncio.sleep(1)
-            left = end - time.time()
-            if int(left) // 30 < shown:
-                shown = int(left) // 30
-                print(
-                    f"  … {left:.0f} s left, client has {len(client.seen)} statuses, "
-                    f"faults done: {sum(1 for f in faults if f.undone)}",
-                    flush=True,
-                )
+        await run_until(end, injector, client, faults)
         await asyncio.wait_for(injector, 30)
         for t in tasks:
             t.cancel()

@@ -87,6 +87,24 @@ def create_window(
     return WindowChange(w, Cause("maintenance.scheduled", w.id, actor, reason))
 
 
+def _ends_now(merged: dict[str, Any], now: datetime) -> bool:
+    """Whether the patched end of a window in progress is at or before ``now`` ("an end at
+    or before now ends it now"); if so ``merged["ends_at"]`` becomes ``now``. Judged before
+    :func:`build_window` would reject it as not after the (past) start or the like.
+
+    Raises:
+        InvalidInput: ``ends_at`` unparseable.
+    """
+    try:
+        new_end = parse_instant(merged["ends_at"], field="ends_at", zone=merged.get("timezone"))
+    except InvalidTime as exc:
+        raise InvalidInput(exc.field, exc.message) from exc
+    if new_end > now:
+        return False
+    merged["ends_at"] = now.isoformat()
+    return True
+
+
 def patch_window(
     old: Window,
     raw: Any,
@@ -126,17 +144,7 @@ def patch_window(
     keep_reserve = "latest_end" not in raw and old.latest_end is not None
     if keep_reserve:
         merged["latest_end"] = None  # re-derived below from the new end
-    ends_early = False
-    if state == "in_progress" and "ends_at" in raw:
-        # "an end at or before now ends it now": judge the new end before build_window
-        # rejects it as not after the (past) start or the like
-        try:
-            new_end = parse_instant(raw["ends_at"], field="ends_at", zone=merged.get("timezone"))
-        except InvalidTime as exc:
-            raise InvalidInput(exc.field, exc.message) from exc
-        if new_end <= now:
-            ends_early = True
-            merged["ends_at"] = now.isoformat()
+    ends_early = state == "in_progress" and "ends_at" in raw and _ends_now(merged, now)
     new = build_window(merged, catalog=catalog, defaults=defaults, now=now, previous=old)
     if keep_reserve and old.latest_end is not None:
         new = _keep_reserve(new, old.latest_end - old.ends_at, defaults.max_window_s)
@@ -148,25 +156,34 @@ def patch_window(
         )
     if state == "scheduled" and new.ends_at <= now:
         raise InvalidInput("ends_at", "ends_at: the window would already be over")
-    frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
-    to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
     new = new.model_copy(update={"notes": old.notes})
     if new == old.model_copy(update={"history": new.history}):
         raise InvalidInput("body", "body: changes nothing (send the fields to change)")
+    entry, kind = _patch_entry(old, new, ends_early, now, actor, reason)
+    stored = new.model_copy(update={"history": (*old.history, entry)})
+    return WindowChange(stored, Cause(kind, old.id, actor, reason))
+
+
+def _patch_entry(
+    old: Window, new: Window, ends_early: bool, now: datetime, actor: str, reason: str | None
+) -> tuple[HistoryEntry, str]:
+    """The history entry a patch adds and the event type it publishes: ``ended_early``
+    (``maintenance.ended``) when the patch ends the window now, ``rescheduled``
+    (``maintenance.rescheduled``, with the spans) when its start or end moved, else
+    ``updated`` (``maintenance.updated``)."""
+    frm = Span(starts_at=old.starts_at, ends_at=old.ends_at)
+    to = Span(starts_at=new.starts_at, ends_at=new.ends_at)
     if ends_early:
-        entry, kind = (
+        return (
             _entry("ended_early", now, actor, reason, **{"from": frm, "to": to}),
             "maintenance.ended",
         )
-    elif frm != to:
-        entry, kind = (
+    if frm != to:
+        return (
             _entry("rescheduled", now, actor, reason, **{"from": frm, "to": to}),
             "maintenance.rescheduled",
         )
-    else:
-        entry, kind = _entry("updated", now, actor, reason), "maintenance.updated"
-    stored = new.model_copy(update={"history": (*old.history, entry)})
-    return WindowChange(stored, Cause(kind, old.id, actor, reason))
+    return _entry("updated", now, actor, reason), "maintenance.updated"
 
 
 def _keep_reserve(new: Window, reserve: timedelta, max_window_s: int) -> Window:
@@ -245,6 +262,26 @@ def set_override(
         raise InvalidInput("ttl_s", "ttl_s: give expires_at or ttl_s, not both")
     if body.affected is not None:
         check_affected(catalog, body.affected, "affected")
+    expires = _override_expiry(body, now, max_s)
+    ov = Override(
+        mode=body.mode,
+        affected=None if body.affected is None else {s: tuple(m) for s, m in body.affected.items()},
+        reason=body.reason,
+        actor=actor,
+        set_at=now,
+        expires_at=expires,
+    )
+    return ov, Cause("override.set", None, actor, body.reason)
+
+
+def _override_expiry(body: OverrideIn, now: datetime, max_s: int) -> datetime | None:
+    """When an override ends (UTC): its ``expires_at``, or ``now`` plus ``ttl_s`` seconds;
+    None when neither is given (it holds until cleared).
+
+    Raises:
+        InvalidInput: an unparseable ``expires_at``, or an expiry not after ``now`` or further
+            than ``max_s`` seconds away (naming the field given).
+    """
     expires = None
     if body.expires_at is not None:
         try:
@@ -261,15 +298,7 @@ def set_override(
             raise InvalidInput(field, f"{field}: must be in the future")
         if (expires - now).total_seconds() > max_s:
             raise InvalidInput(field, f"{field}: further than {max_s} s away")
-    ov = Override(
-        mode=body.mode,
-        affected=None if body.affected is None else {s: tuple(m) for s, m in body.affected.items()},
-        reason=body.reason,
-        actor=actor,
-        set_at=now,
-        expires_at=expires,
-    )
-    return ov, Cause("override.set", None, actor, body.reason)
+    return expires
 
 
 def clear_override(current: Override | None, raw: Any, *, actor: str) -> Cause:

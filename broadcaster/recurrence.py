@@ -135,20 +135,7 @@ def parse_rule(text: str) -> Rule:
         raise _bad(f"FREQ={freq} is not supported (supported: {', '.join(FREQS)})")
     if "COUNT" in parts and "UNTIL" in parts:
         raise _bad("COUNT and UNTIL cannot both be given (RFC 5545 3.3.10)")
-    byday: list[tuple[int | None, int]] = []
-    for item in parts["BYDAY"].split(",") if "BYDAY" in parts else []:
-        m = _BYDAY.fullmatch(item)
-        if m is None:
-            raise _bad(f"BYDAY: {item!r} is not a weekday (MO..SU, optionally with 2TH, -1FR)")
-        if m[2] is None:
-            byday.append((None, WEEKDAYS.index(m[3])))
-            continue
-        if freq not in ("MONTHLY", "YEARLY"):
-            raise _bad(f"BYDAY: {item} has an ordinal, allowed only with MONTHLY or YEARLY")
-        n = int(m[2]) * (-1 if m[1] == "-" else 1)
-        if not 1 <= abs(n) <= (5 if freq == "MONTHLY" else 53):
-            raise _bad(f"BYDAY: {item} is out of range")
-        byday.append((n, WEEKDAYS.index(m[3])))
+    byday = _byday(parts["BYDAY"], freq) if "BYDAY" in parts else ()
     bymonthday = (
         _ints("BYMONTHDAY", parts["BYMONTHDAY"], 1, 31, True) if "BYMONTHDAY" in parts else ()
     )
@@ -163,12 +150,37 @@ def parse_rule(text: str) -> Rule:
         text=text,
         freq=freq,
         interval=interval,
-        byday=tuple(byday),
+        byday=byday,
         bymonthday=bymonthday,
         bysetpos=bysetpos,
         count=count,
         until=_until(parts["UNTIL"]) if "UNTIL" in parts else None,
     )
+
+
+def _byday(value: str, freq: str) -> tuple[tuple[int | None, int], ...]:
+    """A ``BYDAY`` value (``MO,WE``, ``2TH``, ``-1FR``) as (ordinal or None, weekday 0-6)
+    pairs.
+
+    Raises:
+        InvalidInput: an item that is not a weekday, an ordinal outside MONTHLY/YEARLY, or
+            one out of range (1-5 monthly, 1-53 yearly, either sign).
+    """
+    byday: list[tuple[int | None, int]] = []
+    for item in value.split(","):
+        m = _BYDAY.fullmatch(item)
+        if m is None:
+            raise _bad(f"BYDAY: {item!r} is not a weekday (MO..SU, optionally with 2TH, -1FR)")
+        if m[2] is None:
+            byday.append((None, WEEKDAYS.index(m[3])))
+            continue
+        if freq not in ("MONTHLY", "YEARLY"):
+            raise _bad(f"BYDAY: {item} has an ordinal, allowed only with MONTHLY or YEARLY")
+        n = int(m[2]) * (-1 if m[1] == "-" else 1)
+        if not 1 <= abs(n) <= (5 if freq == "MONTHLY" else 53):
+            raise _bad(f"BYDAY: {item} is out of range")
+        byday.append((n, WEEKDAYS.index(m[3])))
+    return tuple(byday)
 
 
 def localize(local: datetime, zone: ZoneInfo) -> datetime:

@@ -31,12 +31,14 @@ from broadcaster.domain import (
     Window,
 )
 from broadcaster.texts import CONTROL, check_texts, shown
-from broadcaster.timeparse import InvalidTime, parse_instant, zone_named
+from broadcaster.timeparse import InvalidTime, zone_named
 from broadcaster.window_fields import (
     MAX_NOTES,
     MAX_REMINDERS,
     NoteIn,
     RecurrenceIn,
+    announce_at_of,
+    instant,
     latest_end_of,
     notes_of,
     recurrence_of,
@@ -135,13 +137,6 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidInpu
     return InvalidInput(path, f"{path}: {msg}{got}")
 
 
-def _instant(value: Instant, field: str, zone: str | None) -> datetime:
-    try:
-        return parse_instant(value, field=field, zone=zone)
-    except InvalidTime as exc:
-        raise InvalidInput(exc.field, exc.message) from exc
-
-
 def check_affected(catalog: Catalog, affected: Mapping[str, list[str]], field: str) -> None:
     """Reject an empty map, an empty list, unknown services and unknown methods."""
     if not affected:
@@ -207,8 +202,8 @@ def build_window(
             zone_named(zone)
         except InvalidTime as exc:
             raise InvalidInput("timezone", exc.message) from exc
-    starts = _instant(win.starts_at, "starts_at", zone)
-    ends = _instant(win.ends_at, "ends_at", zone)
+    starts = instant(win.starts_at, "starts_at", zone)
+    ends = instant(win.ends_at, "ends_at", zone)
     if ends <= starts:
         raise InvalidInput(
             "ends_at",
@@ -222,17 +217,9 @@ def build_window(
             f"{defaults.max_window_s} s (MAINTCAST_MAX_WINDOW_S)",
         )
     latest_end = latest_end_of(win.latest_end, zone, starts, ends, defaults.max_window_s)
-    if win.announce_at is not None:
-        announce = _instant(win.announce_at, "announce_at", zone)
-        if announce > starts:
-            raise InvalidInput(
-                "announce_at",
-                f"announce_at: must be at or before starts_at ({shown(win.announce_at)})",
-            )
-    elif previous is not None:
-        announce = min(previous.announce_at, starts)
-    else:
-        announce = min(now, starts)
+    announce = announce_at_of(
+        win.announce_at, starts, zone, now, None if previous is None else previous.announce_at
+    )
     check_affected(catalog, win.affected, "affected")
     wid = win.id or window_id
     if wid is None:
@@ -271,13 +258,13 @@ def _history(h: HistoryIn, i: int, zone: str | None) -> HistoryEntry:
         if s is None:
             return None
         return Span(
-            starts_at=_instant(s.starts_at, f"{field}.{name}.starts_at", zone),
-            ends_at=_instant(s.ends_at, f"{field}.{name}.ends_at", zone),
+            starts_at=instant(s.starts_at, f"{field}.{name}.starts_at", zone),
+            ends_at=instant(s.ends_at, f"{field}.{name}.ends_at", zone),
         )
 
     return HistoryEntry.model_validate(
         {
-            "at": _instant(h.at, f"{field}.at", zone),
+            "at": instant(h.at, f"{field}.at", zone),
             "change": h.change,
             "from": span(h.from_, "from"),
             "to": span(h.to, "to"),

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from broadcaster.domain import InvalidInput, LocalText, Note, Recurrence
+from broadcaster.texts import shown
 from broadcaster.timeparse import InvalidTime, parse_duration, parse_instant
 
 MAX_REMINDERS = 10
@@ -47,6 +48,25 @@ def instant(value: Any, field: str, zone: str | None) -> datetime:
         return parse_instant(value, field=field, zone=zone)
     except InvalidTime as exc:
         raise InvalidInput(exc.field, exc.message) from exc
+
+
+def announce_at_of(
+    given: Any, starts: datetime, zone: str | None, now: datetime, previous: datetime | None
+) -> datetime:
+    """When a window is announced (UTC): ``given``, else the ``previous`` version's (a
+    re-import or a patch keeps it), else ``now``; never after ``starts``.
+
+    Raises:
+        InvalidInput: ``announce_at`` unparseable or after ``starts_at``.
+    """
+    if given is not None:
+        announce = instant(given, "announce_at", zone)
+        if announce > starts:
+            raise InvalidInput(
+                "announce_at", f"announce_at: must be at or before starts_at ({shown(given)})"
+            )
+        return announce
+    return min(previous if previous is not None else now, starts)
 
 
 def latest_end_of(

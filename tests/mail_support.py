@@ -56,13 +56,13 @@ class Captured:
         """The text/plain part's content."""
         part = self.message.get_body(("plain",))
         assert part is not None, "no text/plain part"
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
     def html(self) -> str:
         """The text/html part's content."""
         part = self.message.get_body(("html",))
         assert part is not None, "no text/html part"
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content())
 
     def table(self, name: str) -> list[list[str]]:
         """The rows (cell texts) of the HTML table ``data-table=name``, header row first."""
@@ -227,7 +227,7 @@ async def add_email(store: Store, sub_id: str, address: str, lang: str = "ja", *
     """Add an e-mail subscription (active at once, as the admin API makes it)."""
 
     def make(seq: int, catalog: Any) -> Any:
-        req = SubscriptionIn(id=sub_id, kind="email", email=address, lang=lang, **body)  # type: ignore[arg-type]
+        req = SubscriptionIn(id=sub_id, kind="email", email=address, lang=lang, **body)
         return new_subscription(
             req, catalog=catalog, now=jst(2021, 5, 1), seq=seq, actor="t", new_id=sub_id,
             allow_http=False,

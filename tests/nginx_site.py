@@ -16,7 +16,10 @@ def replace_region(text: str, name: str, lines: list[str]) -> str:
     """``text`` with what lies between the ``name`` markers (markers included) replaced by
     ``lines``, indented like the begin marker; each marker must occur exactly once."""
     begin, end = f"# @maintcast:{name}-begin", f"# @maintcast:{name}-end"
-    assert text.count(begin) == 1 and text.count(end) == 1, (
+    assert text.count(begin) == 1, (
+        f"{SITE} must keep the markers {begin!r} and {end!r} exactly once each"
+    )
+    assert text.count(end) == 1, (
         f"{SITE} must keep the markers {begin!r} and {end!r} exactly once each"
     )
     pattern = re.compile(rf"^([ \t]*){re.escape(begin)}\n.*?^[ \t]*{re.escape(end)}\n", re.M | re.S)

@@ -125,8 +125,10 @@ def assert_error(
     assert set(body) == {"error"}
     err = body["error"]
     assert set(err) == {"code", "message", "field"}
-    assert isinstance(err["code"], str) and err["code"]
-    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["code"], str)
+    assert err["code"]
+    assert isinstance(err["message"], str)
+    assert err["message"]
     if code is not None:
         assert err["code"] == code
     if field is not None:

@@ -227,7 +227,8 @@ class SentinelSet:
         """Start a killed data node again as a replica of the current master (empty: no
         persistence; it resyncs from the master). The sentinels adopt it as a replica."""
         master = self.master_port()
-        assert master is not None and master != node.port
+        assert master is not None
+        assert master != node.port
         node.args = data_args(node.port, self.workdir, master)
         node.start()
 

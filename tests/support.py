@@ -179,7 +179,7 @@ def _describe(check: Callable[[], Any]) -> str:
 
 
 def poll_until(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float,
     interval: float = 0.05,
@@ -195,7 +195,7 @@ def poll_until(
 
 @overload
 async def poll_until_async(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     timeout: float,
     interval: float = ...,
@@ -203,7 +203,7 @@ async def poll_until_async(
 ) -> T | None: ...
 @overload
 async def poll_until_async(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float,
     interval: float = ...,
@@ -222,7 +222,7 @@ async def poll_until_async(
 
 
 def eventually(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     what: str | None = None,
     *,
     timeout: float = 5.0,
@@ -247,7 +247,7 @@ def eventually(
 
 @overload
 async def eventually_async(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     what: str | None = ...,
     *,
     timeout: float = ...,
@@ -257,7 +257,7 @@ async def eventually_async(
 ) -> T: ...
 @overload
 async def eventually_async(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     what: str | None = ...,
     *,
     timeout: float = ...,

@@ -31,7 +31,8 @@ def test_digest_of_is_lower_case_sha256_hex() -> None:
 def test_entry_line_and_new_token() -> None:
     assert entry_line("ops", "operator", OP) == f"ops:operator:{digest_of(OP)}"
     a, b = new_token(), new_token()
-    assert a != b and len(a) > 40
+    assert a != b
+    assert len(a) > 40
 
 
 def test_parse_inline_and_verify() -> None:

@@ -288,7 +288,8 @@ async def test_checkout_blocks_during_maintenance_then_goes_through(
             assert r.status_code == 503
             assert int(r.headers["retry-after"]) > 0
             body = r.json()
-            assert body["errorCode"] == "Z010000000" and body["processed"] is False
+            assert body["errorCode"] == "Z010000000"
+            assert body["processed"] is False
             assert body["until"] == "2021-08-09T06:00:00+09:00"
             assert body["message"].startswith("メンテナンス中のため、トークンを発行できません")
 
@@ -462,8 +463,10 @@ async def test_csp_on_every_page_and_the_client_script(
             r = await s.http.get(path)
             assert r.status_code == 200, path
             csp = r.headers.get("content-security-policy", "")
-            assert "script-src 'self'" in csp and "default-src 'self'" in csp, path
-            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, path
+            assert "script-src 'self'" in csp, path
+            assert "default-src 'self'" in csp, path
+            assert "unsafe-inline" not in csp, path
+            assert "unsafe-eval" not in csp, path
             assert r.headers["content-type"].startswith("text/html"), path
 
             page = await new_page(ctx)
@@ -479,7 +482,8 @@ async def test_csp_on_every_page_and_the_client_script(
             page.on("console", on_console)
             page.on("pageerror", on_error)
             resp = await page.goto(f"{s.base}{path}")
-            assert resp is not None and resp.headers.get("content-security-policy") == csp
+            assert resp is not None
+            assert resp.headers.get("content-security-policy") == csp
             await expect(
                 page.locator("[data-maintcast-banner][data-maintcast-kind]")
             ).to_have_count(1)
@@ -519,7 +523,8 @@ async def test_admin_keeps_the_token_in_memory_only(
         await expect(page.locator("#override-result")).to_have_text("Set")
         await expect_state(page, "maintenance", 5000)  # the page's own stream shows it
         status = (await s.http.get("/v1/status")).json()
-        assert status["state"] == "maintenance" and status["cause"]["actor"] == "ops", status
+        assert status["state"] == "maintenance", status
+        assert status["cause"]["actor"] == "ops", status
 
         stored = await page.evaluate(
             "() => [sessionStorage.length, localStorage.length, document.cookie]"

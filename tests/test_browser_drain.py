@@ -143,7 +143,8 @@ async def test_checkout_counts_down_the_drain_and_lets_payments_finish(
             await expect(item.locator(".when")).to_contain_text(RESERVE_JA)
             await expect(item.locator(".notes li")).to_have_count(2)
             notes = await item.locator(".notes li").all_text_contents()
-            assert "二番目のお知らせ" in notes[0] and "最初のお知らせ" in notes[1], notes
+            assert "二番目のお知らせ" in notes[0], notes
+            assert "最初のお知らせ" in notes[1], notes
             await status.screenshot(path=str(SHOTS / "status-draining.png"), full_page=True)
 
             async with httpx.AsyncClient(base_url=base) as http:

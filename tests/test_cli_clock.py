@@ -25,7 +25,8 @@ def test_bad_rehearsal_options_fail_in_one_line(extra: list[str], message: str) 
     env = env_for(MAINTCAST_REDIS_URL="redis://127.0.0.1:1/0")
     done = run_cli(["windows", "import", str(EXAMPLE), *CLOCK, *extra], env)
     assert done.returncode == 1
-    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_bad_clock_setting_names_the_variable() -> None:

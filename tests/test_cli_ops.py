@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -78,7 +79,8 @@ def one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
     assert r.returncode != 0, f"exit 0\nstdout: {r.stdout}\nstderr: {r.stderr}"
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, f"want one stderr line, got {len(lines)}:\n{r.stderr}"
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stdout
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     return lines[0]
@@ -167,7 +169,7 @@ def test_windows_add_then_cancel(server: Server) -> None:
 
 @pytest.mark.slow
 def test_windows_add_from_file(server: Server, tmp_path: Path) -> None:
-    window = {
+    window: dict[str, Any] = {
         "id": "from-file",
         "title": {"ja": "ファイルから", "en": "From a file"},
         "description": {"ja": "説明", "en": "Description"},
@@ -433,7 +435,8 @@ def test_token_create() -> None:
     out = ok(run_cli(["token", "create", "--name", "alice", "--role", "operator"], env_for()))
     lines = out.strip().splitlines()
     assert len(lines) == 2, out
-    assert lines[0].startswith("token ") and lines[1].startswith("entry ")
+    assert lines[0].startswith("token ")
+    assert lines[1].startswith("entry ")
     token = lines[0].rsplit(": ", 1)[1]
     entry = lines[1].rsplit(": ", 1)[1]
     assert entry.startswith("alice:operator:")
@@ -453,7 +456,8 @@ def test_status_scoped(server: Server) -> None:
     doc = json.loads(ok(server.cli("status", "--service", "atobarai", "--method", "bank_transfer")))
     assert doc["state"] == "normal"
     assert doc["components"] == {"atobarai": {"bank_transfer": "operational"}}
-    assert doc["until"] is None and doc["error_code"] is None
+    assert doc["until"] is None
+    assert doc["error_code"] is None
 
 
 @pytest.mark.slow

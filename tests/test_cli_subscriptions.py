@@ -69,10 +69,12 @@ async def test_the_subscription_commands(real_redis: Any, key_prefix: str) -> No
         secret = re.search(r"secret \(shown once.*\): (whsec_\S+)", out)
         assert secret is not None, out
         rx.secrets["h"] = [secret[1]]
-        assert "acme  webhook  active" in out and "scope=webcollect=credit_card" in out
+        assert "acme  webhook  active" in out
+        assert "scope=webcollect=credit_card" in out
 
         listed = ok(await cli(base, "subscriptions", "list"))
-        assert listed.startswith("acme  webhook  active    en  ") and "whsec_" not in listed
+        assert listed.startswith("acme  webhook  active    en  ")
+        assert "whsec_" not in listed
         as_json = json.loads(ok(await cli(base, "subscriptions", "list", "-o", "json")))
         assert [s["id"] for s in as_json] == ["acme"]
 
@@ -82,7 +84,8 @@ async def test_the_subscription_commands(real_redis: Any, key_prefix: str) -> No
 
         rotated = ok(await cli(base, "subscriptions", "rotate", "acme"))
         new = re.search(r"secret \(shown once.*\): (whsec_\S+)", rotated)
-        assert new is not None and new[1] != secret[1]
+        assert new is not None
+        assert new[1] != secret[1]
         assert "the previous secret also signs until " in rotated
         rx.secrets["h"] = [new[1], secret[1]]
 
@@ -93,16 +96,19 @@ async def test_the_subscription_commands(real_redis: Any, key_prefix: str) -> No
 
         shown = ok(await cli(base, "subscriptions", "deliveries", "acme"))
         lines = shown.splitlines()
-        assert lines[0].startswith("msg_1  maintenance.scheduled") and "delivered" in lines[0]
+        assert lines[0].startswith("msg_1  maintenance.scheduled")
+        assert "delivered" in lines[0]
         assert lines[1].startswith("ping_")
         rows = json.loads(ok(await cli(base, "subscriptions", "deliveries", "acme", "-o", "json")))
         assert [d["state"] for d in rows] == ["delivered", "delivered"]
 
         assert ok(await cli(base, "subscriptions", "remove", "acme")).strip() == "removed acme"
         gone = await cli(base, "subscriptions", "rm", "acme")
-        assert gone.returncode == 1 and gone.stdout == ""
+        assert gone.returncode == 1
+        assert gone.stdout == ""
         assert gone.stderr.strip() == "maintcast: 404 not_found: unknown subscription 'acme'"
         bad = await cli(base, "subscriptions", "add", "--url", "http://merchant.example/h")
-        assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+        assert bad.returncode == 1
+        assert len(bad.stderr.strip().splitlines()) == 1
         assert "422 invalid: url: http:// is refused" in bad.stderr
     assert rx.unverified == []

@@ -93,7 +93,8 @@ async def test_events_in_scope_reach_subscribers_and_others_get_nothing(
             )
             cursor = int(await real_redis.get(store.keys.notify_cursor))
             cards, bank = len(rx.of("cards")), len(rx.of("bank"))
-    assert rx.unverified == [] and cursor == 4
+    assert rx.unverified == []
+    assert cursor == 4
     assert types(rx, "cards") == [
         ("msg_2", "maintenance.started"),
         ("msg_3", "maintenance.cancelled"),
@@ -103,9 +104,12 @@ async def test_events_in_scope_reach_subscribers_and_others_get_nothing(
     started = rx.ok("cards")[0].doc
     assert started["timestamp"].startswith("2021-08-09T01:00:0")
     data = started["data"]
-    assert data["seq"] == 2 and data["window"]["id"] == WID
-    assert data["window"]["status"] == "in_progress" and data["window"]["history"]
-    assert data["status"]["state"] == "maintenance" and data["status"]["seq"] == 2
+    assert data["seq"] == 2
+    assert data["window"]["id"] == WID
+    assert data["window"]["status"] == "in_progress"
+    assert data["window"]["history"]
+    assert data["status"]["state"] == "maintenance"
+    assert data["status"]["seq"] == 2
     assert data["status"]["components"] == {"webcollect": {"credit_card": "under_maintenance"}}
     assert data["status"]["cause"]["type"] == "maintenance.started"
     bank_status = rx.ok("bank")[0].doc["data"]["status"]
@@ -124,9 +128,13 @@ async def test_500s_are_retried_with_the_same_id_and_body(real_redis: Any, key_p
             seq = await override(store, clock)
             done = await message(store, "acme", f"msg_{seq}", lambda m: m.state == "delivered")
     got = rx.of("h")
-    assert [r.status for r in got] == [500, 503, 204] and rx.unverified == []
-    assert {r.id for r in got} == {f"msg_{seq}"} and len({r.body for r in got}) == 1
-    assert done.attempt == 3 and done.last is not None and done.last.status_code == 204
+    assert [r.status for r in got] == [500, 503, 204]
+    assert rx.unverified == []
+    assert {r.id for r in got} == {f"msg_{seq}"}
+    assert len({r.body for r in got}) == 1
+    assert done.attempt == 3
+    assert done.last is not None
+    assert done.last.status_code == 204
 
 
 async def test_a_refused_connection_is_retried_until_the_endpoint_is_up(
@@ -141,11 +149,14 @@ async def test_a_refused_connection_is_retried_until_the_endpoint_is_up(
     async with delivering(store, clock, config):
         seq = await override(store, clock)
         failing = await message(store, "acme", f"msg_{seq}", lambda m: m.attempt >= 2 and m.last)
-        assert failing.state == "pending" and failing.last is not None
-        assert failing.last.error is not None and failing.last.error.startswith("cannot connect")
+        assert failing.state == "pending"
+        assert failing.last is not None
+        assert failing.last.error is not None
+        assert failing.last.error.startswith("cannot connect")
         async with serving(rx, port):
             await message(store, "acme", f"msg_{seq}", lambda m: m.state == "delivered")
-    assert [r.id for r in rx.ok("h")] == [f"msg_{seq}"] and rx.unverified == []
+    assert [r.id for r in rx.ok("h")] == [f"msg_{seq}"]
+    assert rx.unverified == []
 
 
 async def test_a_timeout_is_retried(real_redis: Any, key_prefix: str) -> None:
@@ -159,8 +170,10 @@ async def test_a_timeout_is_retried(real_redis: Any, key_prefix: str) -> None:
             seq = await override(store, clock)
             first = await message(store, "acme", f"msg_{seq}", lambda m: m.last is not None)
             done = await message(store, "acme", f"msg_{seq}", lambda m: m.state == "delivered")
-    assert first.last is not None and first.last.error == "timeout after 1 s"
-    assert done.attempt == 2 and [r.id for r in rx.of("h")] == [f"msg_{seq}"] * 2
+    assert first.last is not None
+    assert first.last.error == "timeout after 1 s"
+    assert done.attempt == 2
+    assert [r.id for r in rx.of("h")] == [f"msg_{seq}"] * 2
 
 
 async def test_410_disables_the_subscription(real_redis: Any, key_prefix: str) -> None:
@@ -182,9 +195,13 @@ async def test_410_disables_the_subscription(real_redis: Any, key_prefix: str) -
             await eventually_async(fanned_out, "the fan-out of the later event", timeout=10)
             sub = await notify.subscription("acme")
             listed = [m.id for m in await notify.deliveries("acme", 10)]
-    assert gone.last is not None and gone.last.status_code == 410
-    assert not sub.active and sub.disabled_reason is not None and "410" in sub.disabled_reason
-    assert listed == [f"msg_{seq}"] and len(rx.of("h")) == 1
+    assert gone.last is not None
+    assert gone.last.status_code == 410
+    assert not sub.active
+    assert sub.disabled_reason is not None
+    assert "410" in sub.disabled_reason
+    assert listed == [f"msg_{seq}"]
+    assert len(rx.of("h")) == 1
 
 
 async def test_exhausted_messages_fail_and_replay(real_redis: Any, key_prefix: str) -> None:
@@ -201,8 +218,11 @@ async def test_exhausted_messages_fail_and_replay(real_redis: Any, key_prefix: s
             failed = await message(store, "acme", f"msg_{seq}", lambda m: m.state == "failed")
             assert await notify.replay("acme", seq - 1, time.time(), limit=100) == (1, seq, seq)
             done = await message(store, "acme", f"msg_{seq}", lambda m: m.state == "delivered")
-    assert failed.attempt == 3 and failed.last is not None and failed.last.status_code == 500
-    assert done.attempt == 1 and [r.status for r in rx.of("h")] == [500, 500, 500, 204]
+    assert failed.attempt == 3
+    assert failed.last is not None
+    assert failed.last.status_code == 500
+    assert done.attempt == 1
+    assert [r.status for r in rx.of("h")] == [500, 500, 500, 204]
 
 
 async def test_a_hanging_endpoint_does_not_delay_other_subscribers(
@@ -246,7 +266,8 @@ async def test_after_rotation_both_secrets_verify(real_redis: Any, key_prefix: s
             await override(store, clock)
             await eventually_async(lambda: len(rx.ok("h")) == 1, "the message", timeout=10)
     [got] = rx.ok("h")
-    assert got.verified_by == [0, 1] and len(got.headers["webhook-signature"].split()) == 2
+    assert got.verified_by == [0, 1]
+    assert len(got.headers["webhook-signature"].split()) == 2
 
 
 async def test_one_process_delivers_and_a_standby_delivers_alone(
@@ -303,10 +324,12 @@ async def test_a_stale_claim_changes_nothing(any_redis: Any, key_prefix: str) ->
     await notify.fan_out(time.time(), lambda _: 0.0, fence=None)
     now = time.time()
     first = await notify.claim("acme", now, 0.5, fence=None)
-    assert first is not None and first[1].attempt == 1
+    assert first is not None
+    assert first[1].attempt == 1
     assert await notify.claim("acme", now, 0.5, fence=None) is None  # claimed: not due
     again = await notify.claim("acme", now + 1, 0.5, fence=None)  # the lease ran out
-    assert again is not None and again[1].attempt == 2
+    assert again is not None
+    assert again[1].attempt == 2
     assert await notify.settle("acme", first[1], Outcome("delivered", 200), now, (1.0,)) is None
     assert (
         await notify.settle("acme", again[1], Outcome("delivered", 200), now, (1.0,)) == "delivered"

@@ -62,12 +62,14 @@ def test_yaml_parses(path: Path) -> None:
 
 def test_grafana_dashboard_references_every_metric() -> None:
     dash = json.loads((DEPLOY / "grafana" / "maintcast.json").read_text(encoding="utf-8"))
-    assert dash["title"] and dash["uid"] == "maintcast"
+    assert dash["title"]
+    assert dash["uid"] == "maintcast"
     panels = dash["panels"]
     assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
     exprs = [t["expr"] for p in panels for t in p["targets"]]
     for expr in exprs:
-        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+        assert expr.count("(") == expr.count(")"), expr
+        assert expr.count("{") == expr.count("}"), expr
     text = "\n".join(exprs)
     for name in METRICS:
         assert re.search(rf"\b{name}(_bucket|_sum|_count)?\b", text), f"no panel shows {name}"
@@ -93,7 +95,8 @@ def test_nginx_site_has_the_sse_settings() -> None:
         assert directive in block, f"/v1/stream lacks {directive}"
     assert "proxy_set_header" not in re.sub(r"#.*", "", block), "it drops server-level ones"
     timeout = re.search(r"proxy_read_timeout (\d+)s;", block)
-    assert timeout and int(timeout.group(1)) > 4 * DEFAULT_PING_S, "read timeout too short"
+    assert timeout, "read timeout too short"
+    assert int(timeout.group(1)) > 4 * DEFAULT_PING_S, "read timeout too short"
     for directive in (
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
@@ -102,7 +105,8 @@ def test_nginx_site_has_the_sse_settings() -> None:
         "keepalive ",
     ):
         assert directive in text, f"missing {directive}"
-    assert "http2" in text and "6 connections per origin" in text, "HTTP/2 note missing"
+    assert "http2" in text, "HTTP/2 note missing"
+    assert "6 connections per origin" in text, "HTTP/2 note missing"
     assert "http_503" not in re.sub(r"#.*", "", text), "a 503 must pass through, not retry"
 
 
@@ -124,10 +128,13 @@ def test_nginx_site_hygiene() -> None:
     """No version disclosed, unknown hosts refused, HSTS over TLS, per-address limits."""
     text = SITE.read_text(encoding="utf-8")
     default, main = _server_blocks(text)
-    assert "default_server" in default and re.search(r"^\s*return 444;", default, re.M)
+    assert "default_server" in default
+    assert re.search(r"^\s*return 444;", default, re.M)
     assert "proxy_pass" not in default
     names = re.findall(r"^\s*server_name ([^;]+);", main, re.M)
-    assert names and names[0] not in ("_", "") and "default_server" not in main, names
+    assert names, names
+    assert names[0] not in ("_", ""), names
+    assert "default_server" not in main, names
     for block in (default, main):
         assert re.search(r"^\s*server_tokens off;", block, re.M)
         assert re.search(r"^\s*client_header_timeout \d+s;", block, re.M)
@@ -140,10 +147,12 @@ def test_nginx_site_hygiene() -> None:
     assert re.search(r'https "max-age=(\d+); includeSubDomains";', hsts.group(1))
     assert re.search(r'default "";', hsts.group(1)), "no HSTS over plain HTTP"
     stream = re.search(r"location = /v1/stream \{(.*?)\}", main, re.S)
-    assert stream and "limit_conn maintcast_streams 32;" in stream.group(1)
+    assert stream
+    assert "limit_conn maintcast_streams 32;" in stream.group(1)
     assert "limit_req zone=maintcast_stream_opens" in stream.group(1)
     rest = re.search(r"location / \{(.*?)\}", main, re.S)
-    assert rest and "limit_req zone=maintcast_requests" in rest.group(1)
+    assert rest
+    assert "limit_req zone=maintcast_requests" in rest.group(1)
     for directive in ("limit_conn_status 429;", "limit_req_status 429;"):
         assert directive in main, directive
 
@@ -168,7 +177,8 @@ def test_dockerfile_is_slim_non_root_and_one_image() -> None:
     text = (DEPLOY / "docker" / "Dockerfile").read_text(encoding="utf-8")
     steps = _dockerfile_instructions(text)
     froms = [a for i, a in steps if i == "FROM"]
-    assert froms and all(a.split()[0] == "python:3.11-slim" for a in froms), froms
+    assert froms, froms
+    assert all(a.split()[0] == "python:3.11-slim" for a in froms), froms
     users = [a for i, a in steps if i == "USER"]
     assert users, "no USER: the image would run as root"
     final_user = users[-1].split(":")[0]
@@ -257,7 +267,8 @@ def test_compose_redis_has_a_password_and_the_api_trusts_only_nginx() -> None:
     for name in ("api-1", "api-2", "worker", "seed"):
         env = services[name]["environment"]
         url = env["MAINTCAST_REDIS_URL"]
-        assert url.startswith("redis://:" + required) and url.endswith("@redis:6379/0"), url
+        assert url.startswith("redis://:" + required), url
+        assert url.endswith("@redis:6379/0"), url
         allowed = env["MAINTCAST_FORWARDED_ALLOW_IPS"]
         assert "*" not in allowed, f"{name}: any peer could forge its client address"
         assert allowed == services["nginx"]["networks"]["default"]["ipv4_address"], name
@@ -270,7 +281,8 @@ def test_compose_redis_has_a_password_and_the_api_trusts_only_nginx() -> None:
     )
     needed = set(re.findall(r"\$\{([A-Z_]+)", (DEPLOY / "compose.yaml").read_text("utf-8")))
     assert needed <= set(given), needed - set(given)
-    assert given["REDIS_PASSWORD"] == "" and given["MAINTCAST_GATE_BYPASS_SECRET"] == ""
+    assert given["REDIS_PASSWORD"] == ""
+    assert given["MAINTCAST_GATE_BYPASS_SECRET"] == ""
     assert "deploy/.env" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
 
 
@@ -285,7 +297,8 @@ def _k8s_objects() -> list[dict[str, Any]]:
     assert sorted(kust["resources"]) == files, "kustomization.yaml must list every manifest"
     objs = [d for f in files for d in _yaml_docs(DEPLOY / "k8s" / f)]
     for o in objs:
-        assert o["apiVersion"] and o["metadata"]["name"], o
+        assert o["apiVersion"], o
+        assert o["metadata"]["name"], o
     return objs
 
 
@@ -310,7 +323,8 @@ def test_k8s_api_worker_and_routing() -> None:
     assert api_c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api_c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     pre_stop = api_c["lifecycle"]["preStop"]["exec"]["command"]
-    assert pre_stop[0] == "sleep" and int(pre_stop[1]) >= 5
+    assert pre_stop[0] == "sleep"
+    assert int(pre_stop[1]) >= 5
     grace = api["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > int(pre_stop[1]) + 5, "no time left for the streams to end after preStop"
     (worker_c,) = worker["spec"]["template"]["spec"]["containers"]
@@ -339,7 +353,8 @@ def test_k8s_api_worker_and_routing() -> None:
     }
     assert worker_refs == {"maintcast", "maintcast-redis"}
     allowed = config["MAINTCAST_FORWARDED_ALLOW_IPS"]
-    assert "*" not in allowed and ipaddress.ip_network(allowed), allowed
+    assert "*" not in allowed, allowed
+    assert ipaddress.ip_network(allowed), allowed
     assert "FORWARDED_ALLOW_IPS" not in config, "uvicorn's own variable is not read"
     for d in (api, worker):
         assert d["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
@@ -403,7 +418,8 @@ def test_k8s_network_policies() -> None:
         return found
 
     deny = policies["maintcast-default-deny"]["spec"]
-    assert deny["podSelector"] == {} and "ingress" not in deny
+    assert deny["podSelector"] == {}
+    assert "ingress" not in deny
     api_peers = peers_of(pods["maintcast-api"])
     assert len(api_peers) == 1
     (peer,) = api_peers
@@ -464,7 +480,8 @@ def _parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
             assert line[1:-1] not in sections, f"{path.name}:{n}: section {line} twice"
             current = sections.setdefault(line[1:-1], {})
             continue
-        assert current is not None and "=" in line, f"{path.name}:{n}: not key=value: {raw!r}"
+        assert current is not None, f"{path.name}:{n}: not key=value: {raw!r}"
+        assert "=" in line, f"{path.name}:{n}: not key=value: {raw!r}"
         key, value = (s.strip() for s in line.split("=", 1))
         assert key not in current or key in REPEATABLE, f"{path.name}:{n}: {key} twice"
         current.setdefault(key, []).append(value)
@@ -483,7 +500,8 @@ def _check_units_syntax() -> None:
         unit = _parse_unit(path)
         assert set(unit) == {"Unit", "Service", "Install"}, path.name
         exec_start = _one(unit, "Service", "ExecStart").split()
-        assert exec_start[0].startswith("/") and exec_start[0].endswith("/maintcast")
+        assert exec_start[0].startswith("/")
+        assert exec_start[0].endswith("/maintcast")
         role = "api" if path.name.startswith("maintcast-api") else "worker"
         assert exec_start[1] == role, path.name
         assert _one(unit, "Service", "User") not in ("root", "0"), path.name
@@ -557,9 +575,9 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     paths = _unit_copies(tmp_path)
     res = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True, timeout=60)
     # verify exits 0 for unknown keys but names them: any output is a finding
-    assert res.returncode == 0 and not res.stderr.strip() and not res.stdout.strip(), (
-        f"exit {res.returncode}\n{res.stdout}{res.stderr}"
-    )
+    assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout}{res.stderr}"
+    assert not res.stderr.strip(), f"exit {res.returncode}\n{res.stdout}{res.stderr}"
+    assert not res.stdout.strip(), f"exit {res.returncode}\n{res.stdout}{res.stderr}"
 
 
 def test_dockerignore_keeps_the_context_to_what_the_image_copies() -> None:

@@ -14,6 +14,7 @@ import pytest
 from broadcaster import codec
 from broadcaster.domain import (
     Catalog,
+    FieldError,
     InvalidInput,
     NotFound,
     Override,
@@ -251,7 +252,7 @@ def test_example_scoped(
 def test_unknown_scope(
     service: str | None,
     method: str | None,
-    error: type,
+    error: type[FieldError],
     field: str,
     named: str,
 ) -> None:
@@ -877,7 +878,7 @@ def test_summary_of() -> None:
     assert summary.upcoming == {"a", "b"}  # c is announced at 06:00 only
     assert (summary.has_override, summary.override_expires_at) == (True, t(0, 10))
     summary = summary_of(status(TD_WINDOWS, t(4)), t(4))
-    assert (summary.active, summary.upcoming) == ({"b"}, frozenset())
+    assert (summary.active, summary.upcoming) == (frozenset({"b"}), frozenset())
     assert (summary.has_override, summary.override_expires_at) == (False, None)
 
 

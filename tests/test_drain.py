@@ -98,7 +98,8 @@ def test_drain_and_reserve_at_the_edges(
     assert (core.until, core.error_code) == (until, error_code)
     assert [w.id for w in core.draining] == draining
     if state == "draining":  # the window draining is still upcoming, not active
-        assert [w.id for w in core.upcoming] == ["a"] and core.active == ()
+        assert [w.id for w in core.upcoming] == ["a"]
+        assert core.active == ()
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,8 @@ def test_a_drain_never_starts_before_the_announcement() -> None:
 
 def test_a_cancelled_window_does_not_drain() -> None:
     w = A.model_copy(update={"cancelled": True})
-    assert status([w], DRAIN).state == "normal" and not in_drain(w, DRAIN)
+    assert status([w], DRAIN).state == "normal"
+    assert not in_drain(w, DRAIN)
 
 
 def test_maintenance_beats_draining_and_until_chains_through_the_drain() -> None:
@@ -281,7 +283,9 @@ def test_latest_end_of_a_chain_without_reserve_is_null() -> None:
     w = window(latest_end=None)
     doc = codec.status_doc(status([w], START), seq=1, now=START, cause=None, zone=ZONE)
     got = refusal_for(doc, CARD, "en", START, 0)
-    assert got is not None and got.latest_end is None and got.until is not None
+    assert got is not None
+    assert got.latest_end is None
+    assert got.until is not None
 
 
 @pytest.mark.parametrize(

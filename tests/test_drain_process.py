@@ -41,7 +41,9 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
-CATALOG = {"services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}}
+CATALOG: dict[str, Any] = {
+    "services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}
+}
 SESSION = Rule("/api/session", "webcollect", "credit_card", on_drain=True)
 CAPTURE = Rule("/api/capture", "webcollect", "credit_card")
 DRAIN_S = 8
@@ -96,7 +98,9 @@ async def test_drain_over_sse_and_at_the_gate(tmp_path: Path) -> None:
                 client_of(base, resume=True) as sse,
             ):
                 await wait_ready(http, base, procs[1:], empty_store=True)
-                logs = lambda: tails(procs)  # noqa: E731
+
+                def logs() -> str:
+                    return tails(procs)
 
                 async def at_gate(rule: Rule) -> httpx.Response:
                     return await http.post(gated + rule.path)
@@ -147,7 +151,8 @@ async def test_drain_over_sse_and_at_the_gate(tmp_path: Path) -> None:
 
                 r = await eventually_async(refused, "the gate to refuse on drain", timeout=5)
                 body = r.json()
-                assert body["processed"] is False and body["errorCode"] == "Z010000000"
+                assert body["processed"] is False
+                assert body["errorCode"] == "Z010000000"
                 assert datetime.fromisoformat(body["until"]) == ends
                 assert datetime.fromisoformat(body["latest_end"]) == ends + timedelta(hours=1)
                 retry = int(r.headers["retry-after"])

@@ -224,7 +224,8 @@ async def test_worker_and_two_apis_deliver_the_same_events(tmp_path: Path) -> No
             assert types[-2:] == ["maintenance.started", "maintenance.ended"], info
             started, ended = events[-2], events[-1]
             assert started["seq"] + 1 == ended["seq"], info
-            assert started["state"] == "maintenance" and ended["state"] == "normal", info
+            assert started["state"] == "maintenance", info
+            assert ended["state"] == "normal", info
             assert started["cause"]["window_id"] == ended["cause"]["window_id"] == "e2e-window"
             assert _under_maintenance(started) == expected, info
             assert _under_maintenance(ended) == set(), info

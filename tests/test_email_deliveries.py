@@ -42,7 +42,8 @@ async def test_events_arrive_as_mails_and_a_451_is_retried(
     assert second.message["Message-ID"] == f"<msg_{seq2}.mail@status.example.com>"
     assert second.text().startswith("※ サービスを再開しました。")
     msgs = {m.id: m for m in await NotifyStore.of(store).deliveries("mail", 10)}
-    assert msgs[f"msg_{seq}"].attempt == 2 and msgs[f"msg_{seq}"].state == "delivered"
+    assert msgs[f"msg_{seq}"].attempt == 2
+    assert msgs[f"msg_{seq}"].state == "delivered"
     assert msgs[f"msg_{seq2}"].attempt == 1
 
 

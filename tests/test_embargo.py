@@ -152,7 +152,8 @@ async def test_embargoed_cause_is_public_only_once_announced(
             "maintenance.updated",
         }
         for payload in await store.replay(created - 1) or []:
-            assert SECRET_ID.encode() not in payload and b"confidential" not in payload
+            assert SECRET_ID.encode() not in payload
+            assert b"confidential" not in payload
 
         # the event log: public readers see neither; ops tokens see both
         r = await client.get("/v1/events", params={"after": created - 1})
@@ -284,19 +285,23 @@ async def test_cancelled_under_embargo_stays_hidden_after_announce_at(
             assert r.status_code == unknown.status_code == 404
             assert r.json()["error"]["code"] == unknown.json()["error"]["code"]
             r = await client.get("/v1/windows.ics")
-            assert r.status_code == 200 and SECRET_ID not in r.text
-            assert "非公開" not in r.text and "Embargoed" not in r.text
+            assert r.status_code == 200
+            assert SECRET_ID not in r.text
+            assert "非公開" not in r.text
+            assert "Embargoed" not in r.text
             r = await client.get("/v1/events", params={"after": created - 1})
             public = r.json()["events"]
             assert [e["type"] for e in public] == ["maintenance.scheduled", "maintenance.cancelled"]
             assert all(e["window_id"] is None and e["reason"] is None for e in public), public
-            assert "secret" not in r.text and "confidential" not in r.text
+            assert "secret" not in r.text
+            assert "confidential" not in r.text
 
             # ops tokens read it all
             r = await client.get("/v1/windows", params={"status": "cancelled"}, headers=OPERATOR)
             assert SECRET_ID in [w["id"] for w in r.json()["windows"]]
             r = await client.get(f"/v1/windows/{SECRET_ID}", headers=OPERATOR)
-            assert r.status_code == 200 and r.json()["status"] == "cancelled"
+            assert r.status_code == 200
+            assert r.json()["status"] == "cancelled"
             r = await client.get("/v1/events", params={"after": created - 1}, headers=OPERATOR)
             assert [(e["window_id"], e["reason"]) for e in r.json()["events"]] == [
                 (SECRET_ID, SECRET["reason"]),

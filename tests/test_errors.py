@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from fastapi import FastAPI
 from redis import exceptions as rx
 
 from broadcaster import errors
@@ -103,7 +103,8 @@ def test_table_covers_every_store_error_and_nothing_else() -> None:
     # the auth errors are PermissionErrors, hence OSErrors: their own entry comes first
     assert http_error_of(Unauthorized("x")) is not errors.STORE_UNAVAILABLE
     for other in (ValueError("v"), KeyError("k"), RuntimeError("r")):
-        assert http_error_of(other) is None and answer_for(other) is None
+        assert http_error_of(other) is None
+        assert answer_for(other) is None
 
 
 def test_store_errors_are_logged_once_without_traceback(
@@ -113,16 +114,18 @@ def test_store_errors_are_logged_once_without_traceback(
         answer_for(rx.TimeoutError(f"Timeout reading from {ADDRESS}"), "GET /v1/windows")
         answer_for(NotFound("id", "nope"), "GET /v1/windows/x")
     (record,) = caplog.records
-    assert record.levelname == "WARNING" and record.exc_info is None
-    assert "GET /v1/windows" in record.getMessage() and ADDRESS in record.getMessage()
+    assert record.levelname == "WARNING"
+    assert record.exc_info is None
+    assert "GET /v1/windows" in record.getMessage()
+    assert ADDRESS in record.getMessage()
 
 
 @pytest.fixture
-async def broken_app(fake_redis: Any, key_prefix: str) -> AsyncIterator[tuple[Any, list[Any]]]:
+async def broken_app(fake_redis: Any, key_prefix: str) -> tuple[FastAPI, list[Exception]]:
     """An app over a store whose every command raises the exception put in the list (no
     lifespan: the hub knows no status, so the live routes and pages read the store too)."""
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, tokens=TOKENS)
-    failure: list[Any] = []
+    failure: list[Exception] = []
 
     async def failing(*args: Any, **kw: Any) -> Any:
         raise failure[0]
@@ -132,12 +135,12 @@ async def broken_app(fake_redis: Any, key_prefix: str) -> AsyncIterator[tuple[An
 
     fake_redis.execute_command = failing
     fake_redis.pipeline = failing_pipeline
-    yield app, failure
+    return app, failure
 
 
 @pytest.mark.parametrize("exc", STORE_FAILURES, ids=lambda e: type(e).__name__)
 async def test_every_route_answers_a_store_error_with_503(
-    broken_app: tuple[Any, list[Any]], exc: Exception, caplog: pytest.LogCaptureFixture
+    broken_app: tuple[FastAPI, list[Exception]], exc: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     app, failure = broken_app
     failure.append(exc)
@@ -154,7 +157,8 @@ async def test_every_route_answers_a_store_error_with_503(
         assert r.json() == {
             "error": {"code": "store_unavailable", "message": "store unavailable", "field": None}
         }, where
-        assert ADDRESS not in r.text and "10.9.8.7" not in r.text, where
+        assert ADDRESS not in r.text, where
+        assert "10.9.8.7" not in r.text, where
     assert not [r for r in caplog.records if r.levelno >= 40], "logged as an error"
     warned = [r for r in caplog.records if r.name == "broadcaster.errors"]
     assert len(warned) == len(replies)
@@ -221,8 +225,10 @@ async def test_real_redis_timeout_on_windows_is_503(key_prefix: str) -> None:
             "message": "store unavailable",
             "field": None,
         }
-        assert str(server.port) not in r.text and "127.0.0.1" not in r.text
-        assert ready.status_code == 503 and ready.json()["error"]["code"] == "store_unavailable"
+        assert str(server.port) not in r.text
+        assert "127.0.0.1" not in r.text
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "store_unavailable"
         assert str(server.port) not in ready.text
     finally:
         await client.aclose()

@@ -47,7 +47,8 @@ def assert_refused(r: Reply, retry_after: int) -> None:
     assert doc["errorCode"] == "Z010000000"
     assert doc["until"] == UNTIL
     assert doc["processed"] is False
-    assert isinstance(doc["message"], str) and doc["message"]
+    assert isinstance(doc["message"], str)
+    assert doc["message"]
 
 
 async def test_refused_exactly_inside_the_half_open_window(store: Store) -> None:
@@ -60,7 +61,8 @@ async def test_refused_exactly_inside_the_half_open_window(store: Store) -> None
     assert (r.status, r.body) == (200, b"ok")
 
     await at_instant(store, hub, clock, jst(2021, 8, 9, 1))
-    assert hub.current is not None and hub.current.doc["state"] == "maintenance"
+    assert hub.current is not None
+    assert hub.current.doc["state"] == "maintenance"
     assert_refused(await call(app), 5 * 3600)
 
     await at_instant(store, hub, clock, jst(2021, 8, 9, 3, 30, 0) + 400 * MS)
@@ -141,7 +143,9 @@ async def test_when_no_status_is_known(store: Store, caplog: pytest.LogCaptureFi
     assert "retry-after" not in r.headers  # until is null
     doc = r.json()
     assert doc["errorCode"] == "Z010000000"
-    assert doc["until"] is None and doc["processed"] is False and doc["message"]
+    assert doc["until"] is None
+    assert doc["processed"] is False
+    assert doc["message"]
     # unguarded and exempt paths still pass while blocking
     assert (await call(block, "/healthz", "GET")).status == 200
     assert (await call(block, "/other", "GET")).status == 200
@@ -165,7 +169,9 @@ async def test_custom_render(store: Store) -> None:
     assert r.headers["content-length"] == str(len(r.body))
     assert r.headers["retry-after"] == "2"
     (refusal,) = seen
-    assert refusal.rule == CARD and refusal.retry_after_s == 2 and refusal.lang == "ja"
+    assert refusal.rule == CARD
+    assert refusal.retry_after_s == 2
+    assert refusal.lang == "ja"
 
 
 async def test_message_language_and_channel(store: Store) -> None:
@@ -321,5 +327,6 @@ async def test_bypass_compares_digests_logs_each_use_and_never_reaches_the_app(
     # one line per accepted use, saying where and who, never the value
     (record,) = caplog.records
     assert record.levelname == "WARNING"
-    assert "POST /api/token" in record.getMessage() and "127.0.0.1" in record.getMessage()
+    assert "POST /api/token" in record.getMessage()
+    assert "127.0.0.1" in record.getMessage()
     assert "s3cret" not in caplog.text

@@ -79,7 +79,8 @@ async def test_every_405_lists_what_the_path_takes(fake_redis: Any, key_prefix: 
                 assert r.headers["x-content-type-options"] == "nosniff"
         # a static path that names no file: still 405 for a write, with the same Allow
         r = await client.post("/static/nope.js")
-        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert r.status_code == 405
+        assert r.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("path", GETS)
@@ -108,23 +109,26 @@ async def test_head_in_process_has_no_body(fake_redis: Any, key_prefix: str) -> 
     ):
         for path in ("/v1/windows", "/v1/events", "/healthz", "/v1/status", "/status"):
             r = await client.head(path)
-            assert r.status_code == 200 and r.content == b"", path
+            assert r.status_code == 200, path
+            assert r.content == b"", path
             assert int(r.headers["content-length"]) > 0
 
 
 async def test_head_stream_opens_no_stream(fake_redis: Any, key_prefix: str) -> None:
     async with served(fake_redis, key_prefix, streams_per_client=2) as client:
-        hub = client.app.state.hub  # type: ignore[attr-defined]
+        hub = client.app.state.hub
         for _ in range(5):  # more than the per-client cap: none is counted
             async with asyncio.timeout(5):
                 r = await client.head("/v1/stream")
-            assert r.status_code == 200 and r.content == b""
+            assert r.status_code == 200
+            assert r.content == b""
             assert r.headers["content-type"].startswith("text/event-stream")
             assert r.headers["cache-control"] == "no-cache"
             assert r.headers["x-content-type-options"] == "nosniff"
             assert hub.clients == 0
         r = await client.head("/v1/stream", params={"service": "nope"})
-        assert r.status_code == 404 and r.content == b""
+        assert r.status_code == 404
+        assert r.content == b""
 
 
 async def test_nosniff_on_every_response(fake_redis: Any, key_prefix: str) -> None:
@@ -242,7 +246,7 @@ async def test_every_write_refuses_a_body_that_is_not_an_object(
             "/v1/override", json={"mode": "maintenance", "reason": "setup"}, headers=OPERATOR
         )
         assert r.status_code == 200
-        store = client.app.state.store  # type: ignore[attr-defined]
+        store = client.app.state.store
         before = await store.state()
         for method, path in (
             ("DELETE", "/v1/override"),

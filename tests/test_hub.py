@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from broadcaster.clock import RehearsalClock
@@ -35,16 +36,21 @@ async def test_store_reset_is_adopted_and_streams_are_ended(
     await store.reconcile(jst(2021, 8, 9, 6))  # seq 3
 
     async with running_hub(store, clock) as hub:
-        assert hub.current is not None and hub.current.seq == 3
+        assert hub.current is not None
+        assert hub.current.seq == 3
         sub, sent = await live_stream(hub)
 
         # the store is wiped (as by a restart without persistence) and re-imported: seq 1
         await real_redis.delete(*(await real_redis.keys(f"{{{key_prefix}}}:*")))
         await import_example(store, clock.now())
 
-        await eventually_async(lambda: hub.current.seq == 1, "the hub to adopt seq 1")
+        await eventually_async(
+            lambda: hub.current is not None and hub.current.seq == 1, "the hub to adopt seq 1"
+        )
         assert sent == [FINAL]  # the stream is ended cleanly: the client reconnects
-        assert sub.ended and not sub.aborted and hub.clients == 0
+        assert sub.ended
+        assert not sub.aborted
+        assert hub.clients == 0
 
         # and later events flow again
         _, got = await live_stream(hub)
@@ -71,16 +77,21 @@ async def test_a_client_that_does_not_keep_up_is_dropped(fake_redis: Any, key_pr
         await hub.streams.pump(stuck)
         _, sent = await live_stream(hub)
         before = metric_value(DROPPED)
+
+        def sent_at_least(n: int) -> Callable[[], bool]:
+            return lambda: len(sent) >= n
+
         for i in range(6):  # overrides set and cleared: six events
             now = jst(2021, 7, 1, 0, 0, i)
             if i % 2 == 0:
                 await store.apply(now, set_override)
             else:
                 await store.apply(now, clear_override)
-            await eventually_async(lambda i=i: len(sent) >= i + 1, f"event {i + 1} sent")
+            await eventually_async(sent_at_least(i + 1), f"event {i + 1} sent")
         got = [int(m["body"].split(b"\n")[0][4:]) for m in sent]
         assert got == [2, 3, 4, 5, 6, 7]
-        assert stuck.aborted and stuck.writer is None
+        assert stuck.aborted
+        assert stuck.writer is None
         assert hub.clients == 1
         assert metric_value(DROPPED) == before + 1
 
@@ -122,7 +133,8 @@ async def test_resync_replays_what_pubsub_lost(fake_redis: Any, key_prefix: str)
     await import_example(store, clock.now())
     hub = Hub(store, clock)
     await hub._resync()  # as on the first subscription
-    assert hub.current is not None and hub.current.seq == 1
+    assert hub.current is not None
+    assert hub.current.seq == 1
     _, sent = await live_stream(hub)
     await store.reconcile(jst(2021, 8, 9, 1))  # published while the hub was away
     await store.reconcile(jst(2021, 8, 9, 6))
@@ -130,7 +142,8 @@ async def test_resync_replays_what_pubsub_lost(fake_redis: Any, key_prefix: str)
     assert [m["body"][:5] for m in sent] == [b"id: 2", b"id: 3"]
     # and memory now serves a reconnect from seq 1 without the store
     assert [ev.seq for ev in hub.recent_after(1) or []] == [2, 3]
-    assert hub.recent_after(3) == [] and hub.recent_after(4) is None
+    assert hub.recent_after(3) == []
+    assert hub.recent_after(4) is None
 
 
 async def live_stream(hub: Hub) -> tuple[Stream, list[Any]]:
@@ -164,15 +177,20 @@ async def test_a_rewritten_history_is_adopted_and_its_seqs_get_a_resync(
         hub._deliver(Event(doc(seq, "normal" if seq % 2 else "maintenance")))
     sub, sent = await live_stream(hub)
     hub._deliver(Event(doc(3, "normal")))  # the same status again (a resync): nothing
-    assert not sub.ended and not hub.rewritten(3)
+    assert not sub.ended
+    assert not hub.rewritten(3)
 
     hub._deliver(Event(doc(3, "maintenance")))  # seq 3 with another status
-    assert sub.ended and sent == [FINAL]
-    assert hub.current is not None and hub.current.doc["state"] == "maintenance"
-    assert hub.rewritten(3) and not hub.rewritten(2)
+    assert sub.ended
+    assert sent == [FINAL]
+    assert hub.current is not None
+    assert hub.current.doc["state"] == "maintenance"
+    assert hub.rewritten(3)
+    assert not hub.rewritten(2)
 
     hub._deliver(Event(doc(1, "normal")))  # the seq went back: 2 and 3 are gone
-    assert hub.current.seq == 1 and hub.recent_after(1) == []
+    assert hub.current.seq == 1
+    assert hub.recent_after(1) == []
     assert [hub.rewritten(s) for s in (1, 2, 3, 4)] == [False, True, True, False]
 
 
@@ -191,7 +209,10 @@ async def test_a_late_copy_of_a_held_event_is_not_a_rewrite(
         hub._deliver(Event(doc(seq)))
     sub, sent = await live_stream(hub)
     hub._deliver(Event(doc(2)))  # the pub/sub copy of 2, after the audit's replay
-    assert not sub.ended and sent == [] and hub.current is not None and hub.current.seq == 3
+    assert not sub.ended
+    assert sent == []
+    assert hub.current is not None
+    assert hub.current.seq == 3
     assert not hub.rewritten(2)
 
 
@@ -209,7 +230,8 @@ async def test_a_resync_from_seq_0_replays_every_event(fake_redis: Any, key_pref
     await store.reconcile(jst(2021, 8, 9, 6))
     await hub.audit()
     ids = [m["body"].split(b"\n", 1)[0] for m in sent]
-    assert ids == [b"id: 1", b"id: 2", b"id: 3"] and not sub.ended
+    assert ids == [b"id: 1", b"id: 2", b"id: 3"]
+    assert not sub.ended
 
 
 async def test_seqs_of_the_new_history_are_not_rewritten_once_delivered(

@@ -212,7 +212,7 @@ async def test_the_feed_lists_each_occurrence_and_no_series(
     assert events["tokyo--20210311@maintcast"]["DTSTART"].params["TZID"] == "Asia/Tokyo"
     assert [str(tz["TZID"]) for tz in cal.walk("VTIMEZONE")] == ["Asia/Tokyo"]
     assert str(events["berlin--20210327@maintcast"]["STATUS"]) == "CANCELLED"
-    assert int(events["tokyo--20210408@maintcast"]["SEQUENCE"]) == 1
+    assert events["tokyo--20210408@maintcast"].decoded("SEQUENCE") == 1
 
 
 async def test_python_parsers_read_the_same_instants(fake_redis: Any, key_prefix: str) -> None:

@@ -316,7 +316,8 @@ async def test_window_count_cap_409_and_cancelled_do_not_count(
         before = await ctx.snapshot()
         r = await ctx.client.post("/v1/windows", json=window_body(2), headers=ADMIN)
         err = assert_error(r, 409, "conflict", "windows")
-        assert "MAINTCAST_MAX_WINDOWS" in err["message"] and "3" in err["message"]
+        assert "MAINTCAST_MAX_WINDOWS" in err["message"]
+        assert "3" in err["message"]
         assert await ctx.snapshot() == before
         # an edit that adds no window still goes through at the cap
         r = await ctx.client.patch(

@@ -86,7 +86,8 @@ async def test_extend_within_the_reserve_moves_until_and_retry_after(
         before = await c.status()
         assert before["until"] == "2021-08-09T06:00:00+09:00"
         token = await c.client.post("/demo/api/token")
-        assert token.status_code == 503 and token.headers["retry-after"] == str(4 * 3600)
+        assert token.status_code == 503
+        assert token.headers["retry-after"] == str(4 * 3600)
         r = await c.post("extend", {"by_s": 1800, "reason": "migration overran"})
         assert r.status_code == 200, r.text
         w = r.json()
@@ -129,7 +130,8 @@ async def test_extend_past_the_reserve_needs_admin(fake_redis: Any, key_prefix: 
         assert r.status_code == 403, r.text
         err = r.json()["error"]
         assert (err["code"], err["field"]) == ("forbidden", "ends_at")
-        assert "latest_end" in err["message"] and "admin" in err["message"]
+        assert "latest_end" in err["message"]
+        assert "admin" in err["message"]
         assert await c.untouched() == before
         r = await c.post("extend", {"ends_at": "2021-08-09T07:30"}, headers=ADMIN)
         assert r.status_code == 200, r.text
@@ -251,7 +253,8 @@ async def test_cancelled_windows_conflict(fake_redis: Any, key_prefix: str) -> N
 async def test_auth_and_unknown_windows(fake_redis: Any, key_prefix: str, path: str) -> None:
     async with app_at(fake_redis, key_prefix, DURING) as c:
         r = await c.client.post(f"/v1/windows/{WID}/{path}", json={})
-        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
         r = await c.client.post(f"/v1/windows/nope/{path}", json={"by_s": 1}, headers=OPERATOR)
         assert r.status_code == 404, r.text
 
@@ -313,7 +316,8 @@ async def test_openapi_describes_the_lifecycle_routes(fake_redis: Any, key_prefi
         body = op["requestBody"]["content"]["application/json"]["schema"]
         assert set(body["properties"]) == props, path
         assert body.get("required", []) == required, path
-        assert "200" in op["responses"] and op["summary"]
+        assert "200" in op["responses"]
+        assert op["summary"]
     note = doc["paths"]["/v1/windows/{window_id}/notes"]["post"]
     message = note["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert set(message["message"]["properties"]) == {"ja", "en"}  # inlined, no dangling $ref

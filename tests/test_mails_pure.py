@@ -18,6 +18,7 @@ from broadcaster.notify.mails import MailContext, notice_of, render, thread_ids
 from broadcaster.notify.messages import CONFIRM, Message, body_of
 from broadcaster.notify.optin import confirm_message
 from broadcaster.notify.subscriptions import Subscription
+from broadcaster.timeparse import format_instant
 from broadcaster.validation import parse_schedule
 from tests.support import DEFAULTS, EXAMPLE, jst
 
@@ -32,7 +33,7 @@ def example() -> tuple[Window, MailContext]:
 
 def sub(lang: str = "ja") -> Subscription:
     return Subscription(
-        id="s1", kind="email", email="a@example.jp", lang=lang,  # type: ignore[arg-type]
+        id="s1", kind="email", email="a@example.jp", lang=lang,
         created_at=jst(2021, 5, 1), created_seq=0, actor="t", unsubscribe_key="k",
     )  # fmt: skip
 
@@ -42,7 +43,7 @@ def payload(kind: str, w: Window | None, at: datetime, **data: Any) -> dict[str,
     doc = {"seq": 5, "window": None if w is None else codec.window_doc(w, at), "status": status}
     return {
         "type": kind,
-        "timestamp": codec.format_instant(at, "Asia/Tokyo"),
+        "timestamp": format_instant(at, "Asia/Tokyo"),
         "data": {**doc, **data},
     }
 
@@ -75,7 +76,8 @@ def test_kinds_of_window_mail(
     n = notice_of(payload(event, w, at, **extra), sub(), ctx, CONFIG, "u")  # type: ignore[arg-type]
     assert (n.subject, n.lead) == (subject, lead)
     assert n.when == "2021年8月9日(月) 01:00〜06:00（5時間）"
-    assert n.zone == "Asia/Tokyo (UTC+09:00)" and n.error_code == "Z010000000"
+    assert n.zone == "Asia/Tokyo (UTC+09:00)"
+    assert n.error_code == "Z010000000"
 
 
 def test_cancelled_ended_early_extended_note_and_latest_end() -> None:
@@ -111,7 +113,8 @@ def test_cancelled_ended_early_extended_note_and_latest_end() -> None:
     assert n.lead == "※ メンテナンスの終了時刻を延長しました。"
     assert n.notes == []  # notes are shown on a note's mail
     n = notice_of(payload("maintenance.note", extended, now), sub("en"), ctx, CONFIG, "u")  # type: ignore[arg-type]
-    assert n.notes == ["On track"] and n.subject.startswith("[Update] ")
+    assert n.notes == ["On track"]
+    assert n.subject.startswith("[Update] ")
 
 
 def test_an_override_lists_the_subscribers_components() -> None:
@@ -148,7 +151,8 @@ def test_the_confirmation_mail_and_thread_ids() -> None:
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "https://s.example/v1/subscribe/confirm?token=TOKEN-1" in text
     assert "expires in 48 hours" in text
-    assert mail["Message-ID"] == f"<{msg.id}.s1@status.example.com>" and mail["In-Reply-To"] is None
+    assert mail["Message-ID"] == f"<{msg.id}.s1@status.example.com>"
+    assert mail["In-Reply-To"] is None
     event = Message(id="msg_4", kind="email", type="maintenance.scheduled", seq=4,
                     body=body_of("x", "t", {}), queued_s=0.0)  # fmt: skip
     assert thread_ids(event, sub(), "w1", "d.example") == ("<w1.s1@d.example>", None)

@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,8 @@ async def test_sse_through_nginx(tmp_path: Path) -> None:
 async def _check_routes(client: httpx.AsyncClient, api: str, proxy: str) -> None:
     assert (await client.get(f"{proxy}/healthz")).status_code == 200
     status = await client.get(f"{proxy}/v1/status")
-    assert status.status_code == 200 and status.headers["etag"], status.text
+    assert status.status_code == 200, status.text
+    assert status.headers["etag"], status.text
     # metrics are per replica: scraped from each, not served through the proxy
     assert (await client.get(f"{proxy}/metrics")).status_code == 404
     assert (await client.get(f"{api}/metrics")).status_code == 200
@@ -331,7 +332,8 @@ async def _check_streams(
             lambda: direct.events and via.events, "the initial status", timeout=10, interval=0.002
         )
         opened = time.perf_counter()
-        assert via.response is not None and via.response.status_code == 200
+        assert via.response is not None
+        assert via.response.status_code == 200
         headers = via.response.headers
         assert headers["content-type"].startswith("text/event-stream"), headers
         assert headers["cache-control"] in ("no-cache", "no-store"), headers
@@ -340,10 +342,15 @@ async def _check_streams(
 
         # 1. unbuffered: trigger -> arrival through nginx within 100 ms, beside direct
         rows: list[tuple[int, float]] = []  # (seq, trigger instant)
+
+        def on_both(seq: int) -> Callable[[], float | None]:
+            """``seq``'s arrival through nginx, once both streams have it."""
+            return lambda: direct.arrival(seq) and via.arrival(seq)
+
         for i in range(TRIGGERS):
             seq, t0 = await ops_write(ops, api, i)
             await eventually_async(
-                lambda s=seq: direct.arrival(s) and via.arrival(s),  # type: ignore[misc]
+                on_both(seq),
                 f"seq {seq}, direct and through nginx\n{tails(procs)}",
                 timeout=5,
                 interval=0.002,
@@ -407,7 +414,8 @@ async def test_gate_503_passes_through_nginx(tmp_path: Path) -> None:
             await wait_ready(client, direct, procs)
             with running_nginx(site, tmp_path / "nginx.log") as proxy:
                 ok = await client.post(f"{proxy}/demo/api/token", json={})
-                assert ok.status_code == 200 and ok.json()["processed"] is True, ok.text
+                assert ok.status_code == 200, ok.text
+                assert ok.json()["processed"] is True, ok.text
 
                 body = {"mode": "maintenance", "reason": "nginx gate test", "ttl_s": 600}
                 r = await client.put(f"{proxy}/v1/override", headers=AUTH, json=body)

@@ -182,9 +182,11 @@ async def test_the_2021_notice_reaches_a_webhook_and_a_mailbox(real_redis: Any) 
     assert "2021年6月14日(月) 01:00〜06:00（5時間）" in mails[1].text()
     assert "⇒ 2021年8月9日(月) 01:00〜06:00（5時間） に延期となりました。" in mails[2].text()
     sub = mails[1].message["Message-ID"]
-    assert sub.startswith(f"<{WID}.") and sub.endswith("@status.example.com>")
+    assert sub.startswith(f"<{WID}.")
+    assert sub.endswith("@status.example.com>")
     for m in mails[2:]:
-        assert m.message["In-Reply-To"] == sub and m.message["References"] == sub
+        assert m.message["In-Reply-To"] == sub
+        assert m.message["References"] == sub
         assert m.message["Content-Language"] == "ja"
         assert "タイムゾーン: Asia/Tokyo (UTC+09:00)" in m.text()
         assert m.table("impact")[8] == ["", "銀行振込", "ご利用いただけます。"]

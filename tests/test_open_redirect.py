@@ -144,7 +144,8 @@ async def test_chromium_resolves_every_way_back_to_this_origin(
             for q in queries:
                 url = f"{base}/maintenance?return={q}"
                 r = await page.goto(url)
-                assert r is not None and r.status == 200, url
+                assert r is not None, url
+                assert r.status == 200, url
                 href = await page.evaluate("() => document.querySelector('#mt-ended a').href")
                 got = urlsplit(href)
                 assert (got.scheme, got.netloc) == (origin.scheme, origin.netloc), (q, href)

@@ -325,14 +325,16 @@ async def test_create_accepts_local_times_with_zone_and_defaults(
         assert w["starts_at"] == "2024-11-03T01:30:00-05:00"
         assert w["ends_at"] == "2024-11-03T04:00:00-05:00"
         assert w["timezone"] == "America/New_York"
-        assert w["status"] == "scheduled" and w["history"] == []
+        assert w["status"] == "scheduled"
+        assert w["history"] == []
         assert w["error_code"] == "Z010000000"
         assert w["description"] == {}
         assert {"link", "token_embedded", "token_modal", "api", "admin"} <= set(w["messages"])
         assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", w["id"])
         assert await ctx.seq() == seq + 1
         r = await ctx.client.get(f"/v1/windows/{w['id']}")
-        assert r.status_code == 200 and r.json()["id"] == w["id"]
+        assert r.status_code == 200
+        assert r.json()["id"] == w["id"]
 
 
 @pytest.mark.parametrize(
@@ -504,7 +506,8 @@ async def test_completed_window_cannot_change_409(fake_redis: Any, key_prefix: s
 async def test_cancelled_window_cannot_change_409(fake_redis: Any, key_prefix: str) -> None:
     async with ops_app(fake_redis, key_prefix) as ctx:
         r = await ctx.client.post(f"/v1/windows/{WID}/cancel", json={"reason": "x"}, headers=ADMIN)
-        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert r.status_code == 200
+        assert r.json()["status"] == "cancelled"
         before = await ctx.snapshot()
         r = await ctx.client.patch(f"/v1/windows/{WID}", json={"reason": "y"}, headers=ADMIN)
         err = assert_error(r, 409, "conflict")
@@ -762,7 +765,9 @@ async def test_end_in_progress_early(fake_redis: Any, key_prefix: str, new_end: 
         assert events[-1]["reason"] == "done early"
         st = await ctx.status()
         assert st["state"] == "normal"
-        assert st["until"] is None and st["error_code"] is None and st["active"] == []
+        assert st["until"] is None
+        assert st["error_code"] is None
+        assert st["active"] == []
         assert all(
             v == "operational" for methods in st["components"].values() for v in methods.values()
         )
@@ -787,7 +792,8 @@ async def test_cancel_in_progress(fake_redis: Any, key_prefix: str) -> None:
             "rolled back",
         )
         st = await ctx.status()
-        assert st["state"] == "normal" and st["active"] == []
+        assert st["state"] == "normal"
+        assert st["active"] == []
         assert (await ctx.window())["status"] == "cancelled"
 
 
@@ -918,7 +924,8 @@ async def test_override_normal_during_active_window(fake_redis: Any, key_prefix:
         assert r.status_code == 200, r.text
         st = r.json()
         assert st["state"] == "normal"
-        assert st["until"] is None and st["error_code"] is None
+        assert st["until"] is None
+        assert st["error_code"] is None
         assert all(
             v == "operational" for methods in st["components"].values() for v in methods.values()
         )
@@ -954,7 +961,8 @@ async def test_delete_override(fake_redis: Any, key_prefix: str) -> None:
         r = await ctx.client.delete("/v1/override", headers=OPERATOR)  # no body: fine
         assert r.status_code == 200, r.text
         st = r.json()
-        assert st["override"] is None and st["state"] == "normal"
+        assert st["override"] is None
+        assert st["state"] == "normal"
         assert st["cause"]["type"] == "override.cleared"
         assert (await ctx.store.state()).override is None
 
@@ -1012,7 +1020,8 @@ async def test_unannounced_window_is_visible_only_to_ops(fake_redis: Any, key_pr
             r = await ctx.client.get("/v1/windows", headers=headers)
             assert [w["id"] for w in r.json()["windows"]] == ["secret-2021-07", WID]
             r = await ctx.client.get("/v1/windows/secret-2021-07", headers=headers)
-            assert r.status_code == 200 and r.json()["id"] == "secret-2021-07"
+            assert r.status_code == 200
+            assert r.json()["id"] == "secret-2021-07"
             r = await ctx.client.get("/v1/windows", params={"status": "scheduled"}, headers=headers)
             assert len(r.json()["windows"]) == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from tests.support import (
 )
 
 
-def _doc(until: str | None = None, starts: list[str] = (), expires: str | None = None) -> Any:
+def _doc(until: str | None = None, starts: Sequence[str] = (), expires: str | None = None) -> Any:
     override = {"mode": "maintenance", "expires_at": expires} if expires else None
     return {"until": until, "upcoming": [{"starts_at": s} for s in starts], "override": override}
 
@@ -87,10 +88,16 @@ async def test_audit_finds_a_flush_that_nothing_published(fake_redis: Any, key_p
     store = make_store(fake_redis, key_prefix)
     await import_example(store, clock.now())
     async with running_hub(store, clock, audit_s=0.1) as hub:
-        assert hub.current is not None and hub.current.doc["state"] == "maintenance"
+        assert hub.current is not None
+        assert hub.current.doc["state"] == "maintenance"
         await fake_redis.flushall()
-        await eventually_async(lambda: hub.current.seq == 0, "the audit to adopt seq 0", timeout=3)
-        assert hub.current.doc["state"] == "normal" and hub.current.doc["components"] == {}
+        await eventually_async(
+            lambda: hub.current is not None and hub.current.seq == 0,
+            "the audit to adopt seq 0",
+            timeout=3,
+        )
+        assert hub.current.doc["state"] == "normal"
+        assert hub.current.doc["components"] == {}
 
 
 async def test_lease(fake_redis: Any, key_prefix: str) -> None:
@@ -139,7 +146,8 @@ async def test_the_subscription_survives_an_unexpected_error(
     task = asyncio.create_task(store.follow(handle, lost.append))
     try:
         await eventually_async(lambda: subscribed, "a new subscription")
-        assert isinstance(lost[0], RuntimeError) and subscribed == [None]
+        assert isinstance(lost[0], RuntimeError)
+        assert subscribed == [None]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -103,14 +103,16 @@ def test_cli_names_the_variable_for_a_malformed_sentinel_url() -> None:
     env = env_for(MAINTCAST_REDIS_URL="redis+sentinel://:hunter2@127.0.0.1:26379")
     done: subprocess.CompletedProcess[str] = run_cli(["worker", "check"], env)
     assert done.returncode != 0
-    assert "MAINTCAST_REDIS_URL" in done.stderr and "master's name" in done.stderr
+    assert "MAINTCAST_REDIS_URL" in done.stderr
+    assert "master's name" in done.stderr
     assert "hunter2" not in done.stderr + done.stdout
 
 
 async def test_connect_builds_a_sentinel_client_and_closing_it_closes_the_sentinels() -> None:
     """No server is contacted until a command runs; the options reach both sides."""
     client, embedded = connect(f"redis+sentinel://:pw@{H}:1,{H}:2/m/3?sentinel_password=sp")
-    assert not embedded and isinstance(client, SentinelRedis)
+    assert not embedded
+    assert isinstance(client, SentinelRedis)
     sentinel: Any = client.owned_sentinel
     assert sentinel is not None
     assert [
@@ -119,11 +121,14 @@ async def test_connect_builds_a_sentinel_client_and_closing_it_closes_the_sentin
     ] == [(H, 1), (H, 2)]
     for s in sentinel.sentinels:
         kw = s.connection_pool.connection_kwargs
-        assert kw["socket_timeout"] == SENTINEL_TIMEOUT_S and kw["password"] == "sp"
+        assert kw["socket_timeout"] == SENTINEL_TIMEOUT_S
+        assert kw["password"] == "sp"
     kw = client.connection_pool.connection_kwargs
-    assert kw["db"] == 3 and kw["password"] == "pw"
+    assert kw["db"] == 3
+    assert kw["password"] == "pw"
     assert kw["socket_timeout"] == kw["socket_connect_timeout"] == SOCKET_TIMEOUT_S
-    assert kw["socket_keepalive"] is True and kw["health_check_interval"] == 10
+    assert kw["socket_keepalive"] is True
+    assert kw["health_check_interval"] == 10
     assert client.connection_pool.service_name == "m"  # type: ignore[attr-defined]
 
     closed: list[str] = []
@@ -133,12 +138,12 @@ async def test_connect_builds_a_sentinel_client_and_closing_it_closes_the_sentin
         closed.append("sentinel")
         await original(self)
 
-    type(sentinel).aclose = spy  # type: ignore[method-assign]
+    type(sentinel).aclose = spy
     try:
         await client.aclose()
         await client.aclose()  # twice is harmless: the sentinels are closed once
     finally:
-        type(sentinel).aclose = original  # type: ignore[method-assign]
+        type(sentinel).aclose = original
     assert closed == ["sentinel"]
 
 
@@ -146,7 +151,8 @@ async def test_connect_plain_url_keeps_the_timeouts() -> None:
     client, embedded = connect("redis://127.0.0.1:1/0")
     try:
         kw = client.connection_pool.connection_kwargs
-        assert not embedded and kw["socket_timeout"] == SOCKET_TIMEOUT_S
+        assert not embedded
+        assert kw["socket_timeout"] == SOCKET_TIMEOUT_S
         assert kw["socket_keepalive"] is True
     finally:
         await client.aclose()

@@ -181,7 +181,7 @@ async def test_the_worker_plans_reminder_instants(fake_redis: Any, key_prefix: s
 
     store = make_store(fake_redis, key_prefix)
     await import_example(store, jst(2021, 8, 1))
-    w = Worker(store, Far(), notify=FAST)  # type: ignore[arg-type]
+    w = Worker(store, Far(), notify=FAST)
     w.scheduler.start(paused=True)
     try:
         await w.plan()

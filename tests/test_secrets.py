@@ -59,7 +59,8 @@ async def test_elsewhere_it_goes_to_a_private_file(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == f"MAINTCAST_TOKEN={TOKEN}\n"
     (record,) = [r for r in caplog.records if r.name == "broadcaster.onetime"]
-    assert record.levelno == logging.WARNING and str(path) in record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert str(path) in record.getMessage()
     assert TOKEN not in caplog.text
     async with cleanup(None, None):  # the app's lifespan: removed when it stops
         assert path.exists()
@@ -116,9 +117,11 @@ def test_serve_without_a_terminal_writes_the_token_to_a_file(tmp_path: Path) -> 
         found = FILE_RE.search(text)
         assert found, text
         path = Path(found.group(1))
-        assert path.parent == tmp_path and stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.parent == tmp_path
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
         token = path.read_text().strip().removeprefix("MAINTCAST_TOKEN=")
-        assert token.startswith("mc_") and token not in text
+        assert token.startswith("mc_")
+        assert token not in text
         assert token_works(port, token)
         assert not token_works(port, token + "x")
     # uvicorn ends on SIGTERM by raising it again: killed by it, after a clean shutdown
@@ -164,7 +167,8 @@ def test_a_tokens_file_others_may_write_is_refused(tmp_path: Path, mode: int) ->
     f.chmod(mode)
     with pytest.raises(TokenConfigError, match="MAINTCAST_TOKENS_FILE") as exc:
         Tokens.parse("", str(f))
-    assert str(f) in str(exc.value) and f"{mode:04o}" in str(exc.value)
+    assert str(f) in str(exc.value)
+    assert f"{mode:04o}" in str(exc.value)
     assert "chmod go-w" in str(exc.value)
 
 
@@ -174,7 +178,8 @@ def test_a_tokens_file_only_its_owner_may_write_is_read(tmp_path: Path, mode: in
     f.write_text(entry_line("ops", "admin", TOKEN) + "\n", encoding="utf-8")
     f.chmod(mode)
     principal = Tokens.parse("", str(f)).verify(TOKEN)
-    assert principal is not None and principal.name == "ops"
+    assert principal is not None
+    assert principal.name == "ops"
 
 
 def test_the_api_refuses_to_start_with_a_group_writable_tokens_file(tmp_path: Path) -> None:
@@ -185,7 +190,8 @@ def test_the_api_refuses_to_start_with_a_group_writable_tokens_file(tmp_path: Pa
     res = run_cli(["api", "--port", str(free_port())], env, 30)
     assert res.returncode == 1, res.stdout + res.stderr
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("maintcast: MAINTCAST_TOKENS_FILE: ") and str(f) in line, line
+    assert line.startswith("maintcast: MAINTCAST_TOKENS_FILE: "), line
+    assert str(f) in line, line
     assert "writable by group or others (mode 0660)" in line
 
 
@@ -223,7 +229,8 @@ def test_a_tokens_file_in_a_sticky_or_private_directory_is_read(tmp_path: Path, 
         principal = Tokens.parse("", str(f)).verify(TOKEN)
     finally:
         home.chmod(0o700)
-    assert principal is not None and principal.name == "ops"
+    assert principal is not None
+    assert principal.name == "ops"
 
 
 def test_forwarded_allow_ips_star_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:

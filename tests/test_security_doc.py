@@ -64,7 +64,11 @@ def test_the_nginx_numbers_and_retry_after_match() -> None:
     burst = re.search(r"limit_req zone=maintcast_stream_opens burst=(\d+)", site)
     rate = re.search(r"zone=maintcast_requests:\w+ rate=(\d+)r/s", site)
     rest = re.search(r"limit_req zone=maintcast_requests burst=(\d+)", site)
-    assert conn and opens and burst and rate and rest
+    assert conn
+    assert opens
+    assert burst
+    assert rate
+    assert rest
     row = f"{conn[1]} open; new ones {opens[1]}/s after a burst of {burst[1]}"
     assert row in text, row
     assert f"{rate[1]}/s after a burst of {rest[1]}" in text

@@ -37,7 +37,7 @@ from tests.support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
-CATALOG = {
+CATALOG: dict[str, Any] = {
     "services": {
         "webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}},
         "atobarai": {"methods": {"bank_transfer": {}}},
@@ -136,7 +136,10 @@ async def test_failover_during_a_run_of_boundaries(
         async with httpx.AsyncClient() as probe:
             for base in bases:
                 await wait_ready(probe, base, procs, empty_store=True)
-        logs = lambda: tails(procs)  # noqa: E731
+
+        def logs() -> str:
+            return tails(procs)
+
         async with client_of(bases[0], resume=True) as c1, client_of(bases[1], resume=True) as c2:
             for c in (c1, c2):
                 await c.wait_for(lambda d: d["seq"] >= 0, 5, "snapshot", logs())

@@ -68,7 +68,8 @@ def patch(sc: SeriesChange, raw: Any, now: datetime, windows: dict[str, Window])
 def test_creating_a_series_materializes_its_occurrences() -> None:
     sc = create()
     s = sc.series
-    assert s.series_id == s.id == "webcollect-monthly" and s.recurrence is not None
+    assert s.series_id == s.id == "webcollect-monthly"
+    assert s.recurrence is not None
     assert (sc.cause.type, sc.cause.window_id, sc.cause.actor) == (
         "maintenance.scheduled",
         "webcollect-monthly",
@@ -81,12 +82,17 @@ def test_creating_a_series_materializes_its_occurrences() -> None:
         "webcollect-monthly--20210909",
         "webcollect-monthly--20211014",
     ]
-    assert ids[-1] == "webcollect-monthly--20220811" and len(ids) == 13
+    assert ids[-1] == "webcollect-monthly--20220811"
+    assert len(ids) == 13
     occ = sc.windows["webcollect-monthly--20210909"]
     assert (occ.starts_at, occ.ends_at) == (jst(2021, 9, 9, 1), jst(2021, 9, 9, 6))
     assert occ.latest_end == jst(2021, 9, 9, 6, 30)  # the reserve's length is kept
-    assert occ.drain_s == 600 and occ.title == s.title and occ.affected == s.affected
-    assert occ.series_id == s.id and occ.recurrence is None and occ.history == ()
+    assert occ.drain_s == 600
+    assert occ.title == s.title
+    assert occ.affected == s.affected
+    assert occ.series_id == s.id
+    assert occ.recurrence is None
+    assert occ.history == ()
     # announced as long before its start as the first: created 2021-07-20 10:00 for 08-12
     assert s.announce_at == CREATED
     assert occ.starts_at - occ.announce_at == jst(2021, 8, 12, 1) - CREATED
@@ -192,7 +198,8 @@ def test_an_occurrence_is_an_ordinary_window() -> None:
         actor="boss",
     )
     assert moved.cause.type == "maintenance.rescheduled"
-    assert moved.window.id == occ.id and moved.window.series_id == "webcollect-monthly"
+    assert moved.window.id == occ.id
+    assert moved.window.series_id == "webcollect-monthly"
     assert moved.window.starts_at == jst(2021, 9, 16, 1)
     # a moved occurrence keeps its id: the top-up never makes it again
     windows = {**sc.windows, occ.id: moved.window}
@@ -209,7 +216,8 @@ def test_a_series_wide_patch_changes_future_occurrences_only() -> None:
     during = jst(2021, 9, 9, 2)  # the 09-09 occurrence is in progress
     out = patch(sc, {"title": {"ja": "新"}, "reason": "renamed"}, during, windows)
     assert (out.cause.type, out.cause.reason) == ("maintenance.updated", "renamed")
-    assert out.series.title.ja == "新" and out.series.history[-1].change == "updated"
+    assert out.series.title.ja == "新"
+    assert out.series.history[-1].change == "updated"
     assert "webcollect-monthly--20210812" not in out.windows  # completed
     assert "webcollect-monthly--20210909" not in out.windows  # in progress
     assert all(w.title.ja == "新" for w in out.windows.values())
@@ -232,7 +240,9 @@ def test_a_series_wide_reschedule_retimes_future_occurrences() -> None:
     assert (occ.starts_at, occ.ends_at) == (jst(2021, 10, 14, 2), jst(2021, 10, 14, 5))
     assert occ.latest_end == jst(2021, 10, 14, 5, 30)  # the reserve keeps its length
     h = occ.history[-1]
-    assert h.change == "rescheduled" and h.from_ is not None and h.to is not None
+    assert h.change == "rescheduled"
+    assert h.from_ is not None
+    assert h.to is not None
     assert (h.from_.starts_at, h.to.starts_at) == (jst(2021, 10, 14, 1), jst(2021, 10, 14, 2))
     # the announce lead is kept
     assert (
@@ -256,7 +266,8 @@ def test_a_new_rule_cancels_what_it_drops_and_creates_what_it_adds() -> None:
     assert out.windows["webcollect-monthly--20210812"].cancelled
     assert out.windows["webcollect-monthly--20210812"].history[-1].change == "cancelled"
     new = out.windows["webcollect-monthly--20210819"]
-    assert not new.cancelled and new.starts_at == jst(2021, 8, 19, 1)
+    assert not new.cancelled
+    assert new.starts_at == jst(2021, 8, 19, 1)
     # rejected: a rule the first occurrence does not match
     with pytest.raises(InvalidInput) as err:
         patch(sc, {"recurrence": {"rrule": "FREQ=MONTHLY;BYDAY=3TH"}}, CREATED, windows)
@@ -294,11 +305,13 @@ def test_cancelling_a_series_cancels_what_has_not_started() -> None:
     out = cancel_series(
         sc.series, {"reason": "no longer needed"}, sc.windows, now=during, actor="boss"
     )
-    assert out.series.cancelled and out.cause.type == "maintenance.cancelled"
+    assert out.series.cancelled
+    assert out.cause.type == "maintenance.cancelled"
     assert status_of(out.series, during) == "cancelled"
     assert "webcollect-monthly--20210909" not in out.windows  # in progress: left to end
     assert "webcollect-monthly--20210812" not in out.windows  # completed
-    assert len(out.windows) == 11 and all(w.cancelled for w in out.windows.values())
+    assert len(out.windows) == 11
+    assert all(w.cancelled for w in out.windows.values())
     assert all(lifecycle(w, during) == "cancelled" for w in out.windows.values())
     with pytest.raises(Conflict):
         cancel_series(out.series, {}, out.windows, now=during, actor="boss")
@@ -336,7 +349,8 @@ def test_import_creates_merges_and_leaves_an_unchanged_series_alone() -> None:
         from_file=True,
     )
     made = import_series(None, file_series, {}, now=CREATED, actor="import")
-    assert made is not None and len(made.windows) == 13
+    assert made is not None
+    assert len(made.windows) == 13
     assert made.cause.type == "maintenance.scheduled"
     windows = dict(made.windows)
     assert import_series(made.series, file_series, windows, now=CREATED, actor="import") is None
@@ -344,7 +358,8 @@ def test_import_creates_merges_and_leaves_an_unchanged_series_alone() -> None:
         update={"title": file_series.title.model_copy(update={"en": "R"})}
     )
     changed = import_series(made.series, renamed, windows, now=CREATED, actor="import")
-    assert changed is not None and changed.cause.type == "maintenance.updated"
+    assert changed is not None
+    assert changed.cause.type == "maintenance.updated"
     assert all(w.title.en == "R" for w in changed.windows.values())
     clash = file_series.model_copy(update={"series_id": "other"})
     with pytest.raises(InvalidInput) as err:

@@ -115,21 +115,25 @@ async def test_create_read_and_list_a_series(fake_redis: Any, key_prefix: str) -
         # the series is readable by its id (publicly too) ...
         for headers in (ADMIN, {}):
             r = await a.client.get(f"/v1/windows/{SID}", headers=headers)
-            assert r.status_code == 200 and r.json()["recurrence"] is not None
+            assert r.status_code == 200
+            assert r.json()["recurrence"] is not None
         # ... and is no window: not in the list, not in the status, not in the feed
         listed = (await a.client.get("/v1/windows", headers=ADMIN)).json()["windows"]
         assert SID not in {w["id"] for w in listed}
         occ = await a.occurrences()
         assert [w["id"] for w in occ][:2] == [f"{SID}--20210812", f"{SID}--20210909"]
-        assert len(occ) == 13 and {w["series_id"] for w in occ} == {SID}
+        assert len(occ) == 13
+        assert {w["series_id"] for w in occ} == {SID}
         assert all(w["recurrence"] is None and w["status"] == "scheduled" for w in occ)
         assert {w["id"] for w in listed} >= {w["id"] for w in occ}
         status = await a.store.status(a.clock.now())
         upcoming = [w["id"] for w in status["upcoming"]]
-        assert SID not in upcoming and f"{SID}--20210812" in upcoming
+        assert SID not in upcoming
+        assert f"{SID}--20210812" in upcoming
         cal = Calendar.from_ical((await a.client.get("/v1/windows.ics")).content)
         uids = {str(e["UID"]) for e in cal.walk("VEVENT")}
-        assert f"{SID}@maintcast" not in uids and f"{SID}--20210812@maintcast" in uids
+        assert f"{SID}@maintcast" not in uids
+        assert f"{SID}--20210812@maintcast" in uids
         # an id is a window's or a series', never both
         r = await a.client.post("/v1/windows", json={**SERIES, "recurrence": None}, headers=ADMIN)
         assert field_of(r, 409) == "id"
@@ -186,7 +190,8 @@ async def test_one_occurrence_alone_and_the_series_wide_routes(
             json={"title": {"en": "x"}},
             headers=ADMIN,
         )
-        assert field_of(r, 422) == "scope" and SID in r.json()["error"]["message"]
+        assert field_of(r, 422) == "scope"
+        assert SID in r.json()["error"]["message"]
         r = await a.client.post(
             "/v1/windows/nope/cancel", params={"scope": "series"}, headers=ADMIN
         )
@@ -238,7 +243,8 @@ async def test_one_occurrence_alone_and_the_series_wide_routes(
         r = await a.client.post(
             f"/v1/windows/{SID}/cancel", params={"scope": "series"}, json={}, headers=ADMIN
         )
-        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert r.status_code == 200
+        assert r.json()["status"] == "cancelled"
         types = [(e["type"], e["window_id"]) for e in await a.events(seq)]
         assert types == [
             ("maintenance.started", f"{SID}--20210812"),
@@ -341,7 +347,8 @@ async def test_an_unannounced_series_leaves_no_public_trace(
         (ev,) = await a.events(seq, public=True)
         assert (ev["type"], ev["window_id"], ev["reason"]) == ("maintenance.scheduled", None, None)
         status = await a.store.status(a.clock.now())
-        assert status["cause"]["window_id"] is None and status["cause"]["reason"] is None
+        assert status["cause"]["window_id"] is None
+        assert status["cause"]["reason"] is None
         assert (await a.client.get(f"/v1/windows/{SID}")).status_code == 404
         assert len(await a.occurrences(SID)) == 13  # ops see them
         r = await a.client.get("/v1/windows", params={"series": SID})
@@ -369,7 +376,9 @@ async def test_occurrences_count_towards_the_live_windows_cap(
         seq = await a.seq()
         daily = {**SERIES, "recurrence": {"rrule": "FREQ=DAILY"}}
         r = await a.client.post("/v1/windows", json=daily, headers=ADMIN)
-        assert field_of(r, 409) == "windows" and "MAINTCAST_MAX_WINDOWS" in r.text
-        assert await a.seq() == seq and await a.store.series() == {}
+        assert field_of(r, 409) == "windows"
+        assert "MAINTCAST_MAX_WINDOWS" in r.text
+        assert await a.seq() == seq
+        assert await a.store.series() == {}
         # thirteen monthly occurrences fit
         assert (await a.client.post("/v1/windows", json=SERIES, headers=ADMIN)).status_code == 201

@@ -143,6 +143,5 @@ async def test_a_series_survives_worker_kills_with_each_boundary_once(
     assert scheduled == [SID, *TOPPED], info
     # each announcement once (the first came with the import)
     announced = [e["window_id"] for e in log if e["type"] == "maintenance.announced"]
-    assert announced == [w for w in announced if w in OCC[1:]] and len(set(announced)) == len(
-        announced
-    ), info
+    assert announced == [w for w in announced if w in OCC[1:]], info
+    assert len(set(announced)) == len(announced), info

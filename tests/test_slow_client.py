@@ -68,7 +68,10 @@ async def test_a_client_that_stops_reading_does_not_hold_shutdown(
     try:
         async with live_server(app) as base:
             sock = await stuck_client(hub, base)
-            waiting = lambda: any(s.writer for s in hub.streams._open)  # noqa: E731
+
+            def waiting() -> bool:
+                return any(s.writer for s in hub.streams._open)
+
             await publish_until(store, waiting)  # until its send waits on the full socket
             assert waiting(), "the send never waited"
             t0 = time.monotonic()

@@ -75,7 +75,8 @@ async def test_snapshot_then_live_then_replay(
             async with asyncio.timeout(5):
                 got = await _events(client, f"{base}/v1/stream", 1, **{"Last-Event-ID": bad})
             doc = orjson.loads(got[0].data)
-            assert doc["cause"]["type"] == "resync" and doc["seq"] == 2
+            assert doc["cause"]["type"] == "resync"
+            assert doc["seq"] == 2
 
 
 async def test_absurd_resume_points_resync_and_events_reject_huge_after(
@@ -102,7 +103,8 @@ async def test_a_client_disconnect_is_noticed(fake_redis: Any, key_prefix: str) 
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         async with asyncio.timeout(5):
             got = await _events(client, f"{base}/v1/stream", 1)
-        assert got and hub.clients <= 1
+        assert got
+        assert hub.clients <= 1
         await eventually_async(lambda: hub.clients == 0, "the hub to forget the stream")
         assert hub.clients == 0
 
@@ -124,7 +126,8 @@ async def test_pings_arrive_on_an_idle_stream(fake_redis: Any, key_prefix: str) 
                 lines.append(line)
                 if line.startswith(": ping"):
                     break
-        assert lines[0].startswith("retry: ") and any(x.startswith("id: ") for x in lines)
+        assert lines[0].startswith("retry: ")
+        assert any(x.startswith("id: ") for x in lines)
 
 
 async def test_cors_applies_to_the_live_routes(fake_redis: Any, key_prefix: str) -> None:
@@ -154,10 +157,12 @@ async def test_live_routes_answer_errors_in_the_contract_shape(
     app = create_app(settings_for(None, key_prefix), redis=fake_redis, clock=clock)
     async with live_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         r = await client.post(f"{base}/v1/stream")
-        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"  # HEAD: issue 12
+        assert r.status_code == 405
+        assert r.headers["allow"] == "GET, HEAD"
         assert r.json()["error"]["code"] == "method_not_allowed"
         r = await client.delete(f"{base}/v1/status")
-        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert r.status_code == 405
+        assert r.headers["allow"] == "GET, HEAD"
         for url, status, field in (
             ("/v1/status?service=nope", 404, "service"),
             ("/v1/stream?service=nope", 404, "service"),
@@ -170,13 +175,15 @@ async def test_live_routes_answer_errors_in_the_contract_shape(
             assert r.json()["error"]["field"] == field, url
         ok = await client.get(f"{base}/v1/status")
         head = await client.head(f"{base}/v1/status")
-        assert head.status_code == 200 and head.content == b""
+        assert head.status_code == 200
+        assert head.content == b""
         assert head.headers["content-length"] == str(len(ok.content))
         assert head.headers["etag"] == ok.headers["etag"]
         etag = ok.headers["etag"]
         for given in (etag, f"W/{etag}", f'"0", {etag}', "*"):  # RFC 9110 13.1.2
             same = await client.get(f"{base}/v1/status", headers={"If-None-Match": given})
-            assert same.status_code == 304 and same.content == b"", given
+            assert same.status_code == 304, given
+            assert same.content == b"", given
         other = await client.get(f"{base}/v1/status", headers={"If-None-Match": '"0"'})
         assert other.status_code == 200
         # a Last-Event-ID of non-ASCII digits is not a seq: resync, not a crash

@@ -88,13 +88,16 @@ async def test_import_publishes_once_and_seq_agrees_everywhere(
 
         assert int(await any_redis.get(keys.seq)) == 1
         status = await stored_status(store)
-        assert status["seq"] == 1 and status == doc
+        assert status["seq"] == 1
+        assert status == doc
 
         rows = await any_redis.xrange(keys.events)
         assert [r[0] for r in rows] == [b"1-0"]
         entry = orjson.loads(rows[0][1][b"e"])
-        assert entry["seq"] == 1 and entry["type"] == "maintenance.scheduled"
-        assert entry["window_id"] == WINDOW_ID and entry["state"] == "normal"
+        assert entry["seq"] == 1
+        assert entry["type"] == "maintenance.scheduled"
+        assert entry["window_id"] == WINDOW_ID
+        assert entry["state"] == "normal"
         assert orjson.loads(rows[0][1][b"s"])["seq"] == 1
 
         m = await eventually_async(lambda: next_message("message"), "the message", interval=0)
@@ -131,7 +134,8 @@ async def test_reconcile_starts_once_then_ends(any_redis: Any, key_prefix: str) 
     assert [(d["seq"], d["cause"]["type"], d["state"]) for d in ended] == [
         (3, "maintenance.ended", "normal")
     ]
-    assert ended[0]["active"] == [] and ended[0]["until"] is None
+    assert ended[0]["active"] == []
+    assert ended[0]["until"] is None
     assert await store.reconcile(jst(2021, 8, 9, 6, 0, 1)) == []
     assert [e["type"] for e in await store.events(0, 100)] == [
         "maintenance.scheduled",
@@ -218,12 +222,16 @@ async def test_reimport_with_new_times_is_rescheduled(any_redis: Any, key_prefix
     assert len(history) == 2
     # the file's own entry (the 2021 postponement) is kept, first
     first = window.history[0]
-    assert first.change == "rescheduled" and first.reason == "延期 (postponed)"
-    assert first.from_ is not None and first.from_.starts_at == jst(2021, 6, 14, 1, 0)
+    assert first.change == "rescheduled"
+    assert first.reason == "延期 (postponed)"
+    assert first.from_ is not None
+    assert first.from_.starts_at == jst(2021, 6, 14, 1, 0)
     # the new entry records this change, from -> to
     new = window.history[1]
-    assert new.change == "rescheduled" and new.at == later
-    assert new.from_ is not None and new.to is not None
+    assert new.change == "rescheduled"
+    assert new.at == later
+    assert new.from_ is not None
+    assert new.to is not None
     assert (new.from_.starts_at, new.from_.ends_at) == (jst(2021, 8, 9, 1), jst(2021, 8, 9, 6))
     assert (new.to.starts_at, new.to.ends_at) == (jst(2021, 8, 16, 1), jst(2021, 8, 16, 6))
     assert window.reschedules() == 2
@@ -312,7 +320,8 @@ async def test_replay_and_events(any_redis: Any, key_prefix: str) -> None:
         "title 3",
     ]
     full = await store.replay(0)
-    assert full is not None and [orjson.loads(p)["seq"] for p in full] == [1, 2, 3, 4, 5]
+    assert full is not None
+    assert [orjson.loads(p)["seq"] for p in full] == [1, 2, 3, 4, 5]
 
     events = await store.events(0, 3)
     assert [e["seq"] for e in events] == [1, 2, 3]  # oldest first, limited
@@ -336,7 +345,8 @@ async def test_replay_beyond_retention_is_none(any_redis: Any, key_prefix: str) 
     assert await store.replay(0) is None
     assert await store.replay(4) is None  # seq 5 was trimmed
     kept = await store.replay(5)
-    assert kept is not None and [orjson.loads(p)["seq"] for p in kept] == list(range(6, 16))
+    assert kept is not None
+    assert [orjson.loads(p)["seq"] for p in kept] == list(range(6, 16))
     assert await store.replay(15) == []
     assert [e["seq"] for e in await store.events(0, 3)] == [6, 7, 8]
 
@@ -424,7 +434,8 @@ async def test_a_long_gap_is_a_resync_not_a_flood(fake_redis: Any, key_prefix: s
     assert await store.replay(0) is None
     assert await store.replay(1) is None  # 501 behind
     replayed = await store.replay(2)  # exactly MAX_REPLAY behind
-    assert replayed is not None and len(replayed) == MAX_REPLAY
+    assert replayed is not None
+    assert len(replayed) == MAX_REPLAY
 
 
 async def test_a_reconcile_older_than_the_stored_status_publishes_nothing(

@@ -72,7 +72,9 @@ async def test_an_idle_stream_is_written_without_a_task() -> None:
     streams.deliver(ev(1))  # a repeat is not re-sent
     streams.deliver(ev(2))
     assert c.bodies() == [ev(1).frame(), ev(2).frame()]  # written before any await
-    assert s.writer is None and s.backlog is None and len(asyncio.all_tasks()) == before
+    assert s.writer is None
+    assert s.backlog is None
+    assert len(asyncio.all_tasks()) == before
 
 
 async def test_a_suspended_send_is_finished_by_a_task_and_the_backlog_follows_in_order() -> None:
@@ -80,10 +82,12 @@ async def test_a_suspended_send_is_finished_by_a_task_and_the_backlog_follows_in
     s = await open_stream(streams, c)
     c.paused.clear()
     streams.deliver(ev(1))  # suspends: a writer task takes over
-    assert s.writer is not None and c.sent == []
+    assert s.writer is not None
+    assert c.sent == []
     streams.deliver(ev(2))
     streams.deliver(ev(3))
-    assert s.backlog is not None and [e.seq for e in s.backlog] == [2, 3]
+    assert s.backlog is not None
+    assert [e.seq for e in s.backlog] == [2, 3]
     c.paused.set()
     await eventually_async(
         lambda: s.writer is None, "the writer task to finish", timeout=1, interval=0
@@ -104,7 +108,8 @@ async def test_a_full_backlog_cuts_the_stream_and_counts_it() -> None:
     c.paused.clear()
     for seq in range(1, 5):
         streams.deliver(ev(seq))
-    assert s.aborted and len(streams) == 1
+    assert s.aborted
+    assert len(streams) == 1
     assert metric_value(DROPPED) == before + 1
     await asyncio.gather(request, return_exceptions=True)
     assert request.cancelled()  # the connection is closed by ending its request
@@ -120,7 +125,9 @@ async def test_a_send_that_never_finishes_times_out(monkeypatch: pytest.MonkeyPa
     streams.deliver(ev(1))
     async with asyncio.timeout(1):
         await asyncio.gather(request, return_exceptions=True)
-    assert s.aborted and request.cancelled() and len(streams) == 0
+    assert s.aborted
+    assert request.cancelled()
+    assert len(streams) == 0
 
 
 async def test_end_sends_one_final_chunk_also_after_a_pending_backlog() -> None:
@@ -131,16 +138,21 @@ async def test_end_sends_one_final_chunk_also_after_a_pending_backlog() -> None:
     streams.deliver(ev(1))
     streams.deliver(ev(2))
     streams.end_all()
-    assert idle.sent[-1] is FINAL and a.ended and not a.aborted
-    assert b.ended and FINAL not in busy.sent
+    assert idle.sent[-1] is FINAL
+    assert a.ended
+    assert not a.aborted
+    assert b.ended
+    assert FINAL not in busy.sent
     busy.paused.set()
     await eventually_async(
         lambda: b.writer is None, "the writer task to finish", timeout=1, interval=0
     )
     assert busy.bodies() == [ev(1).frame(), ev(2).frame(), b""]
-    assert busy.sent.count(FINAL) == 1 and idle.sent.count(FINAL) == 1
+    assert busy.sent.count(FINAL) == 1
+    assert idle.sent.count(FINAL) == 1
     streams.end(a)  # idempotent
-    assert idle.sent.count(FINAL) == 1 and len(streams) == 0
+    assert idle.sent.count(FINAL) == 1
+    assert len(streams) == 0
 
 
 async def test_pings_go_to_idle_streams_only() -> None:
@@ -180,7 +192,8 @@ async def test_a_send_that_raises_cuts_the_stream() -> None:
     streams.join(s)
     s.backlog = None
     streams.deliver(ev(1))
-    assert s.aborted and len(streams) == 0
+    assert s.aborted
+    assert len(streams) == 0
 
 
 def test_server_exit_is_seen_through_sse_starlette(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +242,8 @@ async def test_a_cut_resets_the_connection_where_the_server_allows_it() -> None:
     c.paused.clear()
     for seq in range(1, 4):
         streams.deliver(ev(seq))
-    assert s.aborted and resets == [1]
+    assert s.aborted
+    assert resets == [1]
     assert not request.cancelled()  # the reset wakes it through http.disconnect instead
     request.cancel()
     await asyncio.gather(request, return_exceptions=True)
@@ -246,8 +260,11 @@ async def test_server_exit_cuts_stuck_streams_and_ends_the_others() -> None:
     streams.deliver(ev(1))  # stuck's send now waits on a full socket
     streams.end_all(cut_stuck=True)
     await asyncio.sleep(0)
-    assert s.aborted and resets == [1]
-    assert other.ended and not other.aborted and fine.sent[-1] is FINAL
+    assert s.aborted
+    assert resets == [1]
+    assert other.ended
+    assert not other.aborted
+    assert fine.sent[-1] is FINAL
     assert len(streams) == 0
 
 
@@ -258,4 +275,6 @@ async def test_server_exit_cuts_a_stream_whose_socket_is_full_even_without_a_pen
     streams.join(s)
     await streams.pump(s)
     streams.end_all(cut_stuck=True)
-    assert s.aborted and resets == [1] and FINAL not in c.sent
+    assert s.aborted
+    assert resets == [1]
+    assert FINAL not in c.sent

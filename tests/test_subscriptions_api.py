@@ -71,7 +71,8 @@ async def api(fake_redis: Any, key_prefix: str, **settings: Any) -> AsyncIterato
 def error_of(r: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
     assert r.status_code == status, r.text
     err = r.json()["error"]
-    assert set(err) == {"code", "message", "field"} and err["message"]
+    assert set(err) == {"code", "message", "field"}
+    assert err["message"]
     if field is not None:
         assert err["field"] == field, err
     return err  # type: ignore[no-any-return]
@@ -84,9 +85,12 @@ async def test_create_shows_the_secret_once(fake_redis: Any, key_prefix: str) ->
         raw = base64.b64decode(made["secret"].removeprefix("whsec_"))
         assert len(raw) >= 24
         Webhook(made["secret"])  # the reference library takes it as is
-        assert made["id"] == "acme" and made["state"] == "active"
-        assert made["created_seq"] == 1 and made["events"] == ["*"]
-        assert made["scope"] == {"webcollect": ["*"]} and made["lang"] == "en"
+        assert made["id"] == "acme"
+        assert made["state"] == "active"
+        assert made["created_seq"] == 1
+        assert made["events"] == ["*"]
+        assert made["scope"] == {"webcollect": ["*"]}
+        assert made["lang"] == "en"
         assert made["created_at"] == "2021-06-01T10:00:00+09:00"
         one = await c.client.get("/v1/subscriptions/acme", headers=ADMIN)
         listed = await c.client.get("/v1/subscriptions", headers=ADMIN)
@@ -106,8 +110,10 @@ async def test_email_subscription_has_no_secret(fake_redis: Any, key_prefix: str
             headers=ADMIN,
         )
         assert r.status_code == 201, r.text
-        assert r.json()["secret"] is None and r.json()["email"] == "ops@merchant.example"
-        assert r.json()["id"].startswith("s-") and r.json()["url"] is None
+        assert r.json()["secret"] is None
+        assert r.json()["email"] == "ops@merchant.example"
+        assert r.json()["id"].startswith("s-")
+        assert r.json()["url"] is None
         rot = await c.client.post(
             f"/v1/subscriptions/{r.json()['id']}/rotate-secret", headers=ADMIN
         )
@@ -149,7 +155,8 @@ async def test_invalid_subscriptions_name_the_field(
     async with api(fake_redis, key_prefix) as c:
         r = await c.client.post("/v1/subscriptions", json=body, headers=ADMIN)
         err = error_of(r, 422, field)
-        assert err["code"] == "invalid" and err["message"].startswith(field.split(".")[0])
+        assert err["code"] == "invalid"
+        assert err["message"].startswith(field.split(".")[0])
         assert await c.notify.subscriptions() == []
 
 
@@ -216,7 +223,8 @@ async def test_rotation_keeps_the_old_secret_signing_for_a_day(
         r = await c.client.post("/v1/subscriptions/acme/rotate-secret", headers=ADMIN)
         assert r.status_code == 200, r.text
         new = r.json()["secret"]
-        assert SECRET.match(new) and new != old
+        assert SECRET.match(new)
+        assert new != old
         assert r.json()["previous_secret_expires_at"] is not None
         sub = await c.notify.subscription("acme")
         assert sub.signing_secrets(time.time()) == [new, old]
@@ -235,15 +243,23 @@ async def test_ping_is_queued_and_listed(fake_redis: Any, key_prefix: str) -> No
         r = await c.client.post("/v1/subscriptions/acme/test", headers=ADMIN)
         assert r.status_code == 202, r.text
         mid = r.json()["message_id"]
-        assert re.fullmatch(r"ping_[0-9a-f]{16}", mid) and r.json()["state"] == "pending"
+        assert re.fullmatch(r"ping_[0-9a-f]{16}", mid)
+        assert r.json()["state"] == "pending"
         listed = (await c.client.get("/v1/subscriptions/acme/deliveries", headers=ADMIN)).json()
         [d] = listed["deliveries"]
-        assert d["message_id"] == mid and d["type"] == "ping" and d["state"] == "pending"
-        assert d["attempt"] == 0 and d["at"] is None and d["seq"] is None
-        assert d["status_code"] is None and d["error"] is None and d["next_at"] is not None
+        assert d["message_id"] == mid
+        assert d["type"] == "ping"
+        assert d["state"] == "pending"
+        assert d["attempt"] == 0
+        assert d["at"] is None
+        assert d["seq"] is None
+        assert d["status_code"] is None
+        assert d["error"] is None
+        assert d["next_at"] is not None
         [msg] = await c.notify.deliveries("acme", 10)
         body = __import__("orjson").loads(msg.body)
-        assert body["type"] == "ping" and body["data"]["window"] is None
+        assert body["type"] == "ping"
+        assert body["data"]["window"] is None
         assert body["data"]["status"]["components"] == {
             "atobarai": {"bank_transfer": "operational"}
         }
@@ -286,7 +302,8 @@ async def test_delete_removes_the_subscription_and_its_messages(
         await c.create(id="acme")
         await c.client.post("/v1/subscriptions/acme/test", headers=ADMIN)
         r = await c.client.delete("/v1/subscriptions/acme", headers=ADMIN)
-        assert r.status_code == 204 and r.content == b""
+        assert r.status_code == 204
+        assert r.content == b""
         error_of(await c.client.get("/v1/subscriptions/acme", headers=ADMIN), 404, "id")
         error_of(await c.client.delete("/v1/subscriptions/acme", headers=ADMIN), 404, "id")
         keys = await fake_redis.keys(f"{{{key_prefix}}}:notify:*acme*")
@@ -333,5 +350,6 @@ async def test_a_store_outage_is_503_on_every_route(
     finally:
         await redis.aclose()
     err = error_of(r, 503)
-    assert err["code"] == "store_unavailable" and err["message"] == "store unavailable"
+    assert err["code"] == "store_unavailable"
+    assert err["message"] == "store unavailable"
     assert str(port) not in r.text

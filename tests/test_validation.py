@@ -428,11 +428,13 @@ def test_example_schedule() -> None:
     (h,) = w.history
     assert h.change == "rescheduled"
     assert h.at == datetime(2021, 6, 1, 1, tzinfo=UTC)
-    assert h.from_ is not None and h.to is not None
+    assert h.from_ is not None
+    assert h.to is not None
     assert (h.from_.starts_at, h.from_.ends_at) == (jst(2021, 6, 14, 1), jst(2021, 6, 14, 6))
     assert (h.to.starts_at, h.to.ends_at) == (w.starts_at, w.ends_at)
     assert h.actor == "ops"
-    assert h.reason is not None and "postponed" in h.reason
+    assert h.reason is not None
+    assert "postponed" in h.reason
     assert w.reschedules() == 1
     assert schedule.catalog.components() == [
         ("webcollect", "credit_card"),
@@ -445,7 +447,8 @@ def test_example_schedule() -> None:
         ("atobarai", "bank_transfer"),
         ("atobarai", "kuroneko_pay"),
     ]
-    assert schedule.contact is not None and schedule.contact.email == "payments@example.com"
+    assert schedule.contact is not None
+    assert schedule.contact.email == "payments@example.com"
 
 
 CATALOG_YAML = """\
@@ -586,7 +589,9 @@ def test_malformed_yaml(text: str) -> None:
 
 
 def _window_yaml(window: dict[str, Any], extra: list[dict[str, Any]] | None = None) -> str:
-    catalog = {"services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}}
+    catalog: dict[str, Any] = {
+        "services": {"webcollect": {"methods": {"credit_card": {}, "cvs_online": {}}}}
+    }
     return yaml.safe_dump(
         {"catalog": catalog, "windows": [window, *(extra or [])]}, allow_unicode=True
     )

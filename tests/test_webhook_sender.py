@@ -63,7 +63,8 @@ async def test_a_delivery_carries_verifiable_standard_webhooks_headers(
     assert (outcome.result, outcome.status_code, outcome.error) == ("delivered", 204, None)
     [got] = rx.of("h")
     assert rx.unverified == []
-    assert got.id == "msg_7" and got.headers["user-agent"] == "Maintcast/9.9"
+    assert got.id == "msg_7"
+    assert got.headers["user-agent"] == "Maintcast/9.9"
     assert got.headers["content-type"] == "application/json"
     assert abs(int(got.headers["webhook-timestamp"]) - time.time()) < 5
     assert got.headers["webhook-signature"].startswith("v1,")
@@ -100,14 +101,17 @@ async def test_a_redirect_is_not_followed(sender: WebhookSender) -> None:
     async with serving(rx) as base:
         outcome = await sender.send(subscription(f"{base}/h"), MESSAGE, time.time())
     assert (outcome.result, outcome.status_code) == ("retry", 307)
-    assert rx.of("redirected") == [] and rx.unverified == []
+    assert rx.of("redirected") == []
+    assert rx.unverified == []
 
 
 async def test_a_refused_connection_is_retried(sender: WebhookSender) -> None:
     url = f"http://127.0.0.1:{free_port()}/h"
     outcome = await sender.send(subscription(url), MESSAGE, time.time())
-    assert outcome.result == "retry" and outcome.status_code is None
-    assert outcome.error is not None and outcome.error.startswith("cannot connect")
+    assert outcome.result == "retry"
+    assert outcome.status_code is None
+    assert outcome.error is not None
+    assert outcome.error.startswith("cannot connect")
 
 
 async def test_a_hanging_endpoint_times_out(sender: WebhookSender) -> None:

@@ -69,7 +69,8 @@ def test_every_field_is_stored_and_round_trips() -> None:
     assert w.drain_s == 600
     assert w.drain_starts_at == jst(2021, 8, 9, 0, 50)
     assert w.reminders == ("P1D", "PT1H")
-    assert w.recurrence is not None and w.recurrence.exdates == ("2021-09-09T01:00",)
+    assert w.recurrence is not None
+    assert w.recurrence.exdates == ("2021-09-09T01:00",)
     assert w.series_id == "webcollect-monthly"
     doc = codec.window_doc(w, NOW)
     assert doc["latest_end"] == "2021-08-09T07:00:00+09:00"
@@ -177,7 +178,8 @@ windows:
         ("P1D",),
         "s1",
     )
-    assert w.recurrence is not None and w.recurrence.exdates == ("2021-09-09T01:00:00",)
+    assert w.recurrence is not None
+    assert w.recurrence.exdates == ("2021-09-09T01:00:00",)
     assert [n.message.en for n in w.notes] == ["ok"]
 
 
@@ -186,7 +188,8 @@ def test_patch_keeps_notes_and_refuses_them() -> None:
     new = ops.patch_window(
         noted, {"drain_s": 300}, catalog=CAT, defaults=DEFAULTS, now=NOW, actor="boss"
     )
-    assert new.window.notes == noted.notes and new.window.drain_s == 300
+    assert new.window.notes == noted.notes
+    assert new.window.drain_s == 300
     with pytest.raises(InvalidInput) as info:
         ops.patch_window(
             noted, {"notes": []}, catalog=CAT, defaults=DEFAULTS, now=NOW, actor="boss"
@@ -200,7 +203,8 @@ def test_reimport_keeps_the_server_notes() -> None:
     file = build(from_file=True, patch={"notes": [other]})
     merged, cause = ops.merge_imported(server, file, NOW, "import")
     assert [n.at for n in merged.notes] == [jst(2021, 8, 9, 2), jst(2021, 8, 9, 3)]
-    assert cause is not None and cause.type == "maintenance.updated"
+    assert cause is not None
+    assert cause.type == "maintenance.updated"
 
 
 def test_windows_stored_before_the_fields_existed_still_load() -> None:

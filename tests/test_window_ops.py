@@ -76,7 +76,8 @@ def test_extend(
         assert new.latest_end == (latest_end or w.latest_end)
     h = new.history[-1]
     assert (h.change, h.actor, h.reason, h.at) == ("extended", "ops", "overrun", DURING)
-    assert h.from_ is not None and h.to is not None
+    assert h.from_ is not None
+    assert h.to is not None
     assert (h.from_.ends_at, h.to.ends_at, h.to.starts_at) == (w.ends_at, ends_at, w.starts_at)
 
 
@@ -96,7 +97,8 @@ def test_extend_past_the_reserve_needs_admin(w: Window, body: Any, field: str) -
     with pytest.raises(window_ops.BeyondReserve) as info:
         extend(w, body)
     assert info.value.field == field
-    assert "admin" in info.value.message and "latest_end" in info.value.message
+    assert "admin" in info.value.message
+    assert "latest_end" in info.value.message
     assert isinstance(info.value, PermissionError)  # auth.Forbidden: answered 403
 
 
@@ -131,9 +133,12 @@ def test_end_now() -> None:
     change = window_ops.end_window(W, {"reason": "done early"}, now=DURING, actor="ops")
     assert (change.cause.type, change.cause.reason) == ("maintenance.ended", "done early")
     new = change.window
-    assert new.ends_at == DURING and new.latest_end == W.latest_end
+    assert new.ends_at == DURING
+    assert new.latest_end == W.latest_end
     h = new.history[-1]
-    assert h.change == "ended_early" and h.to is not None and h.to.ends_at == DURING
+    assert h.change == "ended_early"
+    assert h.to is not None
+    assert h.to.ends_at == DURING
     assert window_ops.end_window(W, {}, now=DURING, actor="ops").cause.reason is None
 
 
@@ -201,13 +206,15 @@ def _note(w: Window, now: datetime) -> object:
 def test_closed_windows_conflict(act: Any, w: Window, now: datetime, state: str) -> None:
     with pytest.raises(Conflict) as info:
         act(w, now)
-    assert info.value.field == "status" and state in info.value.message
+    assert info.value.field == "status"
+    assert state in info.value.message
 
 
 def test_end_of_a_scheduled_window_conflicts() -> None:
     with pytest.raises(Conflict) as info:
         _end(W, BEFORE)
-    assert "scheduled" in info.value.message and "in progress" in info.value.message
+    assert "scheduled" in info.value.message
+    assert "in progress" in info.value.message
 
 
 def test_the_end_instant_is_completed() -> None:

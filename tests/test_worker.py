@@ -65,7 +65,8 @@ async def a_worker(
     async with asyncio.timeout(within_s), running_worker(store, clock) as w:
         yield w
     assert not w.scheduler.running
-    assert w._listener is not None and w._listener.done()
+    assert w._listener is not None
+    assert w._listener.done()
 
 
 def in_maintenance(doc: Doc) -> bool:
@@ -109,7 +110,7 @@ async def test_late_boundary_job_still_runs(real_redis: Any, key_prefix: str) ->
         # Deliberately block the event loop (not asyncio.sleep): it simulates a process that
         # wakes up late (GC pause, overloaded host), so the 01:00 job, due in ~1 s, is only
         # seen ~1.5 s after its run time, past APScheduler's default misfire_grace_time of 1 s.
-        time.sleep(2.5)
+        time.sleep(2.5)  # noqa: ASYNC251 -- the blocked loop is the point
         doc = await status_when(store, in_maintenance, 3.0)
         assert (doc["seq"], doc["cause"]["type"]) == (2, "maintenance.started")
         # published late (after the loop woke), but within the 5 s publish grace
@@ -164,7 +165,8 @@ async def test_heartbeat_while_running(fake_redis: Any, key_prefix: str) -> None
         await eventually_async(store.worker_alive, "a heartbeat", timeout=3, interval=0.01)
         raw = await fake_redis.get(store.keys.worker_heartbeat)
         worker_id, at = raw.decode().split(" ")
-        assert ":" in worker_id and at.startswith("2021-07-01T03:00")
+        assert ":" in worker_id
+        assert at.startswith("2021-07-01T03:00")
 
 
 async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_prefix: str) -> None:
@@ -183,7 +185,7 @@ async def test_replan_keeps_a_due_job_that_has_not_run(fake_redis: Any, key_pref
 
     clock = Clock()
     store = await imported(fake_redis, key_prefix, clock.now())
-    w = Worker(store, clock)  # type: ignore[arg-type]
+    w = Worker(store, clock)
     w.scheduler.start(paused=True)
     try:
         await w.plan()
@@ -211,7 +213,8 @@ async def test_a_clock_behind_the_store_gives_the_lead_up(
             assert await real_redis.get(store.keys.worker_leader) is None
             async with a_worker(store, RehearsalClock(jst(2021, 8, 9, 0, 59, 59))) as fit:
                 doc = await status_when(store, in_maintenance, 5.0)
-                assert fit.leader and doc["cause"]["type"] == "maintenance.started"
+                assert fit.leader
+                assert doc["cause"]["type"] == "maintenance.started"
     assert any("ahead of this process's clock" in r.getMessage() for r in caplog.records)
 
 

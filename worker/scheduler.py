@@ -158,7 +158,7 @@ class Worker:
             # AsyncIOScheduler.shutdown only queues the real shutdown (call_soon_threadsafe,
             # APScheduler 3.11): let it run, so no timer or boundary job outlives stop().
             async with asyncio.timeout(5):
-                while self.scheduler.running:
+                while self.scheduler.running:  # noqa: ASYNC110 -- APScheduler offers no event
                     await asyncio.sleep(0)
 
     async def plan(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -148,7 +149,7 @@ async def import_file(store: Store, path: Path, clock: Clock) -> list[codec.Doc]
     from broadcaster.validation import parse_schedule
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
     check_texts(path.name, "file name")

@@ -57,6 +57,29 @@ class SentinelURL:
     sentinel_password: str | None = None
 
 
+def _sentinel_host(item: str) -> tuple[str, int]:
+    """One ``host:port`` of a sentinel URL (a name, IPv4 or bracketed IPv6).
+
+    Raises:
+        ValueError: naming the entry: empty, no host, or no port 1-65535.
+    """
+    if not item:
+        raise ValueError("needs at least one sentinel host:port (no empty entries)")
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest.startswith(":") else None
+    else:
+        host, colon, port_text_ = item.rpartition(":")
+        port_text = port_text_ if colon else None
+        if not colon:
+            host = item
+    if not host:
+        raise ValueError(f"sentinel {item!r} has no host")
+    if port_text is None or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"sentinel {item!r} needs a port 1-65535 (host:port)")
+    return host, int(port_text)
+
+
 def parse_sentinel_url(url: str) -> SentinelURL:
     """Parse a ``redis+sentinel://`` URL (see :class:`SentinelURL`).
 
@@ -75,24 +98,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         if user or not colon:
             raise ValueError("give only a password, as redis+sentinel://:PASSWORD@host:port/…")
         password = unquote(secret) or None
-    hosts: list[tuple[str, int]] = []
-    for item in hostlist.split(","):
-        item = item.strip()
-        if not item:
-            raise ValueError("needs at least one sentinel host:port (no empty entries)")
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port_text = rest.removeprefix(":") if rest.startswith(":") else None
-        else:
-            host, colon, port_text_ = item.rpartition(":")
-            port_text = port_text_ if colon else None
-            if not colon:
-                host = item
-        if not host:
-            raise ValueError(f"sentinel {item!r} has no host")
-        if port_text is None or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"sentinel {item!r} needs a port 1-65535 (host:port)")
-        hosts.append((host, int(port_text)))
+    hosts = [_sentinel_host(item.strip()) for item in hostlist.split(",")]
     segments = [unquote(s) for s in parts.path.split("/")[1:]]
     if len(segments) > 1 and not segments[-1]:
         segments.pop()  # one trailing slash: /MASTER/ or /MASTER/0/

@@ -73,39 +73,17 @@ class Coordination:
         Redis then counts as lost, like a silent subscription).
         """
 
-        async def run_audit(_: bytes | None) -> None:
-            assert audit is not None
-            await asyncio.wait_for(audit(), AUDIT_DEADLINE_S)
-
         backoff = 0.1
+
+        def subscribed() -> None:
+            nonlocal backoff
+            backoff = 0.1
+
         while True:
             pubsub: Any = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self.keys.channel)
-                last_seen, pinged = time.monotonic(), False
-                audited = last_seen
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-                    now = time.monotonic()
-                    if msg is None and audit is not None and now - audited >= audit_s:
-                        # only while idle: between queued messages the stored seq is ahead
-                        # of memory by design (bench/soak.py finding H)
-                        audited = now
-                        await self._safely(run_audit, None)
-                    if msg is None:
-                        if now - last_seen > DEAD_AFTER_S:
-                            raise RedisTimeoutError("no reply on the subscription (half-open?)")
-                        if now - last_seen > IDLE_PING_S and not pinged:
-                            await asyncio.wait_for(pubsub.ping(), 2.0)
-                            pinged = True
-                        continue
-                    last_seen, pinged = now, False
-                    kind = msg["type"]
-                    if kind in (b"subscribe", "subscribe"):
-                        await self._safely(handle, None)
-                        backoff = 0.1
-                    elif kind in (b"message", "message"):
-                        await self._safely(handle, msg["data"])
+                await self._listen(pubsub, handle, audit, audit_s, subscribed)
             except Exception as exc:
                 # anything else too: a subscription that dies leaves its process deaf for
                 # good (after a Sentinel failover uvloop raised RuntimeError "the handler is
@@ -120,6 +98,51 @@ class Coordination:
                     await pubsub.aclose()
                 except Exception:  # closing a broken connection may fail too; nothing to do
                     log.debug("pubsub close failed", exc_info=True)
+
+    async def _listen(
+        self,
+        pubsub: Any,
+        handle: Callable[[bytes | None], Awaitable[None]],
+        audit: Callable[[], Awaitable[None]] | None,
+        audit_s: float,
+        subscribed: Callable[[], None],
+    ) -> None:
+        """Read one subscription until it fails (see :meth:`follow`); ``subscribed()`` is
+        called after each (re)subscription was handled.
+
+        Raises:
+            RedisTimeoutError: no reply for ``DEAD_AFTER_S`` (half-open); any error of the
+                connection.
+        """
+
+        async def run_audit(_: bytes | None) -> None:
+            assert audit is not None
+            await asyncio.wait_for(audit(), AUDIT_DEADLINE_S)
+
+        last_seen, pinged = time.monotonic(), False
+        audited = last_seen
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            now = time.monotonic()
+            if msg is None and audit is not None and now - audited >= audit_s:
+                # only while idle: between queued messages the stored seq is ahead
+                # of memory by design (bench/soak.py finding H)
+                audited = now
+                await self._safely(run_audit, None)
+            if msg is None:
+                if now - last_seen > DEAD_AFTER_S:
+                    raise RedisTimeoutError("no reply on the subscription (half-open?)")
+                if now - last_seen > IDLE_PING_S and not pinged:
+                    await asyncio.wait_for(pubsub.ping(), 2.0)
+                    pinged = True
+                continue
+            last_seen, pinged = now, False
+            kind = msg["type"]
+            if kind in (b"subscribe", "subscribe"):
+                await self._safely(handle, None)
+                subscribed()
+            elif kind in (b"message", "message"):
+                await self._safely(handle, msg["data"])
 
     @staticmethod
     async def _safely(

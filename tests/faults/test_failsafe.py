@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.faults.scenario import write_schedule
+from tests.faults.scenario import leader_of, pid_of, worker_leader, write_schedule
 from tests.support import (
     EXAMPLE,
     Client,
@@ -41,15 +41,6 @@ pytestmark = pytest.mark.slow
 
 GRACE_S = 5.0
 """The contract's bound: a boundary is published within the misfire grace (real seconds)."""
-
-
-def leader_of(r: redis.Redis, prefix: str) -> str | None:
-    holder = r.get(f"{{{prefix}}}:worker:leader")
-    return holder.decode() if holder else None
-
-
-def pid_of(holder: str) -> int:
-    return int(holder.split(":")[1])
 
 
 def types_of(client: Client) -> list[tuple[int, str | None, str]]:
@@ -108,7 +99,7 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
                 starts = write_schedule(schedule, starts_in_s=4, lasts_s=6).timestamp()
                 assert run_cli(["windows", "import", str(schedule)], env).returncode == 0
                 holder = await eventually_async(
-                    lambda: (h := leader_of(r, prefix)) and not h.endswith(":standby") and h,
+                    lambda: worker_leader(r, prefix),
                     "worker leading",
                     timeout=5,
                     detail=lambda: tails(procs),
@@ -127,10 +118,12 @@ async def test_every_worker_killed_just_before_a_boundary(tmp_path: Path) -> Non
             print(
                 f"\nstandby published the start {late_start:.2f} s, the end {late_end:.2f} s late"
             )
-            assert late_start < GRACE_S and late_end < GRACE_S, tails(procs)
-            holder = leader_of(r, prefix)
-            assert holder is not None and holder.endswith(":standby")
-            assert pid_of(holder) in {a.proc.pid for a in apis}
+            assert late_start < GRACE_S, tails(procs)
+            assert late_end < GRACE_S, tails(procs)
+            last = leader_of(r, prefix)
+            assert last is not None
+            assert last.endswith(":standby")
+            assert pid_of(last) in {a.proc.pid for a in apis}
             assert r.xlen(f"{{{prefix}}}:events") == 3
             async with httpx.AsyncClient() as probe:
                 for base in bases:
@@ -301,14 +294,15 @@ async def test_redis_flushed_without_the_schedule_file(tmp_path: Path) -> None:
             assert ready.status_code == 503
             assert ready.json()["error"]["code"] == "catalog_missing"
             check = run_cli(["worker", "check"], env)
-            assert check.returncode == 1 and "no catalog" in check.stdout, check.stdout
+            assert check.returncode == 1, check.stdout
+            assert "no catalog" in check.stdout, check.stdout
             codes: set[int] = set()
 
             async def dropped() -> bool:
                 for path in ("/v1/windows", "/v1/events?after=0", "/metrics", "/status"):
                     codes.add((await http.get(f"{base}{path}")).status_code)
                 doc = (await http.get(f"{base}/v1/status")).json()
-                return doc["seq"] == 0 and doc["state"] == "normal"
+                return bool(doc["seq"] == 0 and doc["state"] == "normal")
 
             await eventually_async(
                 dropped, "the calendar dropped", timeout=10, detail=lambda: tails(procs)

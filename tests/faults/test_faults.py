@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from tests.faults.scenario import write_schedule
+from tests.faults.scenario import leader_of, pid_of, worker_leader, write_schedule
 from tests.support import (
     Proc,
     assert_clean_sequence,
@@ -54,15 +54,14 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
                 await wait_ready(probe, base, procs, empty_store=True)
             r = redis.Redis.from_url(server.url)
 
-            def worker_holder() -> bytes | None:
-                holder = r.get(f"{{{prefix}}}:worker:leader")
-                return None if holder is None or holder.endswith(b":standby") else holder
-
             # API processes are standby publishers: a worker takes the lock from them
             holder = await eventually_async(
-                worker_holder, "a worker to lead", timeout=10, detail=lambda: tails(procs)
+                lambda: worker_leader(r, prefix),
+                "a worker to lead",
+                timeout=10,
+                detail=lambda: tails(procs),
             )
-            leader_pid = int(holder.decode().split(":")[1])
+            leader_pid = pid_of(holder)
             leader = next(w for w in workers if w.proc.pid == leader_pid)
             other = next(w for w in workers if w is not leader)
             async with client_of(base) as client:
@@ -85,8 +84,9 @@ async def test_leader_killed_before_a_boundary(tmp_path: Path) -> None:
                 (3, "maintenance.ended", "normal"),
             ], tails(procs)
             assert client.connections == 1
-            new_holder = r.get(f"{{{prefix}}}:worker:leader")
-            assert new_holder is not None and f":{other.proc.pid}:" in new_holder.decode()
+            new_holder = leader_of(r, prefix)
+            assert new_holder is not None
+            assert f":{other.proc.pid}:" in new_holder
             assert r.xlen(f"{{{prefix}}}:events") == 3
     finally:
         server.close()
@@ -141,11 +141,13 @@ async def test_redis_killed_across_a_boundary(tmp_path: Path) -> None:
                     lambda d: d["state"] == "maintenance", 20, "maintenance", tails(procs)
                 )
                 status = (await http.get(f"{base}/v1/status")).json()
-                assert status["stale"] is False and status["state"] == "maintenance"
+                assert status["stale"] is False
+                assert status["state"] == "maintenance"
                 assert (await http.get(f"{base}/readyz")).status_code == 200
             summary = client.summary()
             assert summary[:2] == [(0, None, "normal"), (1, "maintenance.scheduled", "normal")]
-            assert summary[-1][0] == 2 and summary[-1][2] == "maintenance", summary
+            assert summary[-1][0] == 2, summary
+            assert summary[-1][2] == "maintenance", summary
             assert summary[-1][1] in ("maintenance.started", "reconciled"), summary
             assert_clean_sequence(client)
             assert client.connections == 1, "the stream should have stayed open"

@@ -1,0 +1,1 @@
+"""The test suite (a package, so mypy and plain ``pytest`` name its modules ``tests.…``)."""
