@@ -316,8 +316,7 @@ async def create(request: Request, who: Principal = admin) -> Response:
 async def patch(
     window_id: str, request: Request, who: Principal = admin, scope: str | None = None
 ) -> Response:
-    """Reschedule or edit a window; with ``?scope=series`` a series and its future
-    occurrences."""
+    """Reschedule or edit a window; ``?scope=series``: a series and its future occurrences."""
     raw = await json_body(request)
     defaults = store_of(request).defaults
     if check_scope(scope):
